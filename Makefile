@@ -1,0 +1,52 @@
+# Every target does its own set-up from a clean clone; running one twice is harmless.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+PY := .venv/bin/python
+PORT ?= 8000
+HOST ?= 127.0.0.1
+# The suite's second pass runs on these (CI and this machine have them on loopback).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tokenhub
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: install run serve migrate test test-embedded test-scale bench worker beat check
+
+install: .venv/.installed
+
+.venv/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+migrate: install
+	$(PY) manage.py migrate --noinput -v0
+
+run: migrate
+	$(PY) manage.py seed_demo --port $(PORT)
+	$(PY) -m uvicorn relay.asgi:application --host $(HOST) --port $(PORT) --loop uvloop --http httptools --no-access-log
+
+# Production-style: several workers (needs DATABASE_URL=postgres://... and REDIS_URL).
+serve: migrate
+	$(PY) -m uvicorn relay.asgi:application --host $(HOST) --port $(PORT) --workers $${WEB_WORKERS:-2} --loop uvloop --http httptools --no-access-log
+
+# The whole suite twice: on the embedded default (SQLite, in-process cache and limits), then on
+# PostgreSQL + Redis. The second pass fails, never skips, when they cannot be reached.
+test: test-embedded test-scale
+
+test-embedded: install
+	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest
+
+test-scale: install
+	$(PY) scripts/wait_services.py "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"
+	DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" $(PY) -m pytest
+
+bench: migrate
+	$(PY) bench/run.py
+
+worker: migrate
+	$(PY) -m celery -A relay worker -l info
+
+beat: migrate
+	$(PY) -m celery -A relay beat -l info
+
+check: install
+	$(PY) manage.py check

@@ -1,0 +1,75 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Tenant(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        SUSPENDED = "suspended"
+
+    name = models.CharField(max_length=100, unique=True)
+    group = models.CharField(max_length=50, default="default")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    timezone = models.CharField(max_length=64, default="UTC")  # caps roll over at its midnight
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=~Q(name=""), name="tenant_name_nonempty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner"
+        MEMBER = "member"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "tenant"], name="membership_once")]
+
+
+class ApiKey(models.Model):
+    """A customer's key. Only its SHA-256 is kept; `prefix` is for display."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        REVOKED = "revoked"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, blank=True, default="")
+    key_hash = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=16)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    allowed_models = models.JSONField(default=list, blank=True)  # empty: every model
+    allowed_ips = models.JSONField(default=list, blank=True)  # CIDRs; empty: anywhere
+    rpm = models.PositiveIntegerField(null=True, blank=True)
+    tpm = models.PositiveIntegerField(null=True, blank=True)
+    daily_cap_micros = models.BigIntegerField(null=True, blank=True)  # in the tenant's Credit currency
+    monthly_cap_micros = models.BigIntegerField(null=True, blank=True)
+    mode = models.CharField(max_length=32, blank=True, default="")  # routing mode override
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(daily_cap_micros__isnull=True) | Q(daily_cap_micros__gte=0), name="apikey_daily_cap_nonneg"
+            ),
+            models.CheckConstraint(
+                condition=Q(monthly_cap_micros__isnull=True) | Q(monthly_cap_micros__gte=0),
+                name="apikey_monthly_cap_nonneg",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name or 'unnamed'})"

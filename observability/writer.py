@@ -1,0 +1,80 @@
+"""Request logs leave the hot path through an in-process queue; one thread writes them in
+batches every REQUEST_LOG_FLUSH_S and on shutdown. A failed write is retried, never dropped
+silently: past MAX_PENDING the oldest are dropped and the count is logged as an error."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from collections import deque
+
+from django.conf import settings
+from django.db import close_old_connections
+
+log = logging.getLogger(__name__)
+
+MAX_PENDING = 200_000
+BATCH = 500
+
+
+class BatchWriter:
+    def __init__(self, write, *, name: str, flush_s: float) -> None:
+        self._write = write  # callable(list[dict]) -> None
+        self._name = name
+        self._flush_s = flush_s
+        self._pending: deque = deque()
+        self._lock = threading.Lock()  # one writer at a time: the thread or an explicit flush
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.dropped = 0
+
+    def submit(self, item) -> None:
+        if len(self._pending) >= MAX_PENDING:
+            self._pending.popleft()
+            self.dropped += 1
+            log.error("%s: %d entries dropped, the database is not keeping up", self._name, self.dropped)
+        self._pending.append(item)
+        if self._thread is None:
+            self._start()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+                atexit.register(self.flush)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self._flush_s)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:
+                log.exception("%s: write failed; will retry", self._name)
+            finally:
+                close_old_connections()
+
+    def flush(self) -> int:
+        """Write everything pending now; returns how many were written."""
+        written = 0
+        with self._lock:
+            while self._pending:
+                batch = [self._pending.popleft() for _ in range(min(BATCH, len(self._pending)))]
+                try:
+                    self._write(batch)
+                except Exception:
+                    self._pending.extendleft(reversed(batch))  # keep order; retried next round
+                    raise
+                written += len(batch)
+        return written
+
+
+def _write_request_logs(batch: list[dict]) -> None:
+    from .models import RequestLog
+
+    RequestLog.objects.bulk_create([RequestLog(**entry) for entry in batch], ignore_conflicts=True)
+
+
+request_logs = BatchWriter(_write_request_logs, name="request-log-writer", flush_s=settings.REQUEST_LOG_FLUSH_S)

@@ -1,0 +1,12 @@
+"""The Celery app. Broker is Redis when REDIS_URL is set; the embedded default runs the same
+periodic jobs in-process (see `routing.jobs`), so no broker is needed there."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "relay.settings")
+
+app = Celery("tokenhub")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

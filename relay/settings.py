@@ -1,0 +1,151 @@
+"""TokenHub settings: every value from the environment, its default on the same line.
+
+Embedded defaults (no environment at all) give SQLite under ./var, an in-process cache and
+in-process limits: what `make run` uses. Set DATABASE_URL (PostgreSQL) and REDIS_URL to scale.
+"""
+
+import secrets
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+
+VAR_DIR = Path(env.str("TOKENHUB_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment; otherwise one generated once and kept in VAR_DIR, so a
+    fresh clone runs without a hard-coded secret and restarts keep sessions valid."""
+    value = env.str("SECRET_KEY", default="")
+    if value:
+        return value
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "accounts",
+    "billing",
+    "routing",
+    "observability",
+    "vault",
+]
+
+# The /v1 API does not go through this stack: relay.asgi sends it to routing's lean app.
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "relay.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+ASGI_APPLICATION = "relay.asgi.application"
+WSGI_APPLICATION = "relay.wsgi.application"
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'tokenhub.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            # WAL lets the log writer and request threads read while one writes; IMMEDIATE
+            # takes the write lock at BEGIN so two money transactions never deadlock.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+    )
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL or "cache+memory://")
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
+CELERY_TIMEZONE = "UTC"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+STATIC_ROOT = VAR_DIR / "static"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+}
+
+# --- TokenHub ---------------------------------------------------------------------------
+UPSTREAM_CONNECT_TIMEOUT_S = env.float("UPSTREAM_CONNECT_TIMEOUT_S", default=5.0)
+UPSTREAM_FIRST_BYTE_TIMEOUT_S = env.float("UPSTREAM_FIRST_BYTE_TIMEOUT_S", default=60.0)
+UPSTREAM_IDLE_TIMEOUT_S = env.float("UPSTREAM_IDLE_TIMEOUT_S", default=60.0)
+UPSTREAM_MAX_CONNECTIONS = env.int("UPSTREAM_MAX_CONNECTIONS", default=512)
+ROUTING_MAX_ATTEMPTS = env.int("ROUTING_MAX_ATTEMPTS", default=3)
+ROUTING_DEADLINE_S = env.float("ROUTING_DEADLINE_S", default=120.0)  # all attempts until first byte
+ROUTING_DEFAULT_COOLDOWN_S = env.float("ROUTING_DEFAULT_COOLDOWN_S", default=30.0)
+ROUTING_TRANSIENT_COOLDOWN_S = env.float("ROUTING_TRANSIENT_COOLDOWN_S", default=5.0)
+ROUTING_AUTH_COOLDOWN_S = env.float("ROUTING_AUTH_COOLDOWN_S", default=600.0)
+ROUTING_TABLE_TTL_S = env.float("ROUTING_TABLE_TTL_S", default=2.0)
+KEY_CACHE_TTL_S = env.float("KEY_CACHE_TTL_S", default=10.0)
+REQUEST_MAX_BYTES = env.int("REQUEST_MAX_BYTES", default=20 * 1024 * 1024)
+REQUEST_LOG_FLUSH_S = env.float("REQUEST_LOG_FLUSH_S", default=0.5)
+DEFAULT_MAX_OUTPUT_TOKENS = env.int("DEFAULT_MAX_OUTPUT_TOKENS", default=4096)
+TOKENHUB_UPSTREAM_ALLOW_CIDRS = env.list("TOKENHUB_UPSTREAM_ALLOW_CIDRS", default=[])
+TOKENHUB_VAULT_PASSWORD = env.str("TOKENHUB_VAULT_PASSWORD", default="")
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")

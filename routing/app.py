@@ -1,0 +1,176 @@
+"""The lean ASGI app that serves /v1 (and /healthz, /readyz).
+
+Django's full middleware stack costs milliseconds per request that the relay's customers
+would pay on every call (measured in `make bench`, see docs/decisions/001-lean-v1.md), so
+`relay.asgi` sends these paths here: Starlette for HTTP plumbing, Django's ORM and settings
+behind service functions. Everything else goes to Django.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Awaitable, Callable
+
+import orjson
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from accounts import keycache
+from accounts.selectors import key_hash
+
+from . import background, upstream
+from .errors import RequestTooLarge, TokenHubError
+from .journey import Call, chat_completions, check_key, record
+from .metering import Meter
+from .replies import Reply, StreamReply
+from .table import table_aget
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Call, bytes], Awaitable[Reply | StreamReply]]
+STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def new_request_id() -> str:
+    return "req_" + uuid.uuid4().hex
+
+
+def presented_key(request: Request) -> str | None:
+    authorization = request.headers.get("authorization")
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return request.headers.get("x-api-key") or None
+
+
+async def authenticate(request: Request):
+    secret = presented_key(request)
+    policy = await keycache.key_policy_aget(key_hash=key_hash(secret)) if secret else None
+    client_ip = request.client.host if request.client else None
+    return check_key(policy, client_ip), client_ip
+
+
+def error_response(error: TokenHubError, request_id: str, *, protocol: str = "openai") -> Response:
+    body = error.render_anthropic() if protocol == "anthropic" else error.render_openai()
+    headers = {"x-request-id": request_id, **error.response_headers()}
+    return Response(body, status_code=error.status, headers=headers, media_type="application/json")
+
+
+def to_response(result: Reply | StreamReply) -> Response:
+    if isinstance(result, StreamReply):
+        return StreamingResponse(result.chunks, status_code=result.status, headers={**STREAM_HEADERS, **result.headers}, media_type=result.media_type)
+    return Response(result.body, status_code=result.status, headers=result.headers, media_type=result.media_type)
+
+
+async def serve(request: Request, handler: Handler, *, endpoint: str, protocol: str = "openai") -> Response:
+    request_id = new_request_id()
+    call: Call | None = None
+    try:
+        policy, client_ip = await authenticate(request)
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > settings.REQUEST_MAX_BYTES:
+            raise RequestTooLarge(f"Request body is {length} bytes; the limit is {settings.REQUEST_MAX_BYTES}.")
+        call = Call(request_id=request_id, policy=policy, client_ip=client_ip, endpoint=endpoint)
+        body = await request.body()
+        return to_response(await handler(call, body))
+    except TokenHubError as error:
+        if call is not None and not call.attempts:
+            record(call, status=error.status, error=error, meter=Meter(call, None, {}))
+        return error_response(error, request_id, protocol=protocol)
+    except Exception:
+        log.exception("request %s failed", request_id)
+        error = TokenHubError("The server had an error while processing your request. Request id: " + request_id)
+        return error_response(error, request_id, protocol=protocol)
+
+
+async def chat_endpoint(request: Request) -> Response:
+    return await serve(request, chat_completions, endpoint="chat.completions")
+
+
+async def models_endpoint(request: Request) -> Response:
+    async def handler(call: Call, _body: bytes) -> Reply:
+        table = await table_aget()
+        group = call.policy.tenant_group
+        data = []
+        for public_id, info in sorted(table.models.items()):
+            if info.is_hidden or not call.policy.allows_model(public_id):
+                continue
+            if not any(r.is_enabled and group in r.groups for r in table.routes.get(public_id, ())):
+                continue
+            data.append({"id": public_id, "object": "model", "created": 0, "owned_by": "tokenhub"})
+        return Reply(200, orjson.dumps({"object": "list", "data": data}), call.headers())
+
+    return await serve(request, handler, endpoint="models")
+
+
+async def healthz(_request: Request) -> Response:
+    return Response(b'{"status":"ok"}', media_type="application/json")
+
+
+def _database_ok() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+async def readyz(_request: Request) -> Response:
+    checks: dict[str, str] = {}
+    try:
+        await sync_to_async(_database_ok)()
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {type(exc).__name__}"
+    if settings.REDIS_URL:
+        try:
+            from redis.asyncio import Redis
+
+            client = Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+            await client.ping()
+            await client.aclose()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"error: {type(exc).__name__}"
+    is_ready = all(v == "ok" for v in checks.values())
+    return Response(orjson.dumps({"status": "ok" if is_ready else "unavailable", "checks": checks}), status_code=200 if is_ready else 503, media_type="application/json")
+
+
+ROUTES = [
+    Route("/v1/chat/completions", chat_endpoint, methods=["POST"]),
+    Route("/v1/models", models_endpoint, methods=["GET"]),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+]
+
+_listeners: list[asyncio.Task] = []
+
+
+async def startup() -> None:
+    if settings.REDIS_URL:
+        _listeners.append(asyncio.get_running_loop().create_task(keycache.listen_for_invalidations()))
+
+
+async def shutdown() -> None:
+    from observability.services import request_logs_flush
+
+    await background.drain()
+    for task in _listeners:
+        task.cancel()
+    await upstream.close()
+    await sync_to_async(request_logs_flush, thread_sensitive=False)()
+
+
+async def _not_found(request: Request, _exc) -> Response:
+    error = TokenHubError(f"Unknown endpoint {request.method} {request.url.path}.", code="unknown_url")
+    error.status, error.type = 404, "invalid_request_error"
+    return error_response(error, new_request_id())
+
+
+v1_app = Starlette(routes=ROUTES, exception_handlers={404: _not_found, 405: _not_found})

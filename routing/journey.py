@@ -1,0 +1,423 @@
+"""The request's journey through /v1/chat/completions (see ARCHITECTURE.md):
+
+    admit -> route -> reserve -> send (fail over before the first byte) -> stream -> settle -> record
+
+The web layer (`routing.app`) has authenticated the key and gives us a `Call`; we return a
+`Reply` or a `StreamReply`, or raise a `TokenHubError` that the web layer renders.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+
+import orjson
+from django.conf import settings
+
+from accounts import limits
+from accounts.policy import KeyPolicy
+from providers import tokens
+from providers.base import ChatStream, ErrorKind, ProviderError, Target, Timeouts, Usage
+from providers.registry import get_adapter
+
+from . import background, upstream
+from .errors import (
+    AuthenticationFailed,
+    Forbidden,
+    InvalidRequest,
+    ModelNotAllowed,
+    ModelNotFound,
+    NoAvailableChannel,
+    RateLimited,
+    RequestTooLarge,
+    TokenHubError,
+    UpstreamError,
+)
+from .health import board
+from .metering import Meter
+from .replies import Reply, StreamReply
+from .selection import describe_skipped, plan
+from .table import ModelInfo, Route, table_aget
+
+log = logging.getLogger(__name__)
+
+DONE = b"data: [DONE]\n\n"
+
+
+class Call:
+    """One customer request: who asked, and what happened to it so far."""
+
+    def __init__(self, *, request_id: str, policy: KeyPolicy, client_ip: str | None, endpoint: str) -> None:
+        self.request_id = request_id
+        self.policy = policy
+        self.client_ip = client_ip
+        self.endpoint = endpoint
+        self.started = time.perf_counter()
+        self.created_at = datetime.now(timezone.utc)
+        self.upstream_s = 0.0  # time spent waiting on upstreams: not TokenHub's overhead
+        self.attempts: list[dict] = []
+        self.candidates: list[dict] = []
+        self.model = ""
+        self.route: Route | None = None
+        self.is_stream = False
+        self.ttft_ms: int | None = None
+        self.overhead_ms = 0.0
+        self.rate_headers: dict[str, str] = {}
+
+    def measure_overhead(self) -> float:
+        self.overhead_ms = (time.perf_counter() - self.started - self.upstream_s) * 1000.0
+        return self.overhead_ms
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "x-request-id": self.request_id,
+            "x-tokenhub-overhead-ms": f"{self.measure_overhead():.2f}",
+            **self.rate_headers,
+        }
+
+
+# --- admission -----------------------------------------------------------------------------
+
+
+def check_key(policy: KeyPolicy | None, client_ip: str | None) -> KeyPolicy:
+    if policy is None:
+        raise AuthenticationFailed("Incorrect API key provided. You can find your API keys in the TokenHub portal.")
+    if policy.is_revoked:
+        raise AuthenticationFailed("This API key has been revoked.")
+    if policy.expires_at is not None and policy.expires_at <= datetime.now(timezone.utc):
+        raise AuthenticationFailed(f"This API key expired at {policy.expires_at.isoformat(timespec='seconds')}.")
+    if not policy.is_tenant_active:
+        raise AuthenticationFailed("The account this API key belongs to is suspended.")
+    if not policy.allows_ip(client_ip):
+        raise Forbidden(f"This API key may not be used from {client_ip}.", code="ip_not_allowed")
+    return policy
+
+
+async def check_rate(call: Call) -> None:
+    policy = call.policy
+    if policy.rpm:
+        verdict = await limits.rpm_hit(key_id=policy.key_id, rpm=policy.rpm)
+        call.rate_headers.update(
+            {
+                "x-ratelimit-limit-requests": str(verdict.limit),
+                "x-ratelimit-remaining-requests": str(verdict.remaining),
+                "x-ratelimit-reset-requests": f"{verdict.reset_s:.0f}s",
+            }
+        )
+        if not verdict.allowed:
+            raise RateLimited(
+                f"Rate limit reached: this key allows {policy.rpm} requests per minute. Try again in {verdict.reset_s:.0f}s.",
+                headers={"retry-after": str(max(1, round(verdict.reset_s))), **call.rate_headers},
+            )
+    if policy.tpm:
+        verdict = await limits.tpm_check(key_id=policy.key_id, tpm=policy.tpm)
+        call.rate_headers.update(
+            {
+                "x-ratelimit-limit-tokens": str(verdict.limit),
+                "x-ratelimit-remaining-tokens": str(verdict.remaining),
+                "x-ratelimit-reset-tokens": f"{verdict.reset_s:.0f}s",
+            }
+        )
+        if not verdict.allowed:
+            raise RateLimited(
+                f"Rate limit reached: this key allows {policy.tpm} tokens per minute. Try again in {verdict.reset_s:.0f}s.",
+                headers={"retry-after": str(max(1, round(verdict.reset_s))), **call.rate_headers},
+            )
+
+
+def parse_body(body: bytes) -> dict:
+    if len(body) > settings.REQUEST_MAX_BYTES:
+        raise RequestTooLarge(f"Request body is {len(body)} bytes; the limit is {settings.REQUEST_MAX_BYTES}.")
+    try:
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("The request body is not valid JSON.", code="invalid_json") from None
+    if not isinstance(request, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    return request
+
+
+def validate_chat(request: dict) -> None:
+    model = request.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("You must provide a model parameter.", param="model", code="missing_model")
+    messages = request.get("messages")
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+        raise InvalidRequest("'messages' must be a non-empty array of message objects.", param="messages", code="invalid_messages")
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = request.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise InvalidRequest(f"'{name}' must be a positive integer.", param=name, code="invalid_value")
+    if not isinstance(request.get("stream", False), bool):
+        raise InvalidRequest("'stream' must be a boolean.", param="stream", code="invalid_value")
+
+
+def resolve_model(call: Call, table, name: str) -> ModelInfo:
+    info = table.resolve(name)
+    if info is None:
+        raise ModelNotFound(f"The model '{name}' does not exist or you do not have access to it.", param="model")
+    policy = call.policy
+    if not (policy.allows_model(info.public_id) or policy.allows_model(name)):
+        raise ModelNotAllowed(f"This API key is not allowed to use the model '{info.public_id}'.", param="model")
+    call.model = info.public_id
+    return info
+
+
+# --- routing and sending ---------------------------------------------------------------------
+
+
+def candidates_for(call: Call, table, info: ModelInfo) -> list[Route]:
+    routes = table.routes.get(info.public_id, ())
+    ordered, skipped = plan(routes, group=call.policy.tenant_group)
+    call.candidates = [{"channel": r.channel_name, "eligible": True, "reason": ""} for r in ordered] + [
+        {"channel": s.route.channel_name, "eligible": False, "reason": s.reason} for s in skipped
+    ]
+    if not ordered:
+        if not routes:
+            raise NoAvailableChannel(f"No channel serves the model '{info.public_id}'.")
+        raise NoAvailableChannel(f"No available channel for model '{info.public_id}': {describe_skipped(skipped)}.")
+    return ordered
+
+
+def _cooldown_s(error: ProviderError) -> float:
+    if error.kind in (ErrorKind.AUTH, ErrorKind.QUOTA):
+        return settings.ROUTING_AUTH_COOLDOWN_S
+    if error.kind is ErrorKind.RATE_LIMITED:
+        return error.retry_after_s if error.retry_after_s else settings.ROUTING_DEFAULT_COOLDOWN_S
+    return settings.ROUTING_TRANSIENT_COOLDOWN_S
+
+
+def _client_error(error: ProviderError) -> TokenHubError:
+    code = "context_length_exceeded" if error.kind is ErrorKind.CONTEXT_OVERFLOW else "upstream_bad_request"
+    return InvalidRequest(f"The upstream refused the request: {error.message}", code=code)
+
+
+async def send(call: Call, routes: list[Route], request: dict, meter: Meter):
+    """Try routes in order until one answers; returns (route, ChatResult | ChatStream)."""
+    deadline = call.started + settings.ROUTING_DEADLINE_S
+    failures: list[str] = []
+    tried = 0
+    for route in routes:
+        if tried >= settings.ROUTING_MAX_ATTEMPTS:
+            break
+        remaining_s = deadline - time.perf_counter()
+        if remaining_s <= 0:
+            failures.append("deadline reached")
+            break
+        refusal = await meter.reserve(route)
+        if refusal:
+            call.attempts.append({"channel": route.channel_name, "outcome": "skipped", "error_class": "insufficient_quota"})
+            failures.append(f"{route.channel_name}: {refusal}")
+            continue
+        tried += 1
+        adapter = get_adapter(route.provider_type)
+        target = Target(route.base_url, route.upstream_model, route.api_key, route.options)
+        timeouts = route.timeouts
+        if timeouts.first_byte_s > remaining_s:
+            timeouts = Timeouts(min(timeouts.connect_s, remaining_s), remaining_s, timeouts.idle_s)
+        began = time.perf_counter()
+        try:
+            if call.is_stream:
+                outcome = await adapter.open_stream(upstream.client(), target, request, timeouts)
+            else:
+                outcome = await adapter.chat(upstream.client(), target, request, timeouts)
+        except ProviderError as error:
+            call.upstream_s += time.perf_counter() - began
+            call.attempts.append(_attempt(route, began, error.kind.value, error.status))
+            if not error.kind.is_retryable:
+                raise _client_error(error) from None
+            cooldown = board.cool(route.channel_id, seconds=_cooldown_s(error), reason=_reason(error))
+            log.info("channel %s failed (%s); cooling until %.0f", route.channel_name, error.kind.value, cooldown.until)
+            failures.append(f"{route.channel_name}: {_reason(error)}")
+            continue
+        except Exception:
+            call.upstream_s += time.perf_counter() - began
+            log.exception("adapter %s raised an unexpected error", route.provider_type)
+            call.attempts.append(_attempt(route, began, "internal", None))
+            board.cool(route.channel_id, seconds=settings.ROUTING_TRANSIENT_COOLDOWN_S, reason="unexpected error")
+            failures.append(f"{route.channel_name}: unexpected error")
+            continue
+        call.upstream_s += time.perf_counter() - began
+        call.attempts.append(_attempt(route, began, "ok", 200))
+        board.record_success(route.channel_id)
+        call.route = route
+        return route, outcome
+    await meter.release()
+    if tried == 0 and failures:
+        raise meter.refusal_error()
+    raise UpstreamError(f"All {tried} upstream attempt(s) failed: " + "; ".join(failures) + ".")
+
+
+def _reason(error: ProviderError) -> str:
+    status = f" ({error.status})" if error.status else ""
+    return f"{error.kind.value.replace('_', ' ')}{status}"
+
+
+def _attempt(route: Route, began: float, outcome: str, status: int | None) -> dict:
+    return {
+        "channel": route.channel_name,
+        "outcome": outcome,
+        "status": status,
+        "latency_ms": round((time.perf_counter() - began) * 1000),
+    }
+
+
+# --- the endpoint ------------------------------------------------------------------------------
+
+
+async def chat_completions(call: Call, body: bytes) -> Reply | StreamReply:
+    request = parse_body(body)
+    validate_chat(request)
+    table = await table_aget()
+    info = resolve_model(call, table, request["model"])
+    await check_rate(call)
+    call.is_stream = bool(request.get("stream"))
+    routes = candidates_for(call, table, info)
+    meter = Meter(call, info, request)
+    await meter.prepare()
+    try:
+        route, outcome = await send(call, routes, request, meter)
+    except TokenHubError as error:
+        record(call, status=error.status, error=error, meter=meter)
+        raise
+    if not call.is_stream:
+        usage = outcome.usage
+        is_estimated = usage is None
+        if usage is None:
+            usage = estimate_usage(request, _completion_text(outcome.body))
+        await meter.settle(usage, is_estimated=is_estimated)
+        reply = Reply(200, outcome.body, call.headers())
+        record(call, status=200, usage=usage, is_estimated=is_estimated, finish_reason=outcome.finish_reason, meter=meter)
+        return reply
+    call.ttft_ms = round((time.perf_counter() - call.started) * 1000)
+    include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+    headers = call.headers()
+    return StreamReply(_relay_stream(call, outcome, request, include_usage, meter), headers)
+
+
+async def _relay_stream(call: Call, stream: ChatStream, request: dict, include_usage: bool, meter: Meter):
+    texts: list[str] = []
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    status = 200
+    error_text = ""
+    try:
+        async for chunk in stream:
+            if chunk.usage is not None:
+                usage = chunk.usage
+            if chunk.finish_reason:
+                finish_reason = chunk.finish_reason
+            if chunk.text:
+                texts.append(chunk.text)
+            if chunk.is_usage_only and not include_usage:
+                continue
+            yield chunk.data
+        if include_usage and usage is None:
+            usage = estimate_usage(request, "".join(texts))
+            yield usage_chunk(call, usage)
+        yield DONE
+    except ProviderError as error:
+        status, error_text = 502, f"The upstream stream broke: {error.message}"
+        yield b"data: " + UpstreamError(error_text).render_openai() + b"\n\n"
+    finally:
+        # The client may be gone and this task cancelled: finish in a task of its own.
+        background.spawn(_finish_stream(call, stream, request, texts, usage, finish_reason, status, error_text, meter))
+
+
+async def _finish_stream(call, stream, request, texts, usage, finish_reason, status, error_text, meter) -> None:
+    try:
+        await stream.aclose()
+    except Exception:
+        log.debug("closing an upstream stream failed", exc_info=True)
+    is_estimated = usage is None
+    if usage is None:
+        usage = estimate_usage(request, "".join(texts))
+    await meter.settle(usage, is_estimated=is_estimated)
+    if status == 200 and finish_reason is None:
+        status, error_text = 499, "client went away before the stream ended"
+    record(call, status=status, usage=usage, is_estimated=is_estimated, finish_reason=finish_reason, error_text=error_text, meter=meter)
+
+
+def usage_chunk(call: Call, usage: Usage) -> bytes:
+    return (
+        b"data: "
+        + orjson.dumps(
+            {
+                "id": call.request_id,
+                "object": "chat.completion.chunk",
+                "created": int(call.created_at.timestamp()),
+                "model": call.model,
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": usage.prompt_tokens,
+                    "completion_tokens": usage.completion_tokens,
+                    "total_tokens": usage.total_tokens,
+                },
+            }
+        )
+        + b"\n\n"
+    )
+
+
+def estimate_usage(request: dict, completion_text: str) -> Usage:
+    return Usage(
+        prompt_tokens=tokens.estimate_request_prompt_tokens(request),
+        completion_tokens=tokens.count_text(completion_text) if completion_text else 0,
+    )
+
+
+def _completion_text(body: bytes) -> str:
+    try:
+        choices = orjson.loads(body).get("choices") or []
+        return "".join((c.get("message") or {}).get("content") or "" for c in choices)
+    except (orjson.JSONDecodeError, AttributeError):
+        return ""
+
+
+def record(
+    call: Call,
+    *,
+    status: int,
+    meter: Meter,
+    usage: Usage | None = None,
+    is_estimated: bool = False,
+    finish_reason: str | None = None,
+    error: TokenHubError | None = None,
+    error_text: str = "",
+) -> None:
+    from observability.services import request_log_submit
+
+    route = call.route
+    if usage is not None and call.policy.tpm:
+        background.spawn(limits.tpm_add(key_id=call.policy.key_id, tokens=usage.total_tokens))
+    request_log_submit(
+        entry={
+            "request_id": call.request_id,
+            "tenant_id": call.policy.tenant_id,
+            "key_id": call.policy.key_id,
+            "endpoint": call.endpoint,
+            "model": call.model,
+            "channel_id": route.channel_id if route else None,
+            "channel_name": route.channel_name if route else "",
+            "upstream_model": route.upstream_model if route else "",
+            "attempts": call.attempts,
+            "candidates": call.candidates,
+            "status": status,
+            "error_class": error.code if error else ("upstream_error" if status == 502 else ""),
+            "error_message": (error.message if error else error_text)[:500],
+            "prompt_tokens": usage.prompt_tokens if usage else 0,
+            "completion_tokens": usage.completion_tokens if usage else 0,
+            "cached_tokens": usage.cached_tokens if usage else 0,
+            "is_usage_estimated": is_estimated,
+            "cost_micros": meter.charged_micros,
+            "balance_kind": meter.balance_kind,
+            "currency": meter.currency,
+            "latency_ms": round((time.perf_counter() - call.started) * 1000),
+            "ttft_ms": call.ttft_ms,
+            "overhead_ms": round(call.overhead_ms, 3),
+            "is_stream": call.is_stream,
+            "finish_reason": finish_reason or "",
+            "created_at": call.created_at,
+        }
+    )

@@ -1,0 +1,63 @@
+from datetime import datetime, timezone
+
+from accounts.selectors import tenant_get
+from accounts.services import api_key_create
+from billing.money import parse_micros
+from relay.cli import JsonCommand, csv_list
+from routing.selectors import model_ids_existing
+
+
+class Command(JsonCommand):
+    help = "Create an API key for a tenant; the key is printed this once and never stored."
+
+    def add_args(self, parser) -> None:
+        parser.add_argument("tenant", help="tenant name or id")
+        parser.add_argument("--name", default="")
+        parser.add_argument("--models", help="allowed public model ids a,b (default: all)")
+        parser.add_argument("--ips", help="allowed client IPs or CIDRs (default: anywhere)")
+        parser.add_argument("--rpm", type=int)
+        parser.add_argument("--tpm", type=int)
+        parser.add_argument("--daily-cap", help="USD per day")
+        parser.add_argument("--monthly-cap", help="USD per month")
+        parser.add_argument("--expires", help="ISO 8601 date or time (UTC unless given)")
+
+    def run(self, *, tenant, name, models, ips, rpm, tpm, daily_cap, monthly_cap, expires, **_):
+        owner = tenant_get(ref=tenant)
+        allowed = csv_list(models)
+        unknown = sorted(set(allowed) - model_ids_existing(ids=allowed))
+        if unknown:
+            raise ValueError(f"unknown model(s): {', '.join(unknown)}")
+        expires_at = None
+        if expires:
+            try:
+                expires_at = datetime.fromisoformat(expires)
+            except ValueError:
+                raise ValueError(f"--expires {expires!r} is not an ISO 8601 date or time") from None
+            if expires_at.tzinfo is None:
+                expires_at = expires_at.replace(tzinfo=timezone.utc)
+        key, secret = api_key_create(
+            tenant=owner,
+            name=name,
+            allowed_models=allowed,
+            allowed_ips=csv_list(ips),
+            rpm=rpm,
+            tpm=tpm,
+            daily_cap_micros=parse_micros(daily_cap, what="daily cap") if daily_cap is not None else None,
+            monthly_cap_micros=parse_micros(monthly_cap, what="monthly cap") if monthly_cap is not None else None,
+            expires_at=expires_at,
+        )
+        result = {
+            "id": key.pk,
+            "key": secret,
+            "prefix": key.prefix,
+            "tenant": owner.name,
+            "tenant_id": owner.pk,
+            "name": key.name,
+            "models": key.allowed_models,
+            "rpm": key.rpm,
+            "tpm": key.tpm,
+            "daily_cap_micros": key.daily_cap_micros,
+            "monthly_cap_micros": key.monthly_cap_micros,
+            "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+        }
+        return result, f"created key {key.pk} for {owner.name}: {secret}\n(shown this once; it is not stored)"

@@ -1,0 +1,87 @@
+"""The demo: tenant `demo`, two channels on the offline `simulated` provider (a primary and a
+backup), prices, some credit, and a fresh demo key printed with a ready snippet. Safe to run
+again: it adds what is missing and replaces the demo key (the old one is revoked)."""
+
+import os
+
+from accounts.models import ApiKey, Tenant
+from accounts.services import api_key_create, api_key_revoke, tenant_create
+from relay.cli import JsonCommand
+from routing.models import BillingClass, Channel
+from routing.services import channel_create, model_set
+
+DEMO_MODELS = {
+    # public id: (context window, max output, aliases)
+    "gpt-4o-mini": (128_000, 16_384, ["demo"]),
+    "claude-3-5-haiku": (200_000, 8_192, []),
+    "deepseek-chat": (64_000, 8_192, []),
+}
+DEMO_PRICES_USD_PER_M = {"gpt-4o-mini": ("0.15", "0.60"), "claude-3-5-haiku": ("0.80", "4.00"), "deepseek-chat": ("0.27", "1.10")}
+
+
+class Command(JsonCommand):
+    help = "Seed the offline demo and print a demo key."
+
+    def add_args(self, parser) -> None:
+        parser.add_argument("--port", default=os.environ.get("PORT", "8000"))
+
+    def run(self, *, port, **_):
+        tenant = Tenant.objects.filter(name="demo").first() or tenant_create(name="demo")
+        for public_id, (context_window, max_output, aliases) in DEMO_MODELS.items():
+            model_set(public_id=public_id, context_window=context_window, max_output=max_output, aliases=aliases)
+        if not Channel.objects.filter(name="demo-primary").exists():
+            channel_create(
+                name="demo-primary", provider_type="simulated", base_url="simulated://primary",
+                models=[(m, m) for m in DEMO_MODELS], priority=10, options={"chunk_delay_ms": 30},
+            )
+        if not Channel.objects.filter(name="demo-backup").exists():
+            channel_create(
+                name="demo-backup", provider_type="simulated", base_url="simulated://backup",
+                models=[(m, m) for m in DEMO_MODELS], priority=0, options={"chunk_delay_ms": 30},
+            )
+        if not Channel.objects.filter(name="demo-routed").exists():
+            channel_create(
+                name="demo-routed", provider_type="simulated", base_url="simulated://routed",
+                models=[("deepseek-chat", "deepseek-chat")], priority=20, billing=BillingClass.ROUTED,
+                discount_ratio="0.8", options={"chunk_delay_ms": 30},
+            )
+        self.seed_money(tenant)
+        for old in ApiKey.objects.filter(tenant=tenant, name="demo", status=ApiKey.Status.ACTIVE):
+            api_key_revoke(key=old)
+        key, secret = api_key_create(tenant=tenant, name="demo")
+        base_url = f"http://127.0.0.1:{port}/v1"
+        snippet = DEMO_SNIPPET.format(key=secret, base_url=base_url)
+        return {"id": tenant.pk, "tenant": tenant.name, "key_id": key.pk, "key": secret, "base_url": base_url}, snippet
+
+    def seed_money(self, tenant) -> None:
+        try:
+            from billing import services as billing
+        except ImportError:
+            return
+        if hasattr(billing, "price_set"):
+            for model, (input_usd, output_usd) in DEMO_PRICES_USD_PER_M.items():
+                billing.price_set(model=model, input_usd_per_m=input_usd, output_usd_per_m=output_usd)
+        if hasattr(billing, "balance_credit"):
+            billing.balance_credit(tenant_id=tenant.pk, kind="credit", amount="10", idempotency_key="seed-demo:credit", note="demo credit")
+            billing.balance_credit(tenant_id=tenant.pk, kind="wallet", amount="50", idempotency_key="seed-demo:wallet", note="demo wallet")
+
+
+DEMO_SNIPPET = """
+TokenHub demo is ready. Your demo key (shown once; `make run` makes a new one each start):
+
+    {key}
+
+Try it with curl (streamed):
+
+    curl -N {base_url}/chat/completions \\
+      -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
+      -d '{{"model": "gpt-4o-mini", "stream": true, "messages": [{{"role": "user", "content": "Hello!"}}]}}'
+
+or with the openai SDK (pip install openai):
+
+    from openai import OpenAI
+    client = OpenAI(base_url="{base_url}", api_key="{key}")
+    for chunk in client.chat.completions.create(model="gpt-4o-mini", stream=True,
+                                                messages=[{{"role": "user", "content": "Hello!"}}]):
+        print(chunk.choices[0].delta.content or "", end="", flush=True) if chunk.choices else None
+"""

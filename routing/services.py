@@ -1,0 +1,138 @@
+"""Writes to the model catalog and channels."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from django.db import transaction
+from django.utils import timezone
+
+from vault.services import secret_seal
+
+from .models import BillingClass, Channel, ChannelModel, Model, ProviderType
+from .netguard import base_url_problem
+
+
+def _ratio(text, what: str) -> Decimal:
+    try:
+        value = Decimal(str(text))
+    except InvalidOperation:
+        raise ValueError(f"{what} {text!r} is not a number") from None
+    if not value.is_finite() or value < 0:
+        raise ValueError(f"{what} must be a non-negative number")
+    return value
+
+
+def model_ensure(*, public_id: str) -> Model:
+    if not public_id or any(c.isspace() for c in public_id):
+        raise ValueError(f"model id {public_id!r} must be non-empty, without spaces")
+    model, _ = Model.objects.get_or_create(public_id=public_id)
+    return model
+
+
+@transaction.atomic
+def model_set(
+    *,
+    public_id: str,
+    context_window: int | None = None,
+    max_output: int | None = None,
+    aliases: list[str] | None = None,
+    is_hidden: bool | None = None,
+) -> Model:
+    model = model_ensure(public_id=public_id)
+    if context_window is not None:
+        if context_window < 1:
+            raise ValueError("context window must be positive")
+        model.context_window = context_window
+    if max_output is not None:
+        if max_output < 1:
+            raise ValueError("max output must be positive")
+        model.max_output = max_output
+    if aliases is not None:
+        for alias in aliases:
+            if alias == public_id:
+                continue
+            if Model.objects.filter(public_id=alias).exists():
+                raise ValueError(f"alias {alias!r} is already a model id")
+            for other in Model.objects.exclude(pk=model.pk).filter(aliases__isnull=False):
+                if alias in (other.aliases or []):
+                    raise ValueError(f"alias {alias!r} already belongs to {other.public_id}")
+        model.aliases = sorted(set(aliases) - {public_id})
+    if is_hidden is not None:
+        model.is_hidden = is_hidden
+    model.save()
+    return model
+
+
+def parse_model_specs(specs: list[str]) -> list[tuple[str, str]]:
+    """['m1', 'm2=upstream'] -> [('m1', 'm1'), ('m2', 'upstream')]"""
+    pairs = []
+    for spec in specs:
+        public_id, _, upstream_name = spec.partition("=")
+        public_id, upstream_name = public_id.strip(), (upstream_name.strip() or public_id.strip())
+        if not public_id:
+            raise ValueError(f"model spec {spec!r} has no model id")
+        pairs.append((public_id, upstream_name))
+    if not pairs:
+        raise ValueError("a channel needs at least one model (--models m1,m2[=upstream_name])")
+    if len({p for p, _ in pairs}) != len(pairs):
+        raise ValueError("a model is listed twice in --models")
+    return pairs
+
+
+@transaction.atomic
+def channel_create(
+    *,
+    name: str,
+    provider_type: str,
+    base_url: str,
+    models: list[tuple[str, str]],
+    api_key: str = "",
+    brand: str = "",
+    priority: int = 0,
+    weight: int = 1,
+    billing: str = BillingClass.OFFICIAL,
+    groups: list[str] | None = None,
+    cost_ratio="1",
+    discount_ratio="1",
+    options: dict | None = None,
+) -> Channel:
+    if not name.strip():
+        raise ValueError("channel name must not be empty")
+    if Channel.objects.filter(name=name).exists():
+        raise ValueError(f"a channel named {name!r} exists already")
+    if provider_type not in ProviderType.values:
+        raise ValueError(f"unknown provider type {provider_type!r}; one of {', '.join(ProviderType.values)}")
+    if billing not in BillingClass.values:
+        raise ValueError(f"billing must be one of {', '.join(BillingClass.values)}")
+    if weight < 1:
+        raise ValueError("weight must be at least 1")
+    if provider_type != ProviderType.SIMULATED:
+        problem = base_url_problem(base_url)
+        if problem:
+            raise ValueError(problem)
+    channel = Channel.objects.create(
+        name=name,
+        provider_type=provider_type,
+        brand=brand or provider_type,
+        base_url=base_url.rstrip("/"),
+        credential=secret_seal(plaintext=api_key) if api_key else "",
+        groups=groups or ["default"],
+        billing=billing,
+        priority=priority,
+        weight=weight,
+        cost_ratio=_ratio(cost_ratio, "cost ratio"),
+        discount_ratio=_ratio(discount_ratio, "discount ratio"),
+        options=options or {},
+    )
+    for public_id, upstream_name in models:
+        ChannelModel.objects.create(channel=channel, model=model_ensure(public_id=public_id), upstream_name=upstream_name)
+    return channel
+
+
+def channel_set_status(*, channel: Channel, is_enabled: bool, reason: str = "") -> Channel:
+    channel.status = Channel.Status.ENABLED if is_enabled else Channel.Status.DISABLED
+    channel.status_reason = reason
+    channel.status_changed_at = timezone.now()
+    channel.save(update_fields=["status", "status_reason", "status_changed_at", "updated_at"])
+    return channel
