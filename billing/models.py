@@ -122,11 +122,15 @@ class Hold(models.Model):
         SETTLED = "settled"
         RELEASED = "released"
 
-    request_id = models.CharField(max_length=64, unique=True)
+    hold_key = models.CharField(max_length=80, unique=True)  # request id (+ ":n" after a switch of balance)
+    request_id = models.CharField(max_length=64, db_index=True)
     balance = models.ForeignKey(Balance, on_delete=models.PROTECT, related_name="holds")
     key_id = models.BigIntegerField(null=True)
     model = models.CharField(max_length=200)
     amount_micros = models.BigIntegerField()
+    # what the reconciliation job charges if the request's process died: the prompt was sent
+    # (and billed to us); what was delivered after it is unknown
+    floor_micros = models.BigIntegerField(default=0)
     # the key's cap periods this hold counts against (amounts in Credit-currency micros)
     cap_amount_micros = models.BigIntegerField(default=0)
     day = models.DateField(null=True)

@@ -153,6 +153,14 @@ _listeners: list[asyncio.Task] = []
 
 
 async def startup() -> None:
+    from billing.ratecard import ratecard_aget
+    from providers import tokens
+
+    # Warm what the first request would otherwise pay for: the routing table (and the vault
+    # key), the rate card, the tokenizer.
+    await table_aget()
+    await ratecard_aget()
+    await sync_to_async(tokens.count_text, thread_sensitive=False)("warm up")
     if settings.REDIS_URL:
         _listeners.append(asyncio.get_running_loop().create_task(keycache.listen_for_invalidations()))
 

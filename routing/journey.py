@@ -193,8 +193,20 @@ def _client_error(error: ProviderError) -> TokenHubError:
     return InvalidRequest(f"The upstream refused the request: {error.message}", code=code)
 
 
-async def send(call: Call, routes: list[Route], request: dict, meter: Meter):
-    """Try routes in order until one answers; returns (route, ChatResult | ChatStream)."""
+def chat_operation(call: Call, request: dict):
+    """What one attempt does for chat: a whole answer, or an open stream."""
+
+    async def operation(adapter, target: Target, timeouts: Timeouts):
+        if call.is_stream:
+            return await adapter.open_stream(upstream.client(), target, request, timeouts)
+        return await adapter.chat(upstream.client(), target, request, timeouts)
+
+    return operation
+
+
+async def send(call: Call, routes: list[Route], meter: Meter, operation):
+    """Try routes in order until one answers; returns (route, what `operation` returned).
+    `operation(adapter, target, timeouts)` makes one attempt and raises ProviderError."""
     deadline = call.started + settings.ROUTING_DEADLINE_S
     failures: list[str] = []
     tried = 0
@@ -218,10 +230,7 @@ async def send(call: Call, routes: list[Route], request: dict, meter: Meter):
             timeouts = Timeouts(min(timeouts.connect_s, remaining_s), remaining_s, timeouts.idle_s)
         began = time.perf_counter()
         try:
-            if call.is_stream:
-                outcome = await adapter.open_stream(upstream.client(), target, request, timeouts)
-            else:
-                outcome = await adapter.chat(upstream.client(), target, request, timeouts)
+            outcome = await operation(adapter, target, timeouts)
         except ProviderError as error:
             call.upstream_s += time.perf_counter() - began
             call.attempts.append(_attempt(route, began, error.kind.value, error.status))
@@ -267,7 +276,11 @@ def _attempt(route: Route, began: float, outcome: str, status: int | None) -> di
 
 
 async def chat_completions(call: Call, body: bytes) -> Reply | StreamReply:
-    request = parse_body(body)
+    return await chat(call, parse_body(body))
+
+
+async def chat(call: Call, request: dict) -> Reply | StreamReply:
+    """An OpenAI chat request (already parsed; other protocols translate into this)."""
     validate_chat(request)
     table = await table_aget()
     info = resolve_model(call, table, request["model"])
@@ -277,7 +290,7 @@ async def chat_completions(call: Call, body: bytes) -> Reply | StreamReply:
     meter = Meter(call, info, request)
     await meter.prepare()
     try:
-        route, outcome = await send(call, routes, request, meter)
+        route, outcome = await send(call, routes, meter, chat_operation(call, request))
     except TokenHubError as error:
         record(call, status=error.status, error=error, meter=meter)
         raise

@@ -5,6 +5,8 @@ again: it adds what is missing and replaces the demo key (the old one is revoked
 import os
 
 from accounts.models import ApiKey, Tenant
+from billing import services as billing
+from billing.models import ExchangeRate, Price
 from accounts.services import api_key_create, api_key_revoke, tenant_create
 from relay.cli import JsonCommand
 from routing.models import BillingClass, Channel
@@ -54,16 +56,13 @@ class Command(JsonCommand):
         return {"id": tenant.pk, "tenant": tenant.name, "key_id": key.pk, "key": secret, "base_url": base_url}, snippet
 
     def seed_money(self, tenant) -> None:
-        try:
-            from billing import services as billing
-        except ImportError:
-            return
-        if hasattr(billing, "price_set"):
-            for model, (input_usd, output_usd) in DEMO_PRICES_USD_PER_M.items():
+        if not ExchangeRate.objects.filter(currency="CNY").exists():
+            billing.exchange_rate_set(currency="CNY", units_per_usd="7.2")
+        for model, (input_usd, output_usd) in DEMO_PRICES_USD_PER_M.items():
+            if not Price.objects.filter(model=model).exists():
                 billing.price_set(model=model, input_usd_per_m=input_usd, output_usd_per_m=output_usd)
-        if hasattr(billing, "balance_credit"):
-            billing.balance_credit(tenant_id=tenant.pk, kind="credit", amount="10", idempotency_key="seed-demo:credit", note="demo credit")
-            billing.balance_credit(tenant_id=tenant.pk, kind="wallet", amount="50", idempotency_key="seed-demo:wallet", note="demo wallet")
+        billing.balance_credit(tenant_id=tenant.pk, kind="credit", amount="10", idempotency_key="seed-demo:credit", note="demo credit")
+        billing.balance_credit(tenant_id=tenant.pk, kind="wallet", amount="50", idempotency_key="seed-demo:wallet", note="demo wallet")
 
 
 DEMO_SNIPPET = """

@@ -1,0 +1,57 @@
+import json
+
+from billing.services import price_set
+from relay.cli import JsonCommand
+
+
+class Command(JsonCommand):
+    help = "Set a model's list price in USD per 1M tokens (or mark it free)."
+
+    def add_args(self, parser) -> None:
+        parser.add_argument("model")
+        parser.add_argument("--input", help="USD per 1M input tokens")
+        parser.add_argument("--output", help="USD per 1M output tokens")
+        parser.add_argument("--cached-input", help="USD per 1M cached input tokens (default: the input price)")
+        parser.add_argument("--request", help="USD per request, for models priced that way")
+        parser.add_argument(
+            "--tiers",
+            help='JSON list of prices above a prompt length: [{"above_prompt_tokens": 200000, "input": 2.5, "output": 15}]',
+        )
+        parser.add_argument("--free", action="store_true", help="serve it without charging")
+
+    def run(self, *, model, input, output, cached_input, request, tiers, free, **_):
+        parsed_tiers = None
+        if tiers:
+            from billing.money import parse_micros
+
+            try:
+                raw = json.loads(tiers)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"--tiers is not JSON: {exc.msg}") from None
+            if not isinstance(raw, list):
+                raise ValueError("--tiers must be a JSON list")
+            parsed_tiers = []
+            for tier in raw:
+                if not isinstance(tier, dict) or "above_prompt_tokens" not in tier:
+                    raise ValueError("each tier needs above_prompt_tokens")
+                converted = {"above_prompt_tokens": int(tier["above_prompt_tokens"])}
+                for name in ("input", "output", "cached_input"):
+                    if name in tier:
+                        converted[f"{name}_micros_per_m"] = parse_micros(tier[name], what=f"tier {name} price")
+                parsed_tiers.append(converted)
+        price = price_set(
+            model=model, input_usd_per_m=input, output_usd_per_m=output, cached_input_usd_per_m=cached_input,
+            request_usd=request, tiers=parsed_tiers, is_free=free,
+        )
+        result = {
+            "id": price.pk,
+            "model": price.model,
+            "free": price.is_free,
+            "input_micros_per_m": price.input_micros_per_m,
+            "output_micros_per_m": price.output_micros_per_m,
+            "cached_input_micros_per_m": price.cached_input_micros_per_m,
+            "request_micros": price.request_micros,
+            "tiers": price.tiers,
+        }
+        what = "free" if price.is_free else f"{input} in / {output} out USD per 1M tokens"
+        return result, f"price of {price.model} set: {what}"

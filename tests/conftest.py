@@ -1,0 +1,146 @@
+"""The cast and the running relay.
+
+- `relay`: TokenHub's real ASGI app under uvicorn on 127.0.0.1 in a thread, with the test
+  database (file SQLite, or PostgreSQL when DATABASE_URL is set) and Redis when REDIS_URL is set.
+- `alice`: a tenant with a key; `charlie`: another tenant, who must never see alice's things.
+- Fake upstreams are real HTTP servers on loopback (`tests/fakes`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import pytest
+from django.conf import settings as django_settings
+
+from tests.fakes.server import ServerThread
+
+
+@pytest.fixture(scope="session")
+def relay_server(django_db_setup, django_db_blocker):
+    from relay.asgi import application
+
+    server = ServerThread(application)
+    with django_db_blocker.unblock():
+        server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state(settings):
+    """Nothing cached by one test reaches the next."""
+    from accounts import keycache, limits
+    from routing import netguard
+    from routing.health import board
+    from routing.table import table_invalidate
+
+    settings.TOKENHUB_UPSTREAM_ALLOW_CIDRS = ["127.0.0.0/8"]
+    if django_settings.REDIS_URL:
+        import redis
+
+        redis.Redis.from_url(django_settings.REDIS_URL).flushdb()
+    keycache.clear()
+    limits.counters.clear()
+    board.clear()
+    netguard.forget()
+    table_invalidate()
+    yield
+    board.clear()
+
+
+@dataclass
+class Actor:
+    tenant: object
+    key: str
+    key_id: int
+
+
+def make_tenant(name: str, *, group: str = "default", credit: str | None = "100", wallet: str | None = "1000"):
+    from accounts.services import tenant_create
+
+    from billing.services import balance_credit
+
+    tenant = tenant_create(name=name, group=group)
+    if credit:
+        balance_credit(tenant_id=tenant.pk, kind="credit", amount=credit, idempotency_key=f"test:{name}:credit")
+    if wallet:
+        balance_credit(tenant_id=tenant.pk, kind="wallet", amount=wallet, idempotency_key=f"test:{name}:wallet")
+    return tenant
+
+
+def make_key(tenant, **overrides) -> Actor:
+    from accounts.services import api_key_create
+
+    key, secret = api_key_create(tenant=tenant, **overrides)
+    return Actor(tenant, secret, key.pk)
+
+
+def make_channel(name: str, base_url: str, *, models=("gpt-test",), provider_type: str = "openai", **overrides):
+    from routing.services import channel_create
+
+    return channel_create(
+        name=name,
+        provider_type=provider_type,
+        base_url=base_url,
+        models=[m if isinstance(m, tuple) else (m, m) for m in models],
+        **overrides,
+    )
+
+
+def make_price(model: str, input_usd: str = "1", output_usd: str = "2", **overrides):
+    from billing.services import price_set
+
+    return price_set(model=model, input_usd_per_m=input_usd, output_usd_per_m=output_usd, **overrides)
+
+
+@pytest.fixture
+def alice(transactional_db) -> Actor:
+    return make_key(make_tenant("alice"), name="alice's key")
+
+
+@pytest.fixture
+def charlie(transactional_db) -> Actor:
+    return make_key(make_tenant("charlie"), name="charlie's key")
+
+
+@pytest.fixture
+def relay(relay_server, transactional_db):
+    return relay_server
+
+
+@pytest.fixture
+def openai_client(relay, alice):
+    import openai
+
+    return openai.OpenAI(base_url=relay.url + "/v1", api_key=alice.key, max_retries=0, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def upstream_factory():
+    """Start fake OpenAI upstreams on loopback; all stopped at the end of the session."""
+    from tests.fakes.openai_upstream import FakeOpenAI
+
+    started: list = []
+
+    def start(**options):
+        fake = FakeOpenAI(**options)
+        server = ServerThread(fake)
+        server.start()
+        fake.url = server.url
+        started.append(server)
+        return fake
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def flush_logs() -> None:
+    from observability.services import request_logs_flush
+
+    request_logs_flush()
+
+
+os.environ.setdefault("TOKENHUB_TEST", "1")
