@@ -77,7 +77,7 @@ async def serve(request: Request, handler: Handler, *, endpoint: str, protocol: 
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > settings.REQUEST_MAX_BYTES:
             raise RequestTooLarge(f"Request body is {length} bytes; the limit is {settings.REQUEST_MAX_BYTES}.")
-        call = Call(request_id=request_id, policy=policy, client_ip=client_ip, endpoint=endpoint)
+        call = Call(request_id=request_id, policy=policy, client_ip=client_ip, endpoint=endpoint, request_headers=request.headers)
         body = await request.body()
         return to_response(await handler(call, body))
     except TokenHubError as error:

@@ -48,8 +48,11 @@ DONE = b"data: [DONE]\n\n"
 class Call:
     """One customer request: who asked, and what happened to it so far."""
 
-    def __init__(self, *, request_id: str, policy: KeyPolicy, client_ip: str | None, endpoint: str) -> None:
+    def __init__(
+        self, *, request_id: str, policy: KeyPolicy, client_ip: str | None, endpoint: str, request_headers=None
+    ) -> None:
         self.request_id = request_id
+        self.request_headers = request_headers or {}  # the client's headers (lower-case names)
         self.policy = policy
         self.client_ip = client_ip
         self.endpoint = endpoint
