@@ -107,7 +107,20 @@ def charlie(transactional_db) -> Actor:
 
 @pytest.fixture
 def relay(relay_server, transactional_db):
-    return relay_server
+    yield relay_server
+    settle_background()
+    flush_logs()
+
+
+def settle_background(timeout_s: float = 10.0) -> None:
+    """Wait until the relay has finished what requests left running (stream settlements)."""
+    import time
+
+    from routing import background
+
+    deadline = time.monotonic() + timeout_s
+    while any(not t.done() for t in list(background._tasks)) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -140,6 +153,7 @@ def upstream_factory():
 def flush_logs() -> None:
     from observability.services import request_logs_flush
 
+    settle_background()
     request_logs_flush()
 
 
