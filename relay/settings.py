@@ -4,6 +4,7 @@ Embedded defaults (no environment at all) give SQLite under ./var, an in-process
 in-process limits: what `make run` uses. Set DATABASE_URL (PostgreSQL) and REDIS_URL to scale.
 """
 
+import os
 import secrets
 from pathlib import Path
 
@@ -88,8 +89,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "timeout": 20,
         }
     )
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    # a file, not memory: the relay under test reads it from other threads. One per process,
+    # so two test runs on one machine never share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -1,0 +1,175 @@
+"""Each documented error reaches the openai SDK as its matching exception, in OpenAI's shape."""
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import make_channel, make_key, make_price
+
+
+@pytest.fixture
+def upstream(upstream_factory):
+    fake = upstream_factory(name="err", chunks=3)
+    yield fake
+    fake.reset()
+
+
+@pytest.fixture
+def priced(upstream, transactional_db):
+    make_price("gpt-test", "1", "2")
+    make_channel("main", upstream.url + "/v1", models=[("gpt-test", "gpt-4o-mini")])
+
+
+def client_for(relay, key):
+    return openai.OpenAI(base_url=relay.url + "/v1", api_key=key, max_retries=0)
+
+
+def ask(client, model="gpt-test", **kwargs):
+    return client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], **kwargs)
+
+
+def test_it_rejects_an_unknown_key_with_401(relay, priced):
+    with pytest.raises(openai.AuthenticationError) as caught:
+        ask(client_for(relay, "sk-nope"))
+    assert caught.value.code == "invalid_api_key"
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    assert caught.value.response.headers["x-request-id"].startswith("req_")
+
+
+def test_it_rejects_a_revoked_key(relay, alice, priced):
+    from accounts.models import ApiKey
+    from accounts.services import api_key_revoke
+
+    api_key_revoke(key=ApiKey.objects.get(pk=alice.key_id))
+    with pytest.raises(openai.AuthenticationError, match="revoked"):
+        ask(client_for(relay, alice.key))
+
+
+def test_it_rejects_an_expired_key(relay, alice, priced):
+    from datetime import datetime, timedelta, timezone
+
+    expired = make_key(alice.tenant, expires_at=datetime.now(timezone.utc) - timedelta(minutes=1))
+    with pytest.raises(openai.AuthenticationError, match="expired"):
+        ask(client_for(relay, expired.key))
+
+
+def test_it_refuses_a_model_the_key_may_not_use_with_403(relay, alice, priced):
+    make_channel("other", "http://127.0.0.1:9/v1", models=["other-model"])
+    limited = make_key(alice.tenant, allowed_models=["other-model"])
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        ask(client_for(relay, limited.key))
+    assert caught.value.code == "model_not_allowed"
+
+
+def test_it_refuses_a_key_used_from_another_address(relay, alice, priced):
+    fenced = make_key(alice.tenant, allowed_ips=["10.0.0.0/8"])
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        ask(client_for(relay, fenced.key))
+    assert caught.value.code == "ip_not_allowed"
+
+
+def test_it_answers_404_for_an_unknown_model(relay, alice, priced):
+    with pytest.raises(openai.NotFoundError) as caught:
+        ask(client_for(relay, alice.key), model="no-such-model")
+    assert caught.value.code == "model_not_found"
+    assert caught.value.param == "model"
+
+
+def test_it_answers_402_when_the_balance_cannot_cover_the_request(relay, priced, transactional_db):
+    from tests.conftest import make_tenant
+
+    poor = make_key(make_tenant("poor", credit=None, wallet=None))
+    with pytest.raises(openai.APIStatusError) as caught:
+        ask(client_for(relay, poor.key))
+    assert caught.value.status_code == 402
+    assert caught.value.code == "insufficient_quota"
+    assert "Credit" in caught.value.message and "available" in caught.value.message
+    assert caught.value.response.headers["x-should-retry"] == "false"
+
+
+def test_it_rate_limits_by_rpm_with_retry_after(relay, alice, priced):
+    limited = make_key(alice.tenant, rpm=2)
+    client = client_for(relay, limited.key)
+    ask(client)
+    ask(client)
+    with pytest.raises(openai.RateLimitError) as caught:
+        ask(client)
+    assert caught.value.code == "rate_limit_exceeded"
+    headers = caught.value.response.headers
+    assert int(headers["retry-after"]) >= 1
+    assert headers["x-ratelimit-limit-requests"] == "2" and headers["x-ratelimit-remaining-requests"] == "0"
+
+
+def test_it_refuses_a_body_over_the_limit_with_413(relay, alice, priced, settings):
+    settings.REQUEST_MAX_BYTES = 1000
+    with pytest.raises(openai.APIStatusError) as caught:
+        client_for(relay, alice.key).chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "x" * 2000}])
+    assert caught.value.status_code == 413
+    assert caught.value.code == "request_too_large"
+
+
+def test_it_answers_503_model_not_priced_without_sending(relay, alice, upstream, transactional_db):
+    make_channel("unpriced", upstream.url + "/v1", models=[("unpriced-model", "gpt-4o-mini")])
+    with pytest.raises(openai.InternalServerError) as caught:
+        ask(client_for(relay, alice.key), model="unpriced-model")
+    assert caught.value.status_code == 503 and caught.value.code == "model_not_priced"
+    assert upstream.requests == []
+
+
+def test_it_explains_no_available_channel_per_candidate(relay, alice, upstream, transactional_db):
+    from routing.services import channel_set_status
+
+    make_price("gpt-test", "1", "2")
+    off = make_channel("off", upstream.url + "/v1", models=["gpt-test"])
+    channel_set_status(channel=off, is_enabled=False, reason="maintenance")
+    make_channel("vip-only", upstream.url + "/v1", models=["gpt-test"], groups=["vip"], api_key="sk-hidden-secret")
+    with pytest.raises(openai.InternalServerError) as caught:
+        ask(client_for(relay, alice.key))
+    assert caught.value.status_code == 503 and caught.value.code == "no_available_channel"
+    message = caught.value.message
+    assert "off: disabled (maintenance)" in message
+    assert "vip-only: does not serve group 'default'" in message
+    assert "sk-hidden-secret" not in caught.value.response.text
+
+
+def test_it_answers_400_for_a_malformed_body(relay, alice, priced):
+    response = httpx.post(
+        relay.url + "/v1/chat/completions", content=b"{not json", headers={"authorization": f"Bearer {alice.key}"}
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": {"message": "The request body is not valid JSON.", "type": "invalid_request_error", "param": None, "code": "invalid_json"}
+    }
+
+
+def test_it_answers_400_for_missing_messages(relay, alice, priced):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client_for(relay, alice.key).chat.completions.create(model="gpt-test", messages=[])
+    assert caught.value.code == "invalid_messages" and caught.value.param == "messages"
+
+
+def test_it_passes_an_upstream_context_overflow_as_400(relay, alice, priced, upstream):
+    upstream.set_mode("context_overflow")
+    with pytest.raises(openai.BadRequestError) as caught:
+        ask(client_for(relay, alice.key))
+    assert caught.value.code == "context_length_exceeded"
+    assert len(upstream.requests) == 1  # not retried elsewhere
+
+
+def test_it_answers_502_when_every_upstream_fails(relay, alice, priced, upstream):
+    upstream.set_mode("500")
+    with pytest.raises(openai.APIStatusError) as caught:
+        ask(client_for(relay, alice.key))
+    assert caught.value.status_code == 502 and caught.value.code == "upstream_error"
+    assert "main: transient (500)" in caught.value.message
+
+
+def test_every_response_has_a_request_id(relay, alice, priced):
+    for response in (
+        httpx.get(relay.url + "/v1/models", headers={"authorization": f"Bearer {alice.key}"}),
+        httpx.get(relay.url + "/v1/models"),
+        httpx.get(relay.url + "/v1/nowhere", headers={"authorization": f"Bearer {alice.key}"}),
+        httpx.post(relay.url + "/v1/chat/completions", json={"model": "gpt-test", "messages": [{"role": "user", "content": "x"}]},
+                   headers={"authorization": f"Bearer {alice.key}"}),
+    ):
+        assert response.headers["x-request-id"].startswith("req_"), response.text
