@@ -1,0 +1,514 @@
+"""OpenAI chat-completions, for OpenAI itself and every compatible upstream.
+
+Same protocol in and out, so bytes pass through: a non-streamed body is returned as received
+(parsed once, only to read usage and the finish reason), and each stream event is forwarded as
+`data: <the upstream's JSON bytes>\\n\\n`.
+
+Brand quirks live in `Target.options`:
+    {"azure": {"api_version": "2024-10-21"}}   deployment URL + `api-key` header
+    {"extra_headers": {"HTTP-Referer": "..."}}  sent as given, after ours
+
+Timeouts: `connect_s` to connect; `first_byte_s` for the response headers and (streaming) the
+first chunk together; `idle_s` between two chunks of a stream (see `ChunkStream`).
+
+Error classification (`classify_error`), most specific first:
+    body says insufficient quota/balance (any status, e.g. OpenAI's 429) -> QUOTA
+    429 -> RATE_LIMITED (Retry-After / retry-after-ms)   402 -> QUOTA   401, 403 -> AUTH
+    408, 409, 5xx, connect/read/protocol errors, timeouts -> TRANSIENT
+    context length exceeded (code or message) -> CONTEXT_OVERFLOW   other 4xx -> BAD_REQUEST
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from typing import Any, AsyncGenerator, AsyncIterator, Mapping
+
+import httpx
+import orjson
+
+from providers.base import ChatResult, Chunk, ErrorKind, ProviderError, Target, Timeouts, Usage
+from providers.sse import iter_sse
+
+__all__ = [
+    "ChunkStream",
+    "OpenAIAdapter",
+    "classify_error",
+    "parse_retry_after",
+    "parse_usage",
+    "transport_error",
+]
+
+_MESSAGE_LIMIT = 500
+_DONE = b"[DONE]"
+_DRAIN_S = 0.5  # after [DONE], how long to wait for the body's end before giving up on reuse
+_QUOTA_CODES = frozenset(
+    {
+        "insufficient_quota",
+        "billing_hard_limit_reached",
+        "insufficient_balance",
+        "insufficient_user_quota",  # One API / New API
+        "pre_consume_token_quota_failed",
+    }
+)
+_QUOTA_PHRASES = (
+    "insufficient_quota",
+    "insufficient quota",
+    "insufficient balance",
+    "insufficient_balance",
+    "exceeded your current quota",
+    "credit balance is too low",
+    "余额不足",
+)
+_CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
+_CONTEXT_PHRASES = (
+    "maximum context length",
+    "context_length_exceeded",
+    "context length exceeded",
+    "context window",
+    "prompt is too long",
+)
+
+
+class OpenAIAdapter:
+    name = "openai"
+
+    async def chat(
+        self, client: httpx.AsyncClient, target: Target, request: dict, timeouts: Timeouts
+    ) -> ChatResult:
+        payload = dict(request)
+        payload["model"] = target.upstream_model
+        payload.pop("stream_options", None)  # OpenAI rejects it on a non-streamed request
+        if payload.get("stream"):
+            payload["stream"] = False
+        try:
+            response = await client.post(
+                _url(target),
+                content=orjson.dumps(payload),
+                headers=_headers(target),
+                params=_params(target),
+                timeout=_timeout(timeouts, timeouts.first_byte_s),
+            )
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, target.api_key) from None
+        body = response.content
+        if not response.is_success:
+            raise classify_error(response.status_code, body, response.headers, target.api_key)
+        try:
+            answer = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise ProviderError(
+                ErrorKind.TRANSIENT, "upstream answered with invalid JSON", status=502
+            ) from None
+        if not isinstance(answer, dict) or ("error" in answer and "choices" not in answer):
+            raise classify_error(response.status_code, body, response.headers, target.api_key)
+        usage = answer.get("usage")
+        choices = answer.get("choices")
+        return ChatResult(
+            body=body,
+            usage=parse_usage(usage) if isinstance(usage, dict) else None,
+            finish_reason=choices[0].get("finish_reason") if choices else None,
+        )
+
+    async def open_stream(
+        self, client: httpx.AsyncClient, target: Target, request: dict, timeouts: Timeouts
+    ) -> ChunkStream:
+        payload = dict(request)
+        payload["model"] = target.upstream_model
+        payload["stream"] = True
+        # Always ask for usage: billing needs it; the router hides the chunk if the client
+        # did not ask for it (Chunk.is_usage_only).
+        stream_options = payload.get("stream_options")
+        payload["stream_options"] = {
+            **(stream_options if isinstance(stream_options, dict) else {}),
+            "include_usage": True,
+        }
+        http_request = client.build_request(
+            "POST",
+            _url(target),
+            content=orjson.dumps(payload),
+            headers=_headers(target),
+            params=_params(target),
+            # A backstop only: ChunkStream enforces idle_s between chunks itself.
+            timeout=_timeout(timeouts, max(timeouts.first_byte_s, timeouts.idle_s)),
+        )
+        response: httpx.Response | None = None
+        stream: ChunkStream | None = None
+        try:
+            async with asyncio.timeout(timeouts.first_byte_s):
+                response = await client.send(http_request, stream=True)
+                if not response.is_success or _is_json(response):
+                    await response.aread()
+                    raise _error_from_response(response, target.api_key)
+                stream = ChunkStream(
+                    _iter_chunks(response, target.api_key),
+                    idle_s=timeouts.idle_s,
+                    response=response,
+                )
+                await stream.read_first()
+                return stream
+        except BaseException as exc:  # includes cancellation: the client went away
+            if stream is not None:
+                await stream.aclose()
+            elif response is not None:
+                await response.aclose()
+            if isinstance(exc, TimeoutError):
+                raise ProviderError(
+                    ErrorKind.TRANSIENT,
+                    f"upstream sent no first chunk within {timeouts.first_byte_s:g}s",
+                ) from None
+            if isinstance(exc, httpx.HTTPError):
+                raise transport_error(exc, target.api_key) from None
+            raise
+
+
+class ChunkStream:
+    """A `ChatStream` over an async generator of chunks; any adapter may use it.
+
+    `read_first()` (called by `open_stream`, under its first-byte deadline) reads the first
+    chunk ahead. Later reads are limited to `idle_s` each by one timer per stream that is
+    re-armed only when it fires, rather than a timeout context per chunk (a few microseconds
+    and a timer allocation each, on the hottest loop we have). `aclose()` closes the
+    generator and the HTTP response, which is how a departed client cancels the upstream.
+    """
+
+    __slots__ = (
+        "_chunks",
+        "_response",
+        "_idle_s",
+        "_first",
+        "_loop",
+        "_timer",
+        "_read_started_at",
+        "_reading_task",
+        "_is_timed_out",
+    )
+
+    def __init__(
+        self,
+        chunks: AsyncGenerator[Chunk, None],
+        *,
+        idle_s: float,
+        response: httpx.Response | None = None,
+    ) -> None:
+        self._chunks = chunks
+        self._response = response
+        self._idle_s = idle_s
+        self._first: Chunk | None = None
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._read_started_at = 0.0
+        self._reading_task: asyncio.Task | None = None
+        self._is_timed_out = False
+
+    async def read_first(self) -> None:
+        try:
+            self._first = await self._chunks.__anext__()
+        except StopAsyncIteration:
+            raise ProviderError(
+                ErrorKind.TRANSIENT, "upstream stream ended before its first chunk", status=502
+            ) from None
+
+    def __aiter__(self) -> ChunkStream:
+        return self
+
+    async def __anext__(self) -> Chunk:
+        first = self._first
+        if first is not None:
+            self._first = None
+            return first
+        self._read_started_at = now = self._loop.time()
+        self._reading_task = task = asyncio.current_task()
+        if self._timer is None:
+            self._timer = self._loop.call_at(now + self._idle_s, self._on_timer)
+        try:
+            return await self._chunks.__anext__()
+        except asyncio.CancelledError:
+            # Ours (the idle timer) unless someone else cancelled the task too.
+            if self._is_timed_out and task is not None and task.uncancel() == 0:
+                self._stop_timer()
+                raise ProviderError(
+                    ErrorKind.TRANSIENT,
+                    f"upstream stream was idle for more than {self._idle_s:g}s",
+                ) from None
+            self._stop_timer()
+            raise
+        except BaseException:
+            self._stop_timer()  # the stream is over (StopAsyncIteration) or broken
+            raise
+        finally:
+            self._reading_task = None
+
+    async def aclose(self) -> None:
+        self._stop_timer()
+        try:
+            await self._chunks.aclose()
+        except RuntimeError:
+            pass  # still reading in another task: closing the response below ends that read
+        finally:
+            if self._response is not None:
+                await self._response.aclose()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        task = self._reading_task
+        if task is None:
+            return  # between reads: the next read re-arms
+        deadline = self._read_started_at + self._idle_s
+        if self._loop.time() >= deadline:
+            self._is_timed_out = True
+            task.cancel()
+        else:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+async def _iter_chunks(response: httpx.Response, api_key: str | None) -> AsyncIterator[Chunk]:
+    events = iter_sse(response.aiter_bytes())
+    try:
+        is_complete = False
+        try:
+            async for event, data in events:
+                if data.startswith(_DONE):
+                    is_complete = True
+                    break
+                chunk = _parse_chunk(data, event, api_key)
+                if chunk.finish_reason is not None:
+                    # Some compatible servers stop after the finish (and usage) without
+                    # [DONE]; the answer is whole, so that is not a broken stream.
+                    is_complete = True
+                yield chunk
+        except httpx.ReadTimeout:
+            raise ProviderError(ErrorKind.TRANSIENT, "upstream stream read timed out") from None
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, api_key) from None
+        if not is_complete:
+            raise ProviderError(
+                ErrorKind.TRANSIENT, "upstream stream ended without [DONE]", status=502
+            )
+        # Read to the end of the body (normally only the chunked-encoding terminator) so
+        # that httpx returns the connection to the pool instead of closing it.
+        try:
+            async with asyncio.timeout(_DRAIN_S):
+                async for _ in events:
+                    pass
+        except (TimeoutError, httpx.HTTPError):
+            pass
+    finally:
+        await events.aclose()
+
+
+def _parse_chunk(data: bytes, event: str, api_key: str | None) -> Chunk:
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise ProviderError(
+            ErrorKind.TRANSIENT, "upstream stream sent invalid JSON", status=502
+        ) from None
+    if not isinstance(obj, dict):
+        raise ProviderError(ErrorKind.TRANSIENT, "upstream stream sent a non-object", status=502)
+    if "error" in obj or event == "error":
+        raise classify_error(None, data, None, api_key)
+
+    choices = obj.get("choices")
+    usage_obj = obj.get("usage")
+    usage = parse_usage(usage_obj) if usage_obj else None
+    text = ""
+    finish_reason = None
+    if choices:
+        for choice in choices:
+            delta = choice.get("delta")
+            if delta:
+                piece = _delta_text(delta)
+                if piece:
+                    text = text + piece if text else piece
+            reason = choice.get("finish_reason")
+            if reason:
+                finish_reason = reason
+    return Chunk(
+        b"data: " + data + b"\n\n",
+        text,
+        usage,
+        finish_reason,
+        not choices and usage is not None,
+    )
+
+
+def _delta_text(delta: dict) -> str:
+    text = delta.get("content") or ""
+    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+    if reasoning and isinstance(reasoning, str):
+        text += reasoning
+    tool_calls = delta.get("tool_calls")
+    if tool_calls:
+        for call in tool_calls:
+            function = call.get("function")
+            if function:
+                text += (function.get("name") or "") + (function.get("arguments") or "")
+    return text
+
+
+def parse_usage(usage: Mapping[str, Any]) -> Usage:
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    if cached is None:
+        cached = usage.get("prompt_cache_hit_tokens")  # DeepSeek's name for the same
+    return Usage(
+        prompt_tokens=usage.get("prompt_tokens") or 0,
+        completion_tokens=usage.get("completion_tokens") or 0,
+        cached_tokens=cached or 0,
+    )
+
+
+def classify_error(
+    status: int | None,
+    body: bytes,
+    headers: Mapping[str, str] | None,
+    api_key: str | None,
+) -> ProviderError:
+    """An upstream error answer (status None: an error event inside a 2xx stream)."""
+    message, code, kind_hint = _error_fields(body)
+    haystack = f"{code or ''} {kind_hint or ''} {message}".lower()
+    shown = _redact(message, api_key)[:_MESSAGE_LIMIT]
+    label = f"upstream {status}" if status else "upstream error"
+
+    def error(kind: ErrorKind, text: str, retry_after_s: float | None = None) -> ProviderError:
+        return ProviderError(kind, text, status=status, retry_after_s=retry_after_s, code=code)
+
+    if code in _QUOTA_CODES or any(phrase in haystack for phrase in _QUOTA_PHRASES):
+        return error(ErrorKind.QUOTA, f"{label}: the upstream account is out of quota")
+    if status == 429:
+        retry_after_s = parse_retry_after(headers) if headers is not None else None
+        return error(ErrorKind.RATE_LIMITED, f"{label}: rate limited", retry_after_s)
+    if status == 402:
+        return error(ErrorKind.QUOTA, f"{label}: the upstream account is out of quota")
+    if status in (401, 403):
+        # The upstream's text may quote part of our key: never show it.
+        return error(ErrorKind.AUTH, f"{label}: the upstream refused the channel's credentials")
+    if code in _CONTEXT_CODES or any(phrase in haystack for phrase in _CONTEXT_PHRASES):
+        if status is None or 400 <= status < 500:
+            return error(ErrorKind.CONTEXT_OVERFLOW, shown or "context length exceeded")
+    if status is not None and 400 <= status < 500 and status not in (408, 409):
+        return error(ErrorKind.BAD_REQUEST, shown or f"{label}: bad request")
+    return error(ErrorKind.TRANSIENT, f"{label}: {shown}" if shown else label)
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait, from `retry-after-ms` or `retry-after` (seconds or an HTTP date)."""
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(float(value) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def transport_error(exc: httpx.HTTPError, api_key: str | None) -> ProviderError:
+    """A connection-level failure: always worth another channel."""
+    if isinstance(exc, httpx.TimeoutException):
+        text = f"upstream timed out ({type(exc).__name__})"
+    else:
+        detail = _redact(str(exc), api_key)[:200]
+        text = f"upstream connection failed ({type(exc).__name__}: {detail})"
+    return ProviderError(ErrorKind.TRANSIENT, text)
+
+
+def _error_from_response(response: httpx.Response, api_key: str | None) -> ProviderError:
+    if response.is_success:  # 2xx but not a stream: usually an error object sent as JSON
+        error = classify_error(None, response.content, response.headers, api_key)
+        if error.kind is ErrorKind.TRANSIENT:
+            error.message = "upstream answered a stream request without a stream"
+        return error
+    return classify_error(response.status_code, response.content, response.headers, api_key)
+
+
+def _error_fields(body: bytes) -> tuple[str, str | None, str | None]:
+    """(message, code, type) from an OpenAI-shaped error body, or its text."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[: _MESSAGE_LIMIT * 2].decode("utf-8", "replace").strip(), None, None
+    error = parsed.get("error", parsed) if isinstance(parsed, dict) else parsed
+    if isinstance(error, str):
+        return error, None, None
+    if not isinstance(error, dict):
+        return "", None, None
+    message = error.get("message") or error.get("detail") or ""
+    code = error.get("code")
+    kind = error.get("type")
+    return (
+        message if isinstance(message, str) else str(message),
+        str(code) if code is not None else None,
+        kind if isinstance(kind, str) else None,
+    )
+
+
+def _redact(text: str, api_key: str | None) -> str:
+    if api_key and api_key in text:
+        text = text.replace(api_key, "***")
+    return text
+
+
+def _url(target: Target) -> str:
+    base = target.base_url.rstrip("/")
+    azure = target.options.get("azure")
+    if azure is not None:
+        return f"{base}/openai/deployments/{target.upstream_model}/chat/completions"
+    return f"{base}/chat/completions"
+
+
+def _params(target: Target) -> dict[str, str] | None:
+    azure = target.options.get("azure")
+    if azure is not None:
+        return {"api-version": azure["api_version"]}
+    return None
+
+
+def _headers(target: Target) -> dict[str, str]:
+    headers = {"Content-Type": "application/json"}
+    if target.api_key:
+        if target.options.get("azure") is not None:
+            headers["api-key"] = target.api_key
+        else:
+            headers["Authorization"] = f"Bearer {target.api_key}"
+    extra = target.options.get("extra_headers")
+    if extra:
+        headers.update(extra)
+    return headers
+
+
+def _timeout(timeouts: Timeouts, read_s: float) -> httpx.Timeout:
+    return httpx.Timeout(
+        connect=timeouts.connect_s,
+        read=read_s,
+        write=timeouts.first_byte_s,
+        pool=timeouts.connect_s,
+    )
+
+
+def _is_json(response: httpx.Response) -> bool:
+    # A 2xx JSON answer to a stream request is an error object (or a server that ignored
+    # stream=true); anything else is parsed as SSE, whatever its content type says.
+    return "json" in response.headers.get("content-type", "")
+
+
+async def _close(response: httpx.Response | None) -> None:
+    if response is not None:
+        await response.aclose()
