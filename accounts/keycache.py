@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 
-from asgiref.sync import sync_to_async
+from relay.db import run_db
 from django.conf import settings
 
 from .policy import KeyPolicy
@@ -33,7 +33,7 @@ async def key_policy_aget(*, key_hash: str) -> KeyPolicy | None:
         return entry[1]
     from .selectors import key_policy_get
 
-    policy = await sync_to_async(key_policy_get)(key_hash=key_hash)
+    policy = await run_db(key_policy_get, key_hash=key_hash)
     if len(_entries) >= _MAX_ENTRIES:
         _entries.clear()
     ttl_s = settings.KEY_CACHE_TTL_S if policy is not None else _NEGATIVE_TTL_S

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 
-from asgiref.sync import sync_to_async
+from relay.db import run_db
 
 from .pricing import PriceSnapshot
 
@@ -58,7 +58,7 @@ async def ratecard_aget() -> RateCard:
     global _card
     card = _card
     if card is None or time.monotonic() - card.built_at > TTL_S:
-        card = _card = await sync_to_async(ratecard_build, thread_sensitive=False)()
+        card = _card = await run_db(ratecard_build)
     return card
 
 

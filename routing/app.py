@@ -124,7 +124,7 @@ def _database_ok() -> None:
 async def readyz(_request: Request) -> Response:
     checks: dict[str, str] = {}
     try:
-        await sync_to_async(_database_ok)()
+        await run_db(_database_ok)
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"error: {type(exc).__name__}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from decimal import Decimal
 
-from asgiref.sync import sync_to_async
+from relay.db import run_db
 from django.conf import settings
 
 from billing import services as billing
@@ -103,7 +103,7 @@ class Meter:
         hold_key = self.call.request_id if self._switches == 0 else f"{self.call.request_id}:{self._switches}"
         self._switches += 1
         try:
-            await sync_to_async(billing.hold_open, thread_sensitive=False)(
+            await run_db(billing.hold_open, 
                 hold_key=hold_key,
                 request_id=self.call.request_id,
                 tenant_id=policy.tenant_id,
@@ -124,7 +124,7 @@ class Meter:
     async def release(self) -> None:
         if self._hold_key is not None:
             hold_key, self._hold_key, self._hold_route = self._hold_key, None, None
-            await sync_to_async(billing.hold_release, thread_sensitive=False)(hold_key=hold_key)
+            await run_db(billing.hold_release, hold_key=hold_key)
 
     async def settle(self, usage: Usage, *, is_estimated: bool) -> None:
         """Charge what the request really cost, once."""
@@ -132,7 +132,7 @@ class Meter:
             return
         charge, _, _, _ = self._quote(self._hold_route, usage)
         note = f"{self.info.public_id}: {usage.prompt_tokens} in, {usage.completion_tokens} out" + (" (counted)" if is_estimated else "")
-        hold = await sync_to_async(billing.hold_settle, thread_sensitive=False)(hold_key=self._hold_key, charge_micros=charge, note=note)
+        hold = await run_db(billing.hold_settle, hold_key=self._hold_key, charge_micros=charge, note=note)
         self._hold_key = None
         if hold is not None:
             self.charged_micros = hold.charged_micros

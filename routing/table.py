@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from asgiref.sync import sync_to_async
+from relay.db import run_db
 from django.conf import settings
 
 from providers.base import Timeouts
@@ -143,7 +143,7 @@ async def table_aget() -> RoutingTable:
 async def _rebuild() -> RoutingTable:
     global _table, _stale
     _stale = False
-    table = await sync_to_async(table_build, thread_sensitive=False)()
+    table = await run_db(table_build)
     _table = table
     return table
 

@@ -26,6 +26,21 @@ def relay_server(django_db_setup, django_db_blocker):
         server.start()
     yield server
     server.stop()
+    with django_db_blocker.unblock():
+        _disconnect_other_threads()
+
+
+def _disconnect_other_threads() -> None:
+    """The relay's worker threads keep their own connections; PostgreSQL will not drop the
+    test database while they are open."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
 
 
 @pytest.fixture(autouse=True)

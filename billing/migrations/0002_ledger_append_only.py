@@ -6,7 +6,7 @@ from django.db import migrations
 CREATE = """
 CREATE OR REPLACE FUNCTION billing_ledger_append_only() RETURNS trigger AS $$
 BEGIN
-    RAISE EXCEPTION 'billing_ledgerentry is append-only: add a correcting entry instead (% refused)', TG_OP;
+    RAISE EXCEPTION 'billing_ledgerentry is append-only: add a correcting entry instead';
 END;
 $$ LANGUAGE plpgsql;
 CREATE TRIGGER billing_ledger_append_only

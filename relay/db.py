@@ -1,0 +1,20 @@
+"""Database work from async code (the /v1 path). Django's request signals, which normally
+recycle connections, don't fire on our lean /v1 app, so each call first drops its thread's
+connection if it broke or outlived CONN_MAX_AGE: a restarted database costs one failed
+request per thread, not every request after it."""
+
+from __future__ import annotations
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+
+
+def _fresh(fn, kwargs):
+    close_old_connections()
+    return fn(**kwargs)
+
+
+async def run_db(fn, /, **kwargs):
+    """Run `fn(**kwargs)` in a worker thread. Not thread-sensitive: each call is a whole unit
+    of work (its own transaction), so calls from concurrent requests run side by side."""
+    return await sync_to_async(_fresh, thread_sensitive=False)(fn, kwargs)
