@@ -49,12 +49,13 @@ class BatchWriter:
         while True:
             self._wake.wait(self._flush_s)
             self._wake.clear()
+            if not self._pending:
+                continue
             try:
+                close_old_connections()  # a broken connection is replaced, not retried forever
                 self.flush()
             except Exception:
                 log.exception("%s: write failed; will retry", self._name)
-            finally:
-                close_old_connections()
 
     def flush(self) -> int:
         """Write everything pending now; returns how many were written."""
