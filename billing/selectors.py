@@ -5,3 +5,17 @@ from .models import Balance
 
 def balances_get(*, tenant_id: int) -> dict[str, Balance]:
     return {b.kind: b for b in Balance.objects.filter(tenant_id=tenant_id).order_by("kind")}
+
+
+def usage_total_micros(*, tenant_id: int, kind: str, since=None, until=None) -> int:
+    """What usage took from one balance, optionally within [since, until)."""
+    from django.db.models import Sum
+
+    from .models import LedgerEntry
+
+    entries = LedgerEntry.objects.filter(balance__tenant_id=tenant_id, balance__kind=kind, kind=LedgerEntry.Kind.USAGE)
+    if since is not None:
+        entries = entries.filter(created_at__gte=since)
+    if until is not None:
+        entries = entries.filter(created_at__lt=until)
+    return -(entries.aggregate(total=Sum("amount_micros"))["total"] or 0)

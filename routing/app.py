@@ -25,6 +25,7 @@ from accounts import keycache
 from accounts.selectors import key_hash
 
 from . import background, upstream
+from .dashboard import subscription_endpoint, usage_endpoint
 from .errors import RequestTooLarge, TokenHubError
 from .journey import Call, chat_completions, check_key, record
 from .metering import Meter
@@ -145,6 +146,10 @@ async def readyz(_request: Request) -> Response:
 ROUTES = [
     Route("/v1/chat/completions", chat_endpoint, methods=["POST"]),
     Route("/v1/models", models_endpoint, methods=["GET"]),
+    Route("/v1/dashboard/billing/subscription", subscription_endpoint, methods=["GET"]),
+    Route("/v1/dashboard/billing/usage", usage_endpoint, methods=["GET"]),
+    Route("/dashboard/billing/subscription", subscription_endpoint, methods=["GET"]),
+    Route("/dashboard/billing/usage", usage_endpoint, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
 ]

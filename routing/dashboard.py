@@ -1,0 +1,74 @@
+"""The balance and usage routes that relay-aware clients already call (OpenAI's old dashboard
+billing API, as One API and New API serve it), so chat front-ends can show a TokenHub balance:
+
+    GET /v1/dashboard/billing/subscription   hard_limit_usd = the Credit balance available
+    GET /v1/dashboard/billing/usage          total_usage = Credit spent, in hundredths of a USD
+                                             (?start_date=YYYY-MM-DD&end_date=YYYY-MM-DD, end exclusive)
+
+Both also answer without the /v1 prefix. Amounts are the tenant's Credit (USD) balance; the
+Wallet is not in USD and these clients know one number only.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timezone
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from billing.money import MICROS
+from billing.selectors import balances_get, usage_total_micros
+from relay.db import run_db
+
+from .errors import InvalidRequest
+from .journey import Call
+from .replies import Reply
+
+
+def _usd(amount_micros: int) -> float:
+    return round(amount_micros / MICROS, 6)  # display edge: these clients expect a float of USD
+
+
+async def subscription_endpoint(request: Request) -> Response:
+    from .app import serve
+
+    async def handler(call: Call, _body: bytes) -> Reply:
+        balances = await run_db(balances_get, tenant_id=call.policy.tenant_id)
+        credit = balances["credit"]
+        available_usd = _usd(credit.amount_micros - credit.held_micros)
+        expires = call.policy.expires_at
+        body = {
+            "object": "billing_subscription",
+            "has_payment_method": True,
+            "soft_limit_usd": available_usd,
+            "hard_limit_usd": available_usd,
+            "system_hard_limit_usd": available_usd,
+            "access_until": int(expires.timestamp()) if expires else 0,
+            "wallet": {"currency": balances["wallet"].currency, "amount": _usd(balances["wallet"].amount_micros - balances["wallet"].held_micros)},
+        }
+        return Reply(200, orjson.dumps(body), call.headers())
+
+    return await serve(request, handler, endpoint="dashboard.subscription")
+
+
+def _day(text: str | None, name: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.combine(date.fromisoformat(text), time.min, tzinfo=timezone.utc)
+    except ValueError:
+        raise InvalidRequest(f"'{name}' must be a date like 2026-01-31.", param=name, code="invalid_value") from None
+
+
+async def usage_endpoint(request: Request) -> Response:
+    from .app import serve
+
+    async def handler(call: Call, _body: bytes) -> Reply:
+        since = _day(request.query_params.get("start_date"), "start_date")
+        until = _day(request.query_params.get("end_date"), "end_date")
+        spent = await run_db(usage_total_micros, tenant_id=call.policy.tenant_id, kind="credit", since=since, until=until)
+        body = {"object": "list", "total_usage": round(spent / MICROS * 100, 4)}
+        return Reply(200, orjson.dumps(body), call.headers())
+
+    return await serve(request, handler, endpoint="dashboard.usage")
