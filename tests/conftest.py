@@ -165,6 +165,17 @@ def upstream_factory():
         server.stop()
 
 
+def subprocess_database_url() -> str:
+    """DATABASE_URL of the test database, for the relay or a command in a subprocess."""
+    from django.db import connection
+
+    settings = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{settings['NAME']}"
+    user = settings["USER"] or "postgres"
+    return f"postgres://{user}@{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}/{settings['NAME']}"
+
+
 def flush_logs() -> None:
     from observability.services import request_logs_flush
 

@@ -13,20 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 from django.core.management import call_command
-from django.db import connection
 
 from billing.models import Balance, Hold, LedgerEntry
 from billing.services import holds_reconcile
-from tests.conftest import make_channel, make_key, make_price, make_tenant
+from tests.conftest import make_channel, make_key, make_price, make_tenant, subprocess_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def database_url() -> str:
-    settings = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{settings['NAME']}"
-    return f"postgres://{settings['USER'] or 'postgres'}@{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}/{settings['NAME']}"
 
 
 def free_port() -> int:
@@ -36,7 +28,7 @@ def free_port() -> int:
 
 
 def start_relay(port: int) -> subprocess.Popen:
-    env = {**os.environ, "DATABASE_URL": database_url(), "TOKENHUB_UPSTREAM_ALLOW_CIDRS": "127.0.0.0/8"}
+    env = {**os.environ, "DATABASE_URL": subprocess_database_url(), "TOKENHUB_UPSTREAM_ALLOW_CIDRS": "127.0.0.0/8"}
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "relay.asgi:application", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
         cwd=ROOT, env=env,
