@@ -169,3 +169,44 @@ class KeySpend(models.Model):
             models.UniqueConstraint(fields=["key_id", "period", "starts_on"], name="keyspend_once"),
             models.CheckConstraint(condition=Q(spent_micros__gte=0, held_micros__gte=0), name="keyspend_nonneg"),
         ]
+
+
+class PriceChange(models.Model):
+    """One price the pricing sync proposed, applied or refused to apply, with the price it
+    replaces: the history of every synced change. Rows are never edited except to decide a
+    proposal (status and `decided_at`)."""
+
+    class Status(models.TextChoices):
+        PROPOSED = "proposed"  # waiting for an operator (sync_prices --accept-proposed)
+        APPLIED = "applied"
+        REFUSED = "refused"  # e.g. the source gave 0 for a price we charge: never zeroed silently
+        SUPERSEDED = "superseded"  # a newer proposal for the same model replaced it
+
+    model = models.CharField(max_length=200, db_index=True)  # public model id
+    source = models.CharField(max_length=500)  # URL or file the prices came from
+    source_key = models.CharField(max_length=200, blank=True, default="")  # the entry used in that document
+    markup = models.DecimalField(max_digits=8, decimal_places=4, default=1)
+    old_input_micros_per_m = models.BigIntegerField(null=True, blank=True)  # None: no price before
+    old_output_micros_per_m = models.BigIntegerField(null=True, blank=True)
+    old_cached_input_micros_per_m = models.BigIntegerField(null=True, blank=True)
+    new_input_micros_per_m = models.BigIntegerField()
+    new_output_micros_per_m = models.BigIntegerField()
+    new_cached_input_micros_per_m = models.BigIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    note = models.CharField(max_length=300, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(new_input_micros_per_m__gte=0, new_output_micros_per_m__gte=0), name="pricechange_nonneg"
+            ),
+            models.CheckConstraint(condition=Q(markup__gt=0), name="pricechange_markup_positive"),
+            models.CheckConstraint(condition=Q(status__in=["proposed", "applied", "refused", "superseded"]), name="pricechange_status_known"),
+            # never silently zero: an applied change always carries a real price
+            models.CheckConstraint(
+                condition=~Q(status="applied") | Q(new_input_micros_per_m__gt=0) | Q(new_output_micros_per_m__gt=0),
+                name="pricechange_applied_nonzero",
+            ),
+        ]

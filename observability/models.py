@@ -33,3 +33,26 @@ class RequestLog(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["tenant_id", "-created_at"], name="reqlog_by_tenant")]
+
+
+class RewardLog(models.Model):
+    """One upstream attempt and how it went: the Thompson sampler learns from these, and the
+    health sweep computes error rates from them. Written in batches, like request logs."""
+
+    request_id = models.CharField(max_length=64)
+    attempt = models.PositiveSmallIntegerField()  # 1 for the first route tried
+    channel_id = models.BigIntegerField()
+    model = models.CharField(max_length=200)  # public model id
+    mode = models.CharField(max_length=32, blank=True, default="")
+    outcome = models.CharField(max_length=32)  # ok, or the error kind (rate_limited, transient, auth, ...)
+    reward = models.FloatField(null=True)  # 1 success, 0 the channel failed, None: not the channel's doing
+    latency_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["request_id", "attempt"], name="rewardlog_once"),
+            models.CheckConstraint(condition=models.Q(reward__isnull=True) | models.Q(reward__gte=0, reward__lte=1), name="rewardlog_reward_unit"),
+        ]
+        # thompson_refresh and the error-rate sweep read a window of recent rewards per route
+        indexes = [models.Index(fields=["created_at", "channel_id"], name="reward_by_time")]

@@ -80,3 +80,72 @@ class ChannelModel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} → {self.model} ({self.upstream_name})"
+
+
+class DisableKind(models.TextChoices):
+    """Why TokenHub (not an operator) disabled a channel; the jobs undo only these."""
+
+    NONE = "", "not disabled automatically"
+    AUTH = "auth", "upstream refused the credential"
+    QUOTA = "quota", "upstream account has no balance left"
+    ERROR_RATE = "error_rate", "error rate over the window"
+    BALANCE = "balance", "balance monitor saw zero"
+
+
+class ChannelHealth(models.Model):
+    """What the background jobs know about a channel: whether TokenHub disabled it and why
+    (the reason and time are on the channel itself), its last probe, its balance warning.
+    Made on first need; live cooldowns are not here (see routing.health)."""
+
+    channel = models.OneToOneField(Channel, on_delete=models.CASCADE, related_name="health")
+    auto_disabled_kind = models.CharField(max_length=16, choices=DisableKind.choices, blank=True, default="")
+    last_probe_at = models.DateTimeField(null=True, blank=True)
+    last_probe_ok = models.BooleanField(null=True, blank=True)
+    last_probe_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    last_probe_error = models.CharField(max_length=300, blank=True, default="")
+    probe_failures = models.PositiveIntegerField(default=0)  # in a row
+    balance_warn_below_micros = models.BigIntegerField(null=True, blank=True)  # None: BALANCE_WARN_BELOW
+    is_balance_low = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "channel health"
+        constraints = [
+            models.CheckConstraint(condition=Q(auto_disabled_kind__in=DisableKind.values), name="channelhealth_kind_known"),
+        ]
+
+    def __str__(self) -> str:
+        return f"health of {self.channel}"
+
+
+class ChannelBalanceSnapshot(models.Model):
+    """One reading of a channel's balance at its upstream, in that upstream's currency."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="balance_snapshots")
+    amount_micros = models.BigIntegerField()  # may be negative: some upstreams let accounts overdraw
+    currency = models.CharField(max_length=3)
+    source = models.CharField(max_length=32)  # which balance endpoint answered (routing.tasks.BALANCE_READERS)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        # the admin's "last balance" column and the history page read the newest per channel
+        indexes = [models.Index(fields=["channel", "-created_at"], name="balance_by_channel")]
+        constraints = [models.CheckConstraint(condition=~Q(currency=""), name="balance_currency_set")]
+
+
+class ThompsonArm(models.Model):
+    """Beta posterior of one (channel, model) route, computed from reward logs by the
+    `thompson_refresh` job; web processes add what they saw since `computed_at`."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="thompson_arms")
+    model = models.CharField(max_length=200)  # public model id
+    alpha = models.FloatField()  # 1 + decayed successes
+    beta = models.FloatField()  # 1 + decayed failures
+    attempts = models.PositiveIntegerField(default=0)  # raw count in the window, for display
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "model"], name="thompsonarm_once"),
+            models.CheckConstraint(condition=Q(alpha__gt=0, beta__gt=0), name="thompsonarm_positive"),
+        ]
