@@ -16,6 +16,17 @@ Errors raised by adapters (all `ProviderError`), with what the router does about
 
 A failure *after* the first chunk reached the client cannot fail over; adapters raise the
 same errors from the stream iterator and the router ends the stream with an error event.
+
+Besides chat, an adapter may serve more (each a method the router looks for; see the
+protocols at the end): `embeddings`, `completions` + `open_completions_stream` (legacy),
+`list_models` (model discovery).
+
+One exception to "OpenAI inside": a request may carry the client's own Anthropic Messages body
+under `NATIVE_ANTHROPIC` (the /v1/messages endpoint puts it there). An adapter that speaks
+Anthropic then sends that body as is (model and stream set by us) and answers in Anthropic's
+shape: `ChatResult.body` is a Messages object, each `Chunk.data` one Anthropic SSE event, while
+`usage`/`finish_reason`/`text` keep their OpenAI meanings. Every other adapter ignores the key
+(the OpenAI adapter drops it before sending).
 """
 
 from __future__ import annotations
@@ -25,6 +36,9 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Protocol
 
 import httpx
+
+
+NATIVE_ANTHROPIC = "_anthropic_native"
 
 
 class ErrorKind(str, enum.Enum):
@@ -78,6 +92,7 @@ class Target:
     upstream_model: str
     api_key: str | None = None
     options: dict = field(default_factory=dict)  # brand quirks, e.g. azure api_version
+    brand: str = ""  # the channel's brand (deepseek, azure, ...); see providers.brands
 
 
 @dataclass(slots=True)
@@ -85,7 +100,7 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens read from a cache (billed at cached-input price)
-    cache_creation_tokens: int = 0  # prompt tokens written to a cache (Anthropic)
+    cache_creation_tokens: int = 0  # prompt tokens written to a cache (Anthropic); part of prompt_tokens
 
     @property
     def total_tokens(self) -> int:
@@ -133,3 +148,46 @@ class Adapter(Protocol):
         """Send the request, check the status, wait for the first chunk; raise ProviderError
         for anything that goes wrong until then (so the router may fail over)."""
         ...
+
+
+@dataclass(slots=True)
+class EmbeddingResult:
+    """An OpenAI `list` of embeddings, in the encoding the client asked for."""
+
+    body: bytes
+    usage: Usage | None
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveredModel:
+    """One model an upstream says it serves (model discovery)."""
+
+    id: str  # the name to send upstream
+    display_name: str = ""
+    context_window: int | None = None
+    max_output: int | None = None
+    kinds: tuple[str, ...] = ("chat",)  # "chat", "embeddings"
+
+
+class EmbeddingsAdapter(Protocol):
+    async def embeddings(
+        self, client: httpx.AsyncClient, target: Target, request: dict, timeouts: Timeouts
+    ) -> EmbeddingResult: ...
+
+
+class CompletionsAdapter(Protocol):
+    """Legacy `/v1/completions`: same result and stream types as chat, `text` choices."""
+
+    async def completions(
+        self, client: httpx.AsyncClient, target: Target, request: dict, timeouts: Timeouts
+    ) -> ChatResult: ...
+
+    async def open_completions_stream(
+        self, client: httpx.AsyncClient, target: Target, request: dict, timeouts: Timeouts
+    ) -> ChatStream: ...
+
+
+class ModelLister(Protocol):
+    async def list_models(
+        self, client: httpx.AsyncClient, target: Target, timeouts: Timeouts
+    ) -> list[DiscoveredModel]: ...

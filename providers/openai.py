@@ -4,9 +4,16 @@ Same protocol in and out, so bytes pass through: a non-streamed body is returned
 (parsed once, only to read usage and the finish reason), and each stream event is forwarded as
 `data: <the upstream's JSON bytes>\\n\\n`.
 
-Brand quirks live in `Target.options`:
+Brand quirks: `providers.brands` (by `Target.brand` or the base URL's host), plus
+`Target.options`:
     {"azure": {"api_version": "2024-10-21"}}   deployment URL + `api-key` header
     {"extra_headers": {"HTTP-Referer": "..."}}  sent as given, after ours
+    {"embeddings_base64": false}                ask for floats and encode base64 here (for
+                                                servers that ignore or refuse the option)
+
+Beyond chat: `completions` / `open_completions_stream` (legacy `/completions`, same chunk
+handling: choices carry `text` instead of `delta`), `embeddings` (float or base64; floats
+are encoded here when the client asked base64 and the upstream ignored it), `list_models`.
 
 Timeouts: `connect_s` to connect; `first_byte_s` for the response headers and (streaming) the
 first chunk together; `idle_s` between two chunks of a stream (see `ChunkStream`).
@@ -21,20 +28,37 @@ Error classification (`classify_error`), most specific first:
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
+import struct
 import time
-from typing import Any, AsyncGenerator, AsyncIterator, Mapping
+from typing import Any, AsyncGenerator, AsyncIterator, Callable, Mapping
 
 import httpx
 import orjson
 
-from providers.base import ChatResult, Chunk, ErrorKind, ProviderError, Target, Timeouts, Usage
+from providers import brands
+from providers.base import (
+    NATIVE_ANTHROPIC,
+    ChatResult,
+    Chunk,
+    DiscoveredModel,
+    EmbeddingResult,
+    ErrorKind,
+    ProviderError,
+    Target,
+    Timeouts,
+    Usage,
+)
 from providers.sse import iter_sse
 
 __all__ = [
     "ChunkStream",
     "OpenAIAdapter",
     "classify_error",
+    "http_timeout",
+    "is_json",
+    "open_chunk_stream",
     "parse_retry_after",
     "parse_usage",
     "transport_error",
@@ -77,45 +101,97 @@ class OpenAIAdapter:
     async def chat(
         self, client: httpx.AsyncClient, target: Target, request: dict, timeouts: Timeouts
     ) -> ChatResult:
-        payload = dict(request)
-        payload["model"] = target.upstream_model
-        payload.pop("stream_options", None)  # OpenAI rejects it on a non-streamed request
-        if payload.get("stream"):
-            payload["stream"] = False
-        try:
-            response = await client.post(
-                _url(target),
-                content=orjson.dumps(payload),
-                headers=_headers(target),
-                params=_params(target),
-                timeout=_timeout(timeouts, timeouts.first_byte_s),
-            )
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, target.api_key) from None
-        body = response.content
-        if not response.is_success:
-            raise classify_error(response.status_code, body, response.headers, target.api_key)
-        try:
-            answer = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise ProviderError(
-                ErrorKind.TRANSIENT, "upstream answered with invalid JSON", status=502
-            ) from None
-        if not isinstance(answer, dict) or ("error" in answer and "choices" not in answer):
-            raise classify_error(response.status_code, body, response.headers, target.api_key)
-        usage = answer.get("usage")
-        choices = answer.get("choices")
-        return ChatResult(
-            body=body,
-            usage=parse_usage(usage) if isinstance(usage, dict) else None,
-            finish_reason=choices[0].get("finish_reason") if choices else None,
-        )
+        return await self._whole(client, target, request, timeouts, "chat/completions")
 
     async def open_stream(
         self, client: httpx.AsyncClient, target: Target, request: dict, timeouts: Timeouts
     ) -> ChunkStream:
+        return await self._stream(client, target, request, timeouts, "chat/completions")
+
+    async def completions(
+        self, client: httpx.AsyncClient, target: Target, request: dict, timeouts: Timeouts
+    ) -> ChatResult:
+        return await self._whole(client, target, request, timeouts, "completions")
+
+    async def open_completions_stream(
+        self, client: httpx.AsyncClient, target: Target, request: dict, timeouts: Timeouts
+    ) -> ChunkStream:
+        return await self._stream(client, target, request, timeouts, "completions")
+
+    async def embeddings(
+        self, client: httpx.AsyncClient, target: Target, request: dict, timeouts: Timeouts
+    ) -> EmbeddingResult:
         payload = dict(request)
         payload["model"] = target.upstream_model
+        wants_base64 = payload.get("encoding_format") == "base64"
+        if wants_base64 and target.options.get("embeddings_base64") is False:
+            payload["encoding_format"] = "float"
+        brand = brands.brand_for(target.brand, target.base_url)
+        response = await _post(client, target, brand, "embeddings", payload, timeouts)
+        answer = _answer(response, target.api_key)
+        if not isinstance(answer.get("data"), list):
+            raise ProviderError(
+                ErrorKind.TRANSIENT, "upstream answered embeddings without data", status=502
+            )
+        usage = answer.get("usage")
+        body = response.content
+        if wants_base64 and _encode_floats(answer["data"]):
+            body = orjson.dumps(answer)
+        return EmbeddingResult(body, parse_usage(usage) if isinstance(usage, dict) else None)
+
+    async def list_models(
+        self, client: httpx.AsyncClient, target: Target, timeouts: Timeouts
+    ) -> list[DiscoveredModel]:
+        brand = brands.brand_for(target.brand, target.base_url)
+        try:
+            response = await client.get(
+                f"{target.base_url.rstrip('/')}/{'openai/' if _azure(target, brand) else ''}models",
+                headers=_headers(target, brand),
+                params=_params(target, brand),
+                timeout=http_timeout(timeouts, timeouts.first_byte_s),
+            )
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, target.api_key) from None
+        answer = _answer(response, target.api_key)
+        models = []
+        for item in answer.get("data") or ():
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                window = item.get("context_length") or item.get("context_window") or item.get("max_model_len")
+                is_embedding = "embed" in item["id"].lower()
+                models.append(
+                    DiscoveredModel(
+                        id=item["id"],
+                        display_name=str(item.get("name") or ""),
+                        context_window=window if isinstance(window, int) else None,
+                        kinds=("embeddings",) if is_embedding else ("chat",),
+                    )
+                )
+        return models
+
+    async def _whole(
+        self, client: httpx.AsyncClient, target: Target, request: dict, timeouts: Timeouts, path: str
+    ) -> ChatResult:
+        brand = brands.brand_for(target.brand, target.base_url)
+        payload = _payload(target, brand, request)
+        payload.pop("stream_options", None)  # OpenAI rejects it on a non-streamed request
+        if payload.get("stream"):
+            payload["stream"] = False
+        brands.prepare(brand, payload)
+        response = await _post(client, target, brand, path, payload, timeouts)
+        answer = _answer(response, target.api_key)
+        usage = answer.get("usage")
+        choices = answer.get("choices")
+        return ChatResult(
+            body=response.content,
+            usage=parse_usage(usage) if isinstance(usage, dict) else None,
+            finish_reason=choices[0].get("finish_reason") if choices else None,
+        )
+
+    async def _stream(
+        self, client: httpx.AsyncClient, target: Target, request: dict, timeouts: Timeouts, path: str
+    ) -> ChunkStream:
+        brand = brands.brand_for(target.brand, target.base_url)
+        payload = _payload(target, brand, request)
         payload["stream"] = True
         # Always ask for usage: billing needs it; the router hides the chunk if the client
         # did not ask for it (Chunk.is_usage_only).
@@ -124,43 +200,64 @@ class OpenAIAdapter:
             **(stream_options if isinstance(stream_options, dict) else {}),
             "include_usage": True,
         }
+        brands.prepare(brand, payload)
         http_request = client.build_request(
             "POST",
-            _url(target),
+            _url(target, brand, path),
             content=orjson.dumps(payload),
-            headers=_headers(target),
-            params=_params(target),
+            headers=_headers(target, brand),
+            params=_params(target, brand),
             # A backstop only: ChunkStream enforces idle_s between chunks itself.
-            timeout=_timeout(timeouts, max(timeouts.first_byte_s, timeouts.idle_s)),
+            timeout=http_timeout(timeouts, max(timeouts.first_byte_s, timeouts.idle_s)),
         )
-        response: httpx.Response | None = None
-        stream: ChunkStream | None = None
-        try:
-            async with asyncio.timeout(timeouts.first_byte_s):
-                response = await client.send(http_request, stream=True)
-                if not response.is_success or _is_json(response):
-                    await response.aread()
-                    raise _error_from_response(response, target.api_key)
-                stream = ChunkStream(
-                    _iter_chunks(response, target.api_key),
-                    idle_s=timeouts.idle_s,
-                    response=response,
-                )
-                await stream.read_first()
-                return stream
-        except BaseException as exc:  # includes cancellation: the client went away
-            if stream is not None:
-                await stream.aclose()
-            elif response is not None:
-                await response.aclose()
-            if isinstance(exc, TimeoutError):
-                raise ProviderError(
-                    ErrorKind.TRANSIENT,
-                    f"upstream sent no first chunk within {timeouts.first_byte_s:g}s",
-                ) from None
-            if isinstance(exc, httpx.HTTPError):
-                raise transport_error(exc, target.api_key) from None
-            raise
+        api_key = target.api_key
+        return await open_chunk_stream(
+            client,
+            http_request,
+            timeouts,
+            chunks=lambda response: _iter_chunks(response, api_key),
+            error_from_response=lambda response: _error_from_response(response, api_key),
+            api_key=api_key,
+        )
+
+
+async def open_chunk_stream(
+    client: httpx.AsyncClient,
+    http_request: httpx.Request,
+    timeouts: Timeouts,
+    *,
+    chunks: Callable[[httpx.Response], AsyncGenerator[Chunk, None]],
+    error_from_response: Callable[[httpx.Response], ProviderError],
+    api_key: str | None,
+) -> ChunkStream:
+    """Send a stream request, check the answer is a 2xx stream, read its first chunk, all
+    within `first_byte_s`; any adapter may use it. An error answer, or a 2xx JSON one (an
+    error object, or a server that ignored the stream flag), is read whole and handed to
+    `error_from_response`."""
+    response: httpx.Response | None = None
+    stream: ChunkStream | None = None
+    try:
+        async with asyncio.timeout(timeouts.first_byte_s):
+            response = await client.send(http_request, stream=True)
+            if not response.is_success or is_json(response):
+                await response.aread()
+                raise error_from_response(response)
+            stream = ChunkStream(chunks(response), idle_s=timeouts.idle_s, response=response)
+            await stream.read_first()
+            return stream
+    except BaseException as exc:  # includes cancellation: the client went away
+        if stream is not None:
+            await stream.aclose()
+        elif response is not None:
+            await response.aclose()
+        if isinstance(exc, TimeoutError):
+            raise ProviderError(
+                ErrorKind.TRANSIENT,
+                f"upstream sent no first chunk within {timeouts.first_byte_s:g}s",
+            ) from None
+        if isinstance(exc, httpx.HTTPError):
+            raise transport_error(exc, api_key) from None
+        raise
 
 
 class ChunkStream:
@@ -317,16 +414,17 @@ def _parse_chunk(data: bytes, event: str, api_key: str | None) -> Chunk:
 
     choices = obj.get("choices")
     usage_obj = obj.get("usage")
+    if usage_obj is None and "x_groq" in obj:  # Groq reports stream usage there
+        usage_obj = (obj["x_groq"] or {}).get("usage")
     usage = parse_usage(usage_obj) if usage_obj else None
     text = ""
     finish_reason = None
     if choices:
         for choice in choices:
             delta = choice.get("delta")
-            if delta:
-                piece = _delta_text(delta)
-                if piece:
-                    text = text + piece if text else piece
+            piece = _delta_text(delta) if delta else choice.get("text")  # text: /completions
+            if piece:
+                text = text + piece if text else piece
             reason = choice.get("finish_reason")
             if reason:
                 finish_reason = reason
@@ -358,10 +456,13 @@ def parse_usage(usage: Mapping[str, Any]) -> Usage:
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
     if cached is None:
         cached = usage.get("prompt_cache_hit_tokens")  # DeepSeek's name for the same
+    # Cache writes: OpenRouter's name, which our Anthropic translation uses too.
+    written = details.get("cache_write_tokens") if isinstance(details, dict) else None
     return Usage(
         prompt_tokens=usage.get("prompt_tokens") or 0,
         completion_tokens=usage.get("completion_tokens") or 0,
         cached_tokens=cached or 0,
+        cache_creation_tokens=written or 0,
     )
 
 
@@ -466,25 +567,31 @@ def _redact(text: str, api_key: str | None) -> str:
     return text
 
 
-def _url(target: Target) -> str:
+def _azure(target: Target, brand: brands.Brand) -> dict | None:
+    azure = target.options.get("azure")
+    if azure is None and brand.is_azure:
+        azure = {}
+    return azure
+
+
+def _url(target: Target, brand: brands.Brand, path: str) -> str:
     base = target.base_url.rstrip("/")
-    azure = target.options.get("azure")
-    if azure is not None:
-        return f"{base}/openai/deployments/{target.upstream_model}/chat/completions"
-    return f"{base}/chat/completions"
+    if _azure(target, brand) is not None:
+        return f"{base}/openai/deployments/{target.upstream_model}/{path}"
+    return f"{base}/{path}"
 
 
-def _params(target: Target) -> dict[str, str] | None:
-    azure = target.options.get("azure")
+def _params(target: Target, brand: brands.Brand) -> dict[str, str] | None:
+    azure = _azure(target, brand)
     if azure is not None:
-        return {"api-version": azure["api_version"]}
+        return {"api-version": azure.get("api_version") or brands.AZURE_API_VERSION}
     return None
 
 
-def _headers(target: Target) -> dict[str, str]:
+def _headers(target: Target, brand: brands.Brand) -> dict[str, str]:
     headers = {"Content-Type": "application/json"}
     if target.api_key:
-        if target.options.get("azure") is not None:
+        if _azure(target, brand) is not None:
             headers["api-key"] = target.api_key
         else:
             headers["Authorization"] = f"Bearer {target.api_key}"
@@ -494,21 +601,68 @@ def _headers(target: Target) -> dict[str, str]:
     return headers
 
 
-def _timeout(timeouts: Timeouts, read_s: float) -> httpx.Timeout:
+def _payload(target: Target, brand: brands.Brand, request: dict) -> dict:
+    payload = dict(request)
+    payload["model"] = target.upstream_model
+    payload.pop(NATIVE_ANTHROPIC, None)
+    return payload
+
+
+async def _post(
+    client: httpx.AsyncClient,
+    target: Target,
+    brand: brands.Brand,
+    path: str,
+    payload: dict,
+    timeouts: Timeouts,
+) -> httpx.Response:
+    try:
+        return await client.post(
+            _url(target, brand, path),
+            content=orjson.dumps(payload),
+            headers=_headers(target, brand),
+            params=_params(target, brand),
+            timeout=http_timeout(timeouts, timeouts.first_byte_s),
+        )
+    except httpx.HTTPError as exc:
+        raise transport_error(exc, target.api_key) from None
+
+
+def _answer(response: httpx.Response, api_key: str | None) -> dict:
+    """The JSON object of a whole answer; ProviderError for an error status or body."""
+    body = response.content
+    if not response.is_success:
+        raise classify_error(response.status_code, body, response.headers, api_key)
+    try:
+        answer = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ProviderError(
+            ErrorKind.TRANSIENT, "upstream answered with invalid JSON", status=502
+        ) from None
+    if not isinstance(answer, dict) or ("error" in answer and "choices" not in answer and "data" not in answer):
+        raise classify_error(response.status_code, body, response.headers, api_key)
+    return answer
+
+
+def _encode_floats(data: list) -> bool:
+    """Turn float embeddings into base64 (little-endian float32, as OpenAI sends them), in
+    place; False when there was nothing to encode (the upstream honoured base64)."""
+    changed = False
+    for item in data:
+        vector = item.get("embedding") if isinstance(item, dict) else None
+        if isinstance(vector, list):
+            item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            changed = True
+    return changed
+
+
+def http_timeout(timeouts: Timeouts, read_s: float) -> httpx.Timeout:
     return httpx.Timeout(
-        connect=timeouts.connect_s,
-        read=read_s,
-        write=timeouts.first_byte_s,
-        pool=timeouts.connect_s,
+        connect=timeouts.connect_s, read=read_s, write=timeouts.first_byte_s, pool=timeouts.connect_s
     )
 
 
-def _is_json(response: httpx.Response) -> bool:
+def is_json(response: httpx.Response) -> bool:
     # A 2xx JSON answer to a stream request is an error object (or a server that ignored
     # stream=true); anything else is parsed as SSE, whatever its content type says.
     return "json" in response.headers.get("content-type", "")
-
-
-async def _close(response: httpx.Response | None) -> None:
-    if response is not None:
-        await response.aclose()

@@ -227,7 +227,7 @@ async def send(call: Call, routes: list[Route], meter: Meter, operation):
             continue
         tried += 1
         adapter = get_adapter(route.provider_type)
-        target = Target(route.base_url, route.upstream_model, route.api_key, route.options)
+        target = Target(route.base_url, route.upstream_model, route.api_key, route.options, route.brand)
         timeouts = route.timeouts
         if timeouts.first_byte_s > remaining_s:
             timeouts = Timeouts(min(timeouts.connect_s, remaining_s), remaining_s, timeouts.idle_s)
