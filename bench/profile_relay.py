@@ -1,0 +1,93 @@
+"""Profile the relay's event-loop thread under load, to find where its CPU per request goes.
+
+    .venv/bin/python bench/profile_relay.py                       # non-streamed, c=32, 6 s
+    .venv/bin/python bench/profile_relay.py --mode stream --concurrency 1 --priced
+
+Same set-up as bench/run.py (fake upstream, temporary SQLite, management commands), then the relay
+in ONE uvicorn process (uvloop + httptools) run under cProfile, loaded for --seconds, stopped
+with SIGINT, and the top functions printed. cProfile sees only the event-loop thread: database
+work that the relay runs in worker threads (sync_to_async) shows only as the awaits around it;
+for those, a sampling profiler such as py-spy (`py-spy record --threads -p PID`) is the tool.
+Profiling slows the relay down several times: read shares, not timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pstats
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+import uvloop
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import loadgen  # noqa: E402
+import procs  # noqa: E402
+import run  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="Profile the relay's event-loop thread under load (cProfile).")
+    p.add_argument("--mode", choices=("plain", "stream"), default="plain")
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--seconds", type=float, default=6.0)
+    p.add_argument("--priced", action="store_true", help="price the model (reservation and settlement run)")
+    p.add_argument("--sort", default="tottime", help="pstats sort key (tottime, cumulative, ...)")
+    p.add_argument("--limit", type=int, default=40)
+    p.add_argument("--out", help="keep the .prof file here")
+    a = p.parse_args(argv)
+    stream = a.mode == "stream"
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    tmp = Path(tempfile.mkdtemp(prefix="tokenhub-profile-"))
+    prof = Path(a.out).resolve() if a.out else tmp / "relay.prof"
+    try:
+        fake, fport = run.start_fake_upstream(tmp, 0.0)
+        env = run.relay_env(tmp)
+        notes: list[str] = []
+        key = run.setup_tokenhub(env, fport, notes, a.priced)
+        for n in notes:
+            run.log(n)
+        port = procs.free_port()
+        argv_ = [sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "uvicorn", "relay.asgi:application",
+                 "--host", run.HOST, "--port", str(port), "--loop", "uvloop", "--http", "httptools",
+                 "--no-access-log", "--log-level", "warning"]
+        relay = procs.Managed("relay-profiled", argv_, env, str(run.REPO), str(tmp / "relay.log"))
+        ok, why = procs.wait_http(f"http://{run.HOST}:{port}/healthz", relay, 90)
+        if not ok:
+            run.log(f"relay did not start: {why}\n{relay.log_tail()}\n(temporary directory kept: {tmp})")
+            return 1
+        payload = loadgen.build_request(run.HOST, port, run.CHAT_PATH, loadgen.build_body(stream), key)
+        uvloop.run(loadgen.run_load(run.HOST, port, payload, a.concurrency, 1.0, stream))
+        run.log(f"loading: {a.mode}, c={a.concurrency}, {a.seconds:g} s")
+        r = uvloop.run(loadgen.run_load(run.HOST, port, payload, a.concurrency, a.seconds, stream))
+        run.log(f"{r['requests']} requests ({r['rps']:.0f}/s under the profiler), {r['errors']} errors "
+                f"{r['error_samples'][:1]}")
+        os.kill(relay.pid, signal.SIGINT)  # uvicorn shuts down; cProfile writes its file
+        try:
+            relay.popen.wait(30)
+        except Exception:  # noqa: BLE001
+            pass
+    except run.SetupError as e:
+        run.log(f"set-up failed: {e}")
+        return 2
+    finally:
+        procs.stop_all()
+    if not prof.exists():
+        run.log("no profile written")
+        return 1
+    st = pstats.Stats(str(prof))
+    st.sort_stats(a.sort).print_stats(a.limit)
+    if a.out:
+        run.log(f"profile kept: {prof}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
