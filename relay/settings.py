@@ -94,8 +94,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Connections are kept (per thread) and recycled by relay.db.run_db; reconnecting per query cost
+# the /v1 path about a millisecond (bench/).
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -154,3 +155,33 @@ HOLD_RECONCILE_AFTER_S = env.float("HOLD_RECONCILE_AFTER_S", default=900.0)  # l
 TOKENHUB_UPSTREAM_ALLOW_CIDRS = env.list("TOKENHUB_UPSTREAM_ALLOW_CIDRS", default=[])
 TOKENHUB_VAULT_PASSWORD = env.str("TOKENHUB_VAULT_PASSWORD", default="")
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# --- routing intelligence, health and background jobs (docs/routing.md, docs/operations.md) ---
+ROUTING_DEFAULT_MODE = env.str("ROUTING_DEFAULT_MODE", default="weighted")  # see routing.strategies.MODES
+ROUTING_MODE_WEIGHTS = env.json("ROUTING_MODE_WEIGHTS", default={})  # {"cheap": {"cost": 0.8, ...}} overrides
+ROUTING_RANDOM_SEED = env.int("ROUTING_RANDOM_SEED", default=None)  # fixed: reproducible routing (tests, drills)
+ROUTING_MAX_COOLDOWN_S = env.float("ROUTING_MAX_COOLDOWN_S", default=600.0)  # exponential backoff stops here
+ROUTING_STRIKE_MEMORY_S = env.float("ROUTING_STRIKE_MEMORY_S", default=900.0)  # a failure streak is forgotten after this
+ROUTING_HEALTH_WINDOW_S = env.float("ROUTING_HEALTH_WINDOW_S", default=300.0)  # latency / failure-rate window
+ROUTING_HEALTH_CACHE_S = env.float("ROUTING_HEALTH_CACHE_S", default=0.25)  # a process reuses its health read this long
+ROUTING_HEALTH_FLUSH_S = env.float("ROUTING_HEALTH_FLUSH_S", default=1.0)  # successes reach Redis this often
+ROUTING_DEGRADED_FAILURE_RATE = env.float("ROUTING_DEGRADED_FAILURE_RATE", default=0.2)
+ROUTING_ERROR_WINDOW_S = env.float("ROUTING_ERROR_WINDOW_S", default=600.0)  # the error-rate sweep looks this far back
+ROUTING_DISABLE_ERROR_RATE = env.float("ROUTING_DISABLE_ERROR_RATE", default=0.8)  # ... and disables at this rate
+ROUTING_DISABLE_MIN_ATTEMPTS = env.int("ROUTING_DISABLE_MIN_ATTEMPTS", default=5)  # ... over at least this many attempts
+ROUTING_PROBE_TIMEOUT_S = env.float("ROUTING_PROBE_TIMEOUT_S", default=15.0)
+ROUTING_THOMPSON_CACHE_S = env.float("ROUTING_THOMPSON_CACHE_S", default=60.0)  # web processes re-read arms this often
+ROUTING_THOMPSON_WINDOW_S = env.float("ROUTING_THOMPSON_WINDOW_S", default=86400.0)
+ROUTING_THOMPSON_HALF_LIFE_S = env.float("ROUTING_THOMPSON_HALF_LIFE_S", default=3600.0)
+BALANCE_WARN_BELOW = env.str("BALANCE_WARN_BELOW", default="5")  # upstream balance warning, in its currency
+PRICING_SYNC_SOURCE = env.str("PRICING_SYNC_SOURCE", default="")  # URL or file of a per-model price document; empty: off
+PRICING_SYNC_MARKUP = env.str("PRICING_SYNC_MARKUP", default="1")  # our list price = source price x markup
+PRICING_SYNC_APPLY = env.bool("PRICING_SYNC_APPLY", default=False)  # False: propose only, an operator accepts
+REQUEST_LOG_RETENTION_DAYS = env.int("REQUEST_LOG_RETENTION_DAYS", default=90)  # request and reward logs
+BALANCE_SNAPSHOT_RETENTION_DAYS = env.int("BALANCE_SNAPSHOT_RETENTION_DAYS", default=180)
+EMBEDDED_JOBS = env.bool("EMBEDDED_JOBS", default=True)  # without a broker, web runs the periodic jobs itself
+JOBS_PROBE_EVERY_S = env.float("JOBS_PROBE_EVERY_S", default=60.0)  # health sweep + active probes
+JOBS_THOMPSON_EVERY_S = env.float("JOBS_THOMPSON_EVERY_S", default=300.0)
+JOBS_BALANCE_EVERY_S = env.float("JOBS_BALANCE_EVERY_S", default=900.0)
+JOBS_PRICING_EVERY_S = env.float("JOBS_PRICING_EVERY_S", default=86400.0)
+JOBS_RETENTION_EVERY_S = env.float("JOBS_RETENTION_EVERY_S", default=3600.0)
+JOBS_RECONCILE_EVERY_S = env.float("JOBS_RECONCILE_EVERY_S", default=300.0)

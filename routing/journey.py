@@ -34,10 +34,11 @@ from .errors import (
     TokenHubError,
     UpstreamError,
 )
-from .health import board
+from .health import attempt_observe
 from .metering import Meter
 from .replies import Reply, StreamReply
-from .selection import describe_skipped, plan
+from .selection import describe_skipped, plan_for
+from .strategies import mode_for
 from .table import ModelInfo, Route, table_aget
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ class Call:
         self.upstream_s = 0.0  # time spent waiting on upstreams: not TokenHub's overhead
         self.attempts: list[dict] = []
         self.candidates: list[dict] = []
+        self.mode = ""  # routing mode: X-TokenHub-Mode header > key > group > default
+        self.plan = None  # routing.selection.Plan: scores and the health view it saw
         self.model = ""
         self.route: Route | None = None
         self.is_stream = False
@@ -170,25 +173,18 @@ def resolve_model(call: Call, table, name: str) -> ModelInfo:
 # --- routing and sending ---------------------------------------------------------------------
 
 
-def candidates_for(call: Call, table, info: ModelInfo) -> list[Route]:
+async def candidates_for(call: Call, table, info: ModelInfo) -> list[Route]:
     routes = table.routes.get(info.public_id, ())
-    ordered, skipped = plan(routes, group=call.policy.tenant_group)
-    call.candidates = [{"channel": r.channel_name, "eligible": True, "reason": ""} for r in ordered] + [
-        {"channel": s.route.channel_name, "eligible": False, "reason": s.reason} for s in skipped
-    ]
+    group = call.policy.tenant_group
+    call.mode = await mode_for(header=call.request_headers.get("x-tokenhub-mode"), key_mode=call.policy.mode, group=group)
+    call.plan = await plan_for(routes, group=group, model=info.public_id, mode=call.mode)
+    ordered, skipped = call.plan.ordered, call.plan.skipped
+    call.candidates = call.plan.explain()
     if not ordered:
         if not routes:
             raise NoAvailableChannel(f"No channel serves the model '{info.public_id}'.")
         raise NoAvailableChannel(f"No available channel for model '{info.public_id}': {describe_skipped(skipped)}.")
     return ordered
-
-
-def _cooldown_s(error: ProviderError) -> float:
-    if error.kind in (ErrorKind.AUTH, ErrorKind.QUOTA):
-        return settings.ROUTING_AUTH_COOLDOWN_S
-    if error.kind is ErrorKind.RATE_LIMITED:
-        return error.retry_after_s if error.retry_after_s else settings.ROUTING_DEFAULT_COOLDOWN_S
-    return settings.ROUTING_TRANSIENT_COOLDOWN_S
 
 
 def _client_error(error: ProviderError) -> TokenHubError:
@@ -237,9 +233,9 @@ async def send(call: Call, routes: list[Route], meter: Meter, operation):
         except ProviderError as error:
             call.upstream_s += time.perf_counter() - began
             call.attempts.append(_attempt(route, began, error.kind.value, error.status))
+            cooldown = await attempt_observe(call=call, route=route, error=error, latency_ms=call.attempts[-1]["latency_ms"])
             if not error.kind.is_retryable:
                 raise _client_error(error) from None
-            cooldown = board.cool(route.channel_id, seconds=_cooldown_s(error), reason=_reason(error))
             log.info("channel %s failed (%s); cooling until %.0f", route.channel_name, error.kind.value, cooldown.until)
             failures.append(f"{route.channel_name}: {_reason(error)}")
             continue
@@ -247,12 +243,12 @@ async def send(call: Call, routes: list[Route], meter: Meter, operation):
             call.upstream_s += time.perf_counter() - began
             log.exception("adapter %s raised an unexpected error", route.provider_type)
             call.attempts.append(_attempt(route, began, "internal", None))
-            board.cool(route.channel_id, seconds=settings.ROUTING_TRANSIENT_COOLDOWN_S, reason="unexpected error")
+            await attempt_observe(call=call, route=route, error=ProviderError(ErrorKind.TRANSIENT, "unexpected error"), latency_ms=0)
             failures.append(f"{route.channel_name}: unexpected error")
             continue
         call.upstream_s += time.perf_counter() - began
         call.attempts.append(_attempt(route, began, "ok", 200))
-        board.record_success(route.channel_id)
+        await attempt_observe(call=call, route=route, error=None, latency_ms=call.attempts[-1]["latency_ms"])
         call.route = route
         return route, outcome
     await meter.release()
@@ -289,7 +285,7 @@ async def chat(call: Call, request: dict) -> Reply | StreamReply:
     info = resolve_model(call, table, request["model"])
     await check_rate(call)
     call.is_stream = bool(request.get("stream"))
-    routes = candidates_for(call, table, info)
+    routes = await candidates_for(call, table, info)
     meter = Meter(call, info, request)
     await meter.prepare()
     try:
