@@ -21,10 +21,10 @@ Besides chat, an adapter may serve more (each a method the router looks for; see
 protocols at the end): `embeddings`, `completions` + `open_completions_stream` (legacy),
 `list_models` (model discovery).
 
-One exception to "OpenAI inside": a request may carry the client's own Anthropic Messages body
-under `NATIVE_ANTHROPIC` (the /v1/messages endpoint puts it there). An adapter that speaks
-Anthropic then sends that body as is (model and stream set by us) and answers in Anthropic's
-shape: `ChatResult.body` is a Messages object, each `Chunk.data` one Anthropic SSE event, while
+One exception to "OpenAI inside": a request may carry the client's own Anthropic Messages
+request under `NATIVE_ANTHROPIC` as `{"body": <Messages body>, "beta": <anthropic-beta header
+or "">}` (the /v1/messages endpoint puts it there). An adapter that speaks Anthropic then sends
+that body as is (model and stream set by us) and answers in Anthropic's shape: `ChatResult.body` is a Messages object, each `Chunk.data` one Anthropic SSE event, while
 `usage`/`finish_reason`/`text` keep their OpenAI meanings. Every other adapter ignores the key
 (the OpenAI adapter drops it before sending).
 """

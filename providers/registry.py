@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from providers.anthropic import AnthropicAdapter
 from providers.base import Adapter
+from providers.gemini import GeminiAdapter
 from providers.openai import OpenAIAdapter
 from providers.simulated import SimulatedAdapter
 
@@ -10,6 +12,8 @@ __all__ = ["get_adapter", "register_adapter", "provider_types"]
 
 _ADAPTERS: dict[str, Adapter] = {
     "openai": OpenAIAdapter(),
+    "anthropic": AnthropicAdapter(),
+    "gemini": GeminiAdapter(),
     "simulated": SimulatedAdapter(),
 }
 
