@@ -168,16 +168,26 @@ async def startup() -> None:
     await sync_to_async(tokens.count_text, thread_sensitive=False)("warm up")
     if settings.REDIS_URL:
         _listeners.append(asyncio.get_running_loop().create_task(keycache.listen_for_invalidations()))
+    from .jobs import embedded_start
+
+    embedded_start()  # periodic jobs in this process when no broker is configured
 
 
 async def shutdown() -> None:
     from observability.services import request_logs_flush
 
+    from .health import board
+    from .jobs import embedded_stop
+    from .thompson import reward_logs_flush
+
+    await sync_to_async(embedded_stop, thread_sensitive=False)()
     await background.drain()
     for task in _listeners:
         task.cancel()
+    await board.aflush()
     await upstream.close()
     await sync_to_async(request_logs_flush, thread_sensitive=False)()
+    await sync_to_async(reward_logs_flush, thread_sensitive=False)()
 
 
 async def _not_found(request: Request, _exc) -> Response:
