@@ -24,7 +24,7 @@ from starlette.routing import Route
 from accounts import keycache
 from accounts.selectors import key_hash
 
-from . import background, upstream
+from . import background, embeddings, inbound_anthropic, upstream
 from .dashboard import subscription_endpoint, usage_endpoint
 from .errors import RequestTooLarge, TokenHubError
 from .journey import Call, chat_completions, check_key, record
@@ -95,6 +95,13 @@ async def chat_endpoint(request: Request) -> Response:
     return await serve(request, chat_completions, endpoint="chat.completions")
 
 
+def endpoint_for(handler: Handler, *, endpoint: str, protocol: str = "openai"):
+    async def run(request: Request) -> Response:
+        return await serve(request, handler, endpoint=endpoint, protocol=protocol)
+
+    return run
+
+
 async def models_endpoint(request: Request) -> Response:
     async def handler(call: Call, _body: bytes) -> Reply:
         table = await table_aget()
@@ -146,6 +153,14 @@ async def readyz(_request: Request) -> Response:
 ROUTES = [
     Route("/v1/chat/completions", chat_endpoint, methods=["POST"]),
     Route("/v1/models", models_endpoint, methods=["GET"]),
+    Route("/v1/embeddings", endpoint_for(embeddings.embeddings, endpoint="embeddings"), methods=["POST"]),
+    Route("/v1/completions", endpoint_for(embeddings.completions, endpoint="completions"), methods=["POST"]),
+    Route("/v1/messages", endpoint_for(inbound_anthropic.messages, endpoint="messages", protocol="anthropic"), methods=["POST"]),
+    Route(
+        "/v1/messages/count_tokens",
+        endpoint_for(inbound_anthropic.count_tokens, endpoint="messages.count_tokens", protocol="anthropic"),
+        methods=["POST"],
+    ),
     Route("/v1/dashboard/billing/subscription", subscription_endpoint, methods=["GET"]),
     Route("/v1/dashboard/billing/usage", usage_endpoint, methods=["GET"]),
     Route("/dashboard/billing/subscription", subscription_endpoint, methods=["GET"]),

@@ -1,0 +1,154 @@
+"""`POST /v1/embeddings` and the legacy `POST /v1/completions`.
+
+Both take the journey's pieces (admission, routing, failover through `send`, the `Meter`,
+`record`) with their own operation: only routes whose adapter has the method are tried
+(embeddings: OpenAI-compatible and Gemini; completions: OpenAI-compatible). Embeddings hold
+money for the input only (`max_output_tokens=0`) and are settled on the upstream's usage, or
+on our own count when it gave none. Embeddings come back as the client asked, floats or
+base64 (encoded here when the upstream ignored the request). Completions stream through the
+journey's relay, so usage, settlement and logs behave as for chat.
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+
+from providers import tokens
+from providers.base import Usage
+from providers.registry import get_adapter
+
+from . import upstream
+from .errors import InvalidRequest, NoAvailableChannel, TokenHubError
+from .journey import (
+    Call,
+    _relay_stream,
+    candidates_for,
+    check_rate,
+    estimate_usage,
+    parse_body,
+    record,
+    resolve_model,
+    send,
+)
+from .metering import Meter
+from .replies import Reply, StreamReply
+from .table import Route, table_aget
+
+__all__ = ["completions", "embeddings"]
+
+_ENCODINGS = (None, "float", "base64")
+
+
+async def embeddings(call: Call, body: bytes) -> Reply:
+    request = parse_body(body)
+    _require_model(request)
+    if not _is_input(request.get("input")):
+        raise InvalidRequest(
+            "'input' must be a non-empty string, array of strings, array of tokens or array of token arrays.",
+            param="input",
+            code="invalid_input",
+        )
+    if request.get("encoding_format") not in _ENCODINGS:
+        raise InvalidRequest("'encoding_format' must be 'float' or 'base64'.", param="encoding_format", code="invalid_value")
+    table = await table_aget()
+    info = resolve_model(call, table, request["model"])
+    await check_rate(call)
+    routes = _able(candidates_for(call, table, info), "embeddings", info.public_id)
+    meter = Meter(call, info, request, max_output_tokens=0)
+    await meter.prepare()
+
+    async def operation(adapter, target, timeouts):
+        return await adapter.embeddings(upstream.client(), target, request, timeouts)
+
+    try:
+        _route, result = await send(call, routes, meter, operation)
+    except TokenHubError as error:
+        record(call, status=error.status, error=error, meter=meter)
+        raise
+    usage = result.usage
+    is_estimated = usage is None
+    if usage is None:
+        usage = Usage(prompt_tokens=tokens.estimate_request_prompt_tokens(request))
+    await meter.settle(usage, is_estimated=is_estimated)
+    reply = Reply(200, result.body, call.headers())
+    record(call, status=200, usage=usage, is_estimated=is_estimated, meter=meter)
+    return reply
+
+
+async def completions(call: Call, body: bytes) -> Reply | StreamReply:
+    request = parse_body(body)
+    _require_model(request)
+    if not _is_input(request.get("prompt")):
+        raise InvalidRequest("'prompt' must be a non-empty string, array of strings or array of tokens.", param="prompt", code="invalid_prompt")
+    value = request.get("max_tokens")
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise InvalidRequest("'max_tokens' must be a positive integer.", param="max_tokens", code="invalid_value")
+    if not isinstance(request.get("stream", False), bool):
+        raise InvalidRequest("'stream' must be a boolean.", param="stream", code="invalid_value")
+    table = await table_aget()
+    info = resolve_model(call, table, request["model"])
+    await check_rate(call)
+    call.is_stream = bool(request.get("stream"))
+    routes = _able(candidates_for(call, table, info), "completions", info.public_id)
+    meter = Meter(call, info, request)
+    await meter.prepare()
+
+    async def operation(adapter, target, timeouts):
+        if call.is_stream:
+            return await adapter.open_completions_stream(upstream.client(), target, request, timeouts)
+        return await adapter.completions(upstream.client(), target, request, timeouts)
+
+    try:
+        _route, outcome = await send(call, routes, meter, operation)
+    except TokenHubError as error:
+        record(call, status=error.status, error=error, meter=meter)
+        raise
+    if not call.is_stream:
+        usage = outcome.usage
+        is_estimated = usage is None
+        if usage is None:
+            usage = estimate_usage(request, _choices_text(outcome.body))
+        await meter.settle(usage, is_estimated=is_estimated)
+        reply = Reply(200, outcome.body, call.headers())
+        record(call, status=200, usage=usage, is_estimated=is_estimated, finish_reason=outcome.finish_reason, meter=meter)
+        return reply
+    call.ttft_ms = round((time.perf_counter() - call.started) * 1000)
+    include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+    headers = call.headers()
+    return StreamReply(_relay_stream(call, outcome, request, include_usage, meter), headers)
+
+
+def _require_model(request: dict) -> None:
+    model = request.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("You must provide a model parameter.", param="model", code="missing_model")
+
+
+def _is_input(value) -> bool:
+    if isinstance(value, str):
+        return bool(value)
+    if not isinstance(value, list) or not value:
+        return False
+    if all(isinstance(item, str) for item in value):
+        return True
+    if all(isinstance(item, int) and not isinstance(item, bool) for item in value):
+        return True
+    return all(isinstance(item, list) and item and all(isinstance(t, int) for t in item) for item in value)
+
+
+def _able(routes: list[Route], method: str, public_id: str) -> list[Route]:
+    able = [route for route in routes if hasattr(get_adapter(route.provider_type), method)]
+    if not able:
+        kinds = ", ".join(sorted({route.provider_type for route in routes}))
+        raise NoAvailableChannel(f"No channel serving '{public_id}' can answer {method} (its channels are: {kinds}).")
+    return able
+
+
+def _choices_text(body: bytes) -> str:
+    try:
+        choices = orjson.loads(body).get("choices") or []
+        return "".join(choice.get("text") or "" for choice in choices)
+    except (orjson.JSONDecodeError, AttributeError):
+        return ""

@@ -1,0 +1,140 @@
+"""Anthropic's Messages API in front of every upstream: `POST /v1/messages` and
+`POST /v1/messages/count_tokens`.
+
+A Messages request is translated into an OpenAI chat request and goes the same journey as
+/v1/chat/completions (admission, routing, failover, billing, logs). It also carries the
+client's own body (`providers.base.NATIVE_ANTHROPIC`): when the route that answers is an
+Anthropic upstream, that body is what goes out and the answer comes back untouched, Message
+JSON or SSE events byte for byte. Any other upstream's answer is translated back:
+`chat.completion` -> Message, OpenAI chunks -> `message_start`, `content_block_*`,
+`message_delta`, `message_stop` (`providers.translate.anthropic`).
+
+Errors are Anthropic's shape (`serve(..., protocol="anthropic")`); an error after the stream
+began is one `error` event. `count_tokens` counts offline (`providers.tokens`): an estimate
+in OpenAI's tokens, which is what the relay bills by when an upstream reports nothing.
+"""
+
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+import orjson
+from asgiref.sync import sync_to_async
+
+from providers import tokens
+from providers.base import NATIVE_ANTHROPIC, ProviderError, Usage
+from providers.openai import parse_usage
+from providers.translate import anthropic as translate
+from providers.translate.common import text_of
+
+from .errors import InvalidRequest
+from .journey import Call, chat, estimate_usage, parse_body, resolve_model
+from .replies import Reply, StreamReply
+from .table import table_aget
+
+__all__ = ["count_tokens", "messages"]
+
+_ROLES = ("user", "assistant")
+
+
+async def messages(call: Call, body: bytes) -> Reply | StreamReply:
+    native = parse_body(body)
+    _validate(native, needs_max_tokens=True)
+    request = _to_openai(native)
+    request[NATIVE_ANTHROPIC] = {"body": native, "beta": call.request_headers.get("anthropic-beta", "")}
+    result = await chat(call, request)
+    is_native = call.route is not None and call.route.provider_type == "anthropic"
+    message_id = "msg_" + call.request_id.removeprefix("req_")
+    headers = {**result.headers, "request-id": call.request_id}
+    if isinstance(result, StreamReply):
+        return StreamReply(_events(result.chunks, is_native=is_native, model=native["model"], message_id=message_id), headers)
+    if is_native:
+        return Reply(200, result.body, headers)
+    completion = orjson.loads(result.body)
+    usage_obj = completion.get("usage")
+    if isinstance(usage_obj, dict):
+        usage = parse_usage(usage_obj)
+    else:  # the upstream told nothing: the same count the bill used
+        usage = estimate_usage(request, _completion_text(completion))
+    message = translate.to_message(completion, model=completion.get("model") or native["model"], message_id=message_id, usage=usage)
+    return Reply(200, orjson.dumps(message), headers)
+
+
+async def count_tokens(call: Call, body: bytes) -> Reply:
+    native = parse_body(body)
+    _validate(native, needs_max_tokens=False)
+    resolve_model(call, await table_aget(), native["model"])
+    request = _to_openai(native)
+    count = await sync_to_async(tokens.estimate_request_prompt_tokens, thread_sensitive=False)(request)
+    return Reply(200, orjson.dumps({"input_tokens": count}), {**call.headers(), "request-id": call.request_id})
+
+
+def _to_openai(native: dict) -> dict:
+    try:
+        return translate.from_messages_request(native)
+    except ProviderError as error:
+        raise InvalidRequest(error.message, code="unsupported_content") from None
+
+
+def _validate(body: dict, *, needs_max_tokens: bool) -> None:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("model: Field required", param="model", code="missing_model")
+    max_tokens = body.get("max_tokens")
+    if needs_max_tokens and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
+        raise InvalidRequest("max_tokens: Field required (a positive integer)", param="max_tokens", code="invalid_value")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("messages: at least one message is required", param="messages", code="invalid_messages")
+    for number, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in _ROLES:
+            raise InvalidRequest(f"messages.{number}.role: must be 'user' or 'assistant'", param="messages", code="invalid_messages")
+        content = message.get("content")
+        if not isinstance(content, (str, list)):
+            raise InvalidRequest(f"messages.{number}.content: must be a string or a list of content blocks", param="messages", code="invalid_messages")
+        if isinstance(content, list) and not all(isinstance(block, dict) for block in content):
+            raise InvalidRequest(f"messages.{number}.content: blocks must be objects", param="messages", code="invalid_messages")
+    system = body.get("system")
+    if system is not None and not isinstance(system, (str, list)):
+        raise InvalidRequest("system: must be a string or a list of text blocks", param="system", code="invalid_value")
+    if not isinstance(body.get("stream", False), bool):
+        raise InvalidRequest("stream: must be a boolean", param="stream", code="invalid_value")
+
+
+async def _events(chunks: AsyncIterator[bytes], *, is_native: bool, model: str, message_id: str) -> AsyncIterator[bytes]:
+    """The journey's stream (OpenAI SSE lines, or an Anthropic upstream's own events) as
+    Anthropic events."""
+    state = translate.ChunkEvents(message_id=message_id, model=model)
+    usage: Usage | None = None
+    try:
+        async for data in chunks:
+            if data.startswith(b"event:"):  # an Anthropic upstream's event, passed through
+                yield data
+                continue
+            payload = data[6:].strip()  # "data: ...\n\n"
+            if payload == b"[DONE]":
+                if not is_native:
+                    yield state.finish(usage)
+                break
+            obj = orjson.loads(payload)
+            if "error" in obj and "choices" not in obj:
+                error = obj["error"] if isinstance(obj["error"], dict) else {}
+                yield state.error("api_error", str(error.get("message") or "The upstream stream broke."))
+                break
+            if is_native:
+                continue  # a usage chunk the journey added: the upstream's events said it all
+            if obj.get("usage"):
+                usage = parse_usage(obj["usage"])
+            events = state.feed(obj)
+            if events:
+                yield events
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def _completion_text(completion: dict) -> str:
+    choices = completion.get("choices") or [{}]
+    reply = choices[0].get("message") or {}
+    return text_of(reply.get("content"))
