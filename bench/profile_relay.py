@@ -1,7 +1,7 @@
 """Profile the relay's event-loop thread under load, to find where its CPU per request goes.
 
     .venv/bin/python bench/profile_relay.py                       # non-streamed, c=32, 6 s
-    .venv/bin/python bench/profile_relay.py --mode stream --concurrency 1 --priced
+    .venv/bin/python bench/profile_relay.py --mode stream --concurrency 1 --priced  # (bench/run.py prices by default)
 
 Same set-up as bench/run.py (fake upstream, temporary SQLite, management commands), then the relay
 in ONE uvicorn process (uvloop + httptools) run under cProfile, loaded for --seconds, stopped

@@ -116,12 +116,31 @@ def start_fake_upstream(tmp: Path, chunk_interval_ms: float) -> tuple[procs.Mana
 # ---------------------------------------------------------------- TokenHub set-up
 
 
-def relay_env(tmp: Path, conn_max_age: int | None = None) -> dict:
+BENCH_PG_DB = "tokenhub_bench"
+
+
+def fresh_postgres(base_url: str) -> str:
+    """A new, empty database beside the one in `base_url`; returns its URL."""
+    import psycopg
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    with psycopg.connect(host=parts.hostname, port=parts.port or 5432, user=parts.username or "postgres",
+                         password=parts.password, dbname="postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_PG_DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {BENCH_PG_DB}")
+    return parts._replace(path="/" + BENCH_PG_DB).geturl()
+
+
+def relay_env(tmp: Path, conn_max_age: int | None = None, scale: tuple[str, str] | None = None) -> dict:
     env = dict(os.environ)
     for k in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
         env.pop(k, None)
+    if scale:
+        env["REDIS_URL"] = scale[1]
     env.update(
-        DATABASE_URL=f"sqlite:///{tmp}/bench.db" + (f"?conn_max_age={conn_max_age}" if conn_max_age is not None else ""),
+        DATABASE_URL=fresh_postgres(scale[0]) if scale else (
+            f"sqlite:///{tmp}/bench.db" + (f"?conn_max_age={conn_max_age}" if conn_max_age is not None else "")),
         TOKENHUB_UPSTREAM_ALLOW_CIDRS="127.0.0.0/8",
         DEBUG="0",
         SECRET_KEY="bench",
@@ -427,15 +446,20 @@ def parse_args(argv=None):
     p.add_argument("--burst-connect", action="store_true",
                    help="open a cell's connections all at once (default: one after another, each after the "
                         "previous one's first answer; a burst lets one uvicorn worker accept them all)")
-    p.add_argument("--priced", action="store_true",
-                   help="price bench-model (0.15/0.6 USD per 1M tokens) instead of marking it free, so that "
-                        "reservation and settlement run on every request")
+    p.add_argument("--free", dest="priced", action="store_false",
+                   help="mark bench-model free, so no reservation or settlement runs (default: priced at "
+                        "0.15/0.6 USD per 1M tokens, the path every paying request takes)")
     p.add_argument("--conn-max-age", type=int, default=None, metavar="S",
                    help="append ?conn_max_age=S to the SQLite DATABASE_URL (experiment: keep DB connections)")
     p.add_argument("--direct-only", action="store_true", help="measure only the fake upstream directly")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for the relay and its commands (repeatable), e.g. LOG_LEVEL=WARNING")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of the tables")
+    p.add_argument("--scale", action="store_true",
+                   help="run the relay on PostgreSQL and Redis (a fresh database beside --database-url) "
+                        "instead of the embedded SQLite default")
+    p.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/tokenhub")
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (database, logs)")
     p.add_argument("--relay-start-timeout", type=float, default=60.0)
     a = p.parse_args(argv)
@@ -503,16 +527,15 @@ def main(argv=None) -> int:
             missing = relay_available()
             if missing:
                 raise SetupError(f"the relay is not there yet: {missing}")
-            env = relay_env(tmp, a.conn_max_age)
+            env = relay_env(tmp, a.conn_max_age, (a.database_url, a.redis_url) if a.scale else None)
             for kv in a.env:
                 k, _, v = kv.partition("=")
                 env[k] = v
-            log("setting TokenHub up (temporary SQLite)")
+            log("setting TokenHub up (" + ("PostgreSQL + Redis" if a.scale else "temporary SQLite") + ")")
             api_key = setup_tokenhub(env, fport, notes, a.priced)
             meta["priced"] = a.priced
             if not a.priced:
-                notes.append("bench-model is marked free: no reservation or settlement per request "
-                             "(--priced runs them; on SQLite they cost several ms of CPU per request)")
+                notes.append("bench-model is marked free (--free): no reservation or settlement per request")
             for server in a.server:
                 port = procs.free_port()
                 label = f"tokenhub/{server}"

@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -198,6 +198,16 @@ def cap_periods(tz: str, now: datetime | None = None) -> tuple[date, date]:
     return today, today.replace(day=1)
 
 
+# The two functions below run twice per request on the /v1 path, so they speak SQL directly
+# (one statement per step, no model instances): the ORM's per-query overhead was most of the
+# relay's CPU per request (see docs/decisions/002-lean-money-path.md). Same rules, same
+# transactions; the tests in tests/billing hold them to it on SQLite and PostgreSQL.
+
+
+def _for_update() -> str:
+    return " FOR UPDATE" if connection.features.has_select_for_update else ""
+
+
 @transaction.atomic
 def hold_open(
     *,
@@ -211,104 +221,130 @@ def hold_open(
     cap_amount_micros: int,
     caps: CapPolicy,
     now: datetime | None = None,
-) -> Hold:
-    balance = Balance.objects.get(tenant_id=tenant_id, kind=_kind(kind))
-    moved = Balance.objects.filter(pk=balance.pk, amount_micros__gte=F("held_micros") + amount_micros).update(
-        held_micros=F("held_micros") + amount_micros
-    )
-    if not moved:
-        balance.refresh_from_db()
-        available = balance.amount_micros - balance.held_micros
-        raise Refused(
-            f"Insufficient {BALANCE_LABEL[kind]} balance: {format_micros(max(0, available))} {balance.currency} available, "
-            f"this request may cost up to {format_micros(amount_micros)} {balance.currency}. Top up or lower max_tokens.",
-            which=kind,
+) -> int:
+    """Hold `amount_micros` on the balance and the key's caps, or raise Refused (nothing held).
+    Returns the hold's id."""
+    ops = connection.ops
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE billing_balance SET held_micros = held_micros + %s"
+            " WHERE tenant_id = %s AND kind = %s AND amount_micros - held_micros >= %s RETURNING id",
+            [amount_micros, tenant_id, _kind(kind), amount_micros],
         )
-    day = month = None
-    if caps.key_id is not None and (caps.daily_cap_micros is not None or caps.monthly_cap_micros is not None):
-        day, month = cap_periods(caps.timezone, now)
-        for period, starts_on, cap in (
-            (KeySpend.Period.DAY, day, caps.daily_cap_micros),
-            (KeySpend.Period.MONTH, month, caps.monthly_cap_micros),
-        ):
-            spend = _keyspend(caps.key_id, period, starts_on)
-            if cap is None:
-                KeySpend.objects.filter(pk=spend.pk).update(held_micros=F("held_micros") + cap_amount_micros)
-                continue
-            ok = KeySpend.objects.filter(
-                pk=spend.pk, spent_micros__lte=cap - cap_amount_micros - F("held_micros")
-            ).update(held_micros=F("held_micros") + cap_amount_micros)
-            if not ok:
-                spend.refresh_from_db()
-                left = max(0, cap - spend.spent_micros - spend.held_micros)
-                label = "daily" if period == KeySpend.Period.DAY else "monthly"
-                # raising rolls back the balance hold made above: one transaction
-                raise Refused(
-                    f"This key's {label} spending cap is reached: {format_micros(left)} USD of "
-                    f"{format_micros(cap)} USD left, this request may cost up to {format_micros(cap_amount_micros)} USD.",
-                    which=f"{label}_cap",
-                )
-    return Hold.objects.create(
-        hold_key=hold_key, request_id=request_id, balance=balance, key_id=caps.key_id, model=model,
-        amount_micros=amount_micros, floor_micros=min(floor_micros, amount_micros),
-        cap_amount_micros=cap_amount_micros, day=day, month=month,
-    )
-
-
-def _keyspend(key_id: int, period: str, starts_on: date) -> KeySpend:
-    spend = KeySpend.objects.filter(key_id=key_id, period=period, starts_on=starts_on).first()
-    if spend is not None:
-        return spend
-    try:
-        with transaction.atomic():
-            return KeySpend.objects.create(key_id=key_id, period=period, starts_on=starts_on)
-    except IntegrityError:  # another request made it first
-        return KeySpend.objects.get(key_id=key_id, period=period, starts_on=starts_on)
-
-
-@transaction.atomic
-def hold_settle(*, hold_key: str, charge_micros: int, note: str = "") -> Hold | None:
-    """End a hold by charging `charge_micros` (at most what the balance has). Returns the hold,
-    or None when it had already ended (exactly once)."""
-    hold = Hold.objects.select_for_update().filter(hold_key=hold_key, status=Hold.Status.OPEN).first()
-    if hold is None:
-        return None
-    return _end(hold, charge_micros=charge_micros, status=Hold.Status.SETTLED, note=note)
-
-
-@transaction.atomic
-def hold_release(*, hold_key: str) -> Hold | None:
-    hold = Hold.objects.select_for_update().filter(hold_key=hold_key, status=Hold.Status.OPEN).first()
-    if hold is None:
-        return None
-    return _end(hold, charge_micros=0, status=Hold.Status.RELEASED)
-
-
-def _end(hold: Hold, *, charge_micros: int, status: str, note: str = "") -> Hold:
-    balance = Balance.objects.select_for_update().get(pk=hold.balance_id)
-    others_held = balance.held_micros - hold.amount_micros
-    # Never below zero, nor below what other requests hold: the excess over the hold (a
-    # prompt longer than estimated) is charged only as far as the balance goes.
-    charge = max(0, min(charge_micros, balance.amount_micros - others_held))
-    if charge < charge_micros:
-        log.warning("request %s cost %d but only %d could be charged", hold.request_id, charge_micros, charge)
-    after = balance.amount_micros - charge
-    if charge:
-        LedgerEntry.objects.create(
-            balance=balance, kind=LedgerEntry.Kind.USAGE, amount_micros=-charge, balance_after_micros=after,
-            idempotency_key=f"usage:{hold.request_id}", request_id=hold.request_id,
-            note=(note or f"{hold.model}")[:500],
-        )
-    Balance.objects.filter(pk=balance.pk).update(amount_micros=after, held_micros=F("held_micros") - hold.amount_micros)
-    if hold.day is not None and hold.key_id is not None:
-        cap_charge = ceil_div(hold.cap_amount_micros * charge, hold.amount_micros) if hold.amount_micros else 0
-        for period, starts_on in ((KeySpend.Period.DAY, hold.day), (KeySpend.Period.MONTH, hold.month)):
-            KeySpend.objects.filter(key_id=hold.key_id, period=period, starts_on=starts_on).update(
-                held_micros=F("held_micros") - hold.cap_amount_micros, spent_micros=F("spent_micros") + cap_charge
+        row = cursor.fetchone()
+        if row is None:
+            balance = Balance.objects.get(tenant_id=tenant_id, kind=kind)
+            available = balance.amount_micros - balance.held_micros
+            raise Refused(
+                f"Insufficient {BALANCE_LABEL[kind]} balance: {format_micros(max(0, available))} {balance.currency} available, "
+                f"this request may cost up to {format_micros(amount_micros)} {balance.currency}. Top up or lower max_tokens.",
+                which=kind,
             )
-    Hold.objects.filter(pk=hold.pk).update(status=status, charged_micros=charge, ended_at=timezone.now())
-    hold.status, hold.charged_micros = status, charge
-    return hold
+        balance_id = row[0]
+        day = month = None
+        if caps.key_id is not None and (caps.daily_cap_micros is not None or caps.monthly_cap_micros is not None):
+            day, month = cap_periods(caps.timezone, now)
+            for period, starts_on, cap in (
+                (KeySpend.Period.DAY, day, caps.daily_cap_micros),
+                (KeySpend.Period.MONTH, month, caps.monthly_cap_micros),
+            ):
+                starts = ops.adapt_datefield_value(starts_on)
+                cursor.execute(
+                    "INSERT INTO billing_keyspend (key_id, period, starts_on, spent_micros, held_micros)"
+                    " VALUES (%s, %s, %s, 0, 0) ON CONFLICT (key_id, period, starts_on) DO NOTHING",
+                    [caps.key_id, period, starts],
+                )
+                cursor.execute(
+                    "UPDATE billing_keyspend SET held_micros = held_micros + %s"
+                    " WHERE key_id = %s AND period = %s AND starts_on = %s"
+                    " AND (%s OR spent_micros + held_micros + %s <= %s)",
+                    [cap_amount_micros, caps.key_id, period, starts, cap is None, cap_amount_micros, cap or 0],
+                )
+                if cursor.rowcount == 0:
+                    spend = KeySpend.objects.get(key_id=caps.key_id, period=period, starts_on=starts_on)
+                    left = max(0, cap - spend.spent_micros - spend.held_micros)
+                    label = "daily" if period == KeySpend.Period.DAY else "monthly"
+                    # raising rolls back the balance hold made above: one transaction
+                    raise Refused(
+                        f"This key's {label} spending cap is reached: {format_micros(left)} USD of "
+                        f"{format_micros(cap)} USD left, this request may cost up to {format_micros(cap_amount_micros)} USD.",
+                        which=f"{label}_cap",
+                    )
+        cursor.execute(
+            "INSERT INTO billing_hold (hold_key, request_id, balance_id, key_id, model, amount_micros, floor_micros,"
+            " cap_amount_micros, day, month, status, charged_micros, created_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, %s) RETURNING id",
+            [
+                hold_key, request_id, balance_id, caps.key_id, model, amount_micros, min(floor_micros, amount_micros),
+                cap_amount_micros, ops.adapt_datefield_value(day), ops.adapt_datefield_value(month), Hold.Status.OPEN,
+                ops.adapt_datetimefield_value(timezone.now()),
+            ],
+        )
+        return cursor.fetchone()[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    request_id: str
+    status: str
+    charged_micros: int
+
+
+@transaction.atomic
+def hold_settle(*, hold_key: str, charge_micros: int, note: str = "") -> Ended | None:
+    """End a hold by charging `charge_micros` (at most what the balance has). Returns what
+    happened, or None when the hold had already ended (exactly once)."""
+    return _end(hold_key, charge_micros=charge_micros, status=Hold.Status.SETTLED, note=note)
+
+
+@transaction.atomic
+def hold_release(*, hold_key: str) -> Ended | None:
+    return _end(hold_key, charge_micros=0, status=Hold.Status.RELEASED)
+
+
+def _end(hold_key: str, *, charge_micros: int, status: str, note: str = "") -> Ended | None:
+    ops = connection.ops
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, request_id, balance_id, key_id, model, amount_micros, cap_amount_micros, day, month"
+            " FROM billing_hold WHERE hold_key = %s AND status = %s" + _for_update(),
+            [hold_key, Hold.Status.OPEN],
+        )
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        hold_id, request_id, balance_id, key_id, model, held, cap_held, day, month = row
+        cursor.execute("SELECT amount_micros, held_micros FROM billing_balance WHERE id = %s" + _for_update(), [balance_id])
+        amount, balance_held = cursor.fetchone()
+        # Never below zero, nor below what other requests hold: the excess over the hold (a
+        # prompt longer than estimated) is charged only as far as the balance goes.
+        charge = max(0, min(charge_micros, amount - (balance_held - held)))
+        if charge < charge_micros:
+            log.warning("request %s cost %d but only %d could be charged", request_id, charge_micros, charge)
+        after = amount - charge
+        now = ops.adapt_datetimefield_value(timezone.now())
+        if charge:
+            cursor.execute(
+                "INSERT INTO billing_ledgerentry (balance_id, kind, amount_micros, balance_after_micros,"
+                " idempotency_key, request_id, note, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                [balance_id, LedgerEntry.Kind.USAGE, -charge, after, f"usage:{request_id}", request_id, (note or model)[:500], now],
+            )
+        cursor.execute(
+            "UPDATE billing_balance SET amount_micros = %s, held_micros = held_micros - %s WHERE id = %s",
+            [after, held, balance_id],
+        )
+        if day is not None and key_id is not None:
+            cap_charge = ceil_div(cap_held * charge, held) if held else 0
+            cursor.execute(
+                "UPDATE billing_keyspend SET held_micros = held_micros - %s, spent_micros = spent_micros + %s"
+                " WHERE key_id = %s AND ((period = %s AND starts_on = %s) OR (period = %s AND starts_on = %s))",
+                [cap_held, cap_charge, key_id, KeySpend.Period.DAY, day, KeySpend.Period.MONTH, month],
+            )
+        cursor.execute(
+            "UPDATE billing_hold SET status = %s, charged_micros = %s, ended_at = %s WHERE id = %s",
+            [status, charge, now, hold_id],
+        )
+    return Ended(request_id, status, charge)
 
 
 def holds_reconcile(*, older_than_s: float) -> dict:

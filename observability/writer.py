@@ -57,6 +57,13 @@ class BatchWriter:
             except Exception:
                 log.exception("%s: write failed; will retry", self._name)
 
+    def discard(self) -> int:
+        """Drop what is pending (tests, between databases)."""
+        with self._lock:
+            count = len(self._pending)
+            self._pending.clear()
+        return count
+
     def flush(self) -> int:
         """Write everything pending now; returns how many were written."""
         written = 0

@@ -26,6 +26,9 @@ def relay_server(django_db_setup, django_db_blocker):
         server.start()
     yield server
     server.stop()
+    from observability.writer import request_logs
+
+    request_logs.discard()  # whatever is left belongs to a test database about to be dropped
     with django_db_blocker.unblock():
         _disconnect_other_threads()
 
