@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from typing import Awaitable, Callable
 
@@ -58,9 +59,11 @@ async def authenticate(request: Request):
     return check_key(policy, client_ip), client_ip
 
 
-def error_response(error: TokenHubError, request_id: str, *, protocol: str = "openai") -> Response:
+def error_response(error: TokenHubError, request_id: str, *, protocol: str = "openai", overhead_ms: float | None = None) -> Response:
     body = error.render_anthropic() if protocol == "anthropic" else error.render_openai()
     headers = {"x-request-id": request_id, **error.response_headers()}
+    if overhead_ms is not None:
+        headers["x-tokenhub-overhead-ms"] = f"{overhead_ms:.2f}"
     return Response(body, status_code=error.status, headers=headers, media_type="application/json")
 
 
@@ -72,6 +75,7 @@ def to_response(result: Reply | StreamReply) -> Response:
 
 async def serve(request: Request, handler: Handler, *, endpoint: str, protocol: str = "openai") -> Response:
     request_id = new_request_id()
+    started = time.perf_counter()
     call: Call | None = None
     try:
         policy, client_ip = await authenticate(request)
@@ -84,11 +88,16 @@ async def serve(request: Request, handler: Handler, *, endpoint: str, protocol: 
     except TokenHubError as error:
         if call is not None and not call.attempts:
             record(call, status=error.status, error=error, meter=Meter(call, None, {}))
-        return error_response(error, request_id, protocol=protocol)
+        return error_response(error, request_id, protocol=protocol, overhead_ms=_overhead_ms(started, call))
     except Exception:
         log.exception("request %s failed", request_id)
         error = TokenHubError("The server had an error while processing your request. Request id: " + request_id)
-        return error_response(error, request_id, protocol=protocol)
+        return error_response(error, request_id, protocol=protocol, overhead_ms=_overhead_ms(started, call))
+
+
+def _overhead_ms(started: float, call: Call | None) -> float:
+    upstream_s = call.upstream_s if call is not None else 0.0
+    return (time.perf_counter() - started - upstream_s) * 1000.0
 
 
 async def chat_endpoint(request: Request) -> Response:
@@ -208,7 +217,7 @@ async def shutdown() -> None:
 async def _not_found(request: Request, _exc) -> Response:
     error = TokenHubError(f"Unknown endpoint {request.method} {request.url.path}.", code="unknown_url")
     error.status, error.type = 404, "invalid_request_error"
-    return error_response(error, new_request_id())
+    return error_response(error, new_request_id(), overhead_ms=0.0)
 
 
 v1_app = Starlette(routes=ROUTES, exception_handlers={404: _not_found, 405: _not_found})

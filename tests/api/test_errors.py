@@ -164,7 +164,7 @@ def test_it_answers_502_when_every_upstream_fails(relay, alice, priced, upstream
     assert "main: transient (500)" in caught.value.message
 
 
-def test_every_response_has_a_request_id(relay, alice, priced):
+def test_every_response_has_a_request_id_and_the_relays_overhead(relay, alice, priced):
     for response in (
         httpx.get(relay.url + "/v1/models", headers={"authorization": f"Bearer {alice.key}"}),
         httpx.get(relay.url + "/v1/models"),
@@ -173,3 +173,5 @@ def test_every_response_has_a_request_id(relay, alice, priced):
                    headers={"authorization": f"Bearer {alice.key}"}),
     ):
         assert response.headers["x-request-id"].startswith("req_"), response.text
+        if response.url.path.startswith("/v1/"):
+            assert float(response.headers["x-tokenhub-overhead-ms"]) >= 0
