@@ -1,0 +1,148 @@
+"""Operators see money in the admin but change it only through ledger entries: balances, holds
+and entries are read-only; "Add ledger entry" makes a correcting adjustment through
+`billing.services.balance_credit`, like the `credit` command."""
+
+import uuid
+
+from django import forms
+from django.contrib import admin, messages
+
+from . import ratecard
+from .models import Balance, BalanceKind, ExchangeRate, Group, Hold, KeySpend, LedgerEntry, Price
+from .money import format_micros, parse_micros
+from .services import balance_credit
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Balance)
+class BalanceAdmin(ReadOnlyAdmin):
+    list_display = ("tenant", "kind", "currency", "amount", "held")
+    list_filter = ("kind", "currency")
+    search_fields = ("tenant__name",)
+
+    @admin.display(description="amount")
+    def amount(self, obj):
+        return format_micros(obj.amount_micros)
+
+    @admin.display(description="held for requests in flight")
+    def held(self, obj):
+        return format_micros(obj.held_micros)
+
+
+class AdjustmentForm(forms.ModelForm):
+    """A new correcting entry: the amount in currency units, + to add, - to take away."""
+
+    tenant = forms.ModelChoiceField(queryset=None)
+    which = forms.ChoiceField(choices=BalanceKind.choices, label="balance")
+    amount = forms.CharField(help_text="in the balance's currency, e.g. 2.5 or -1")
+
+    class Meta:
+        model = LedgerEntry
+        fields = ("note",)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from accounts.models import Tenant
+
+        self.fields["tenant"].queryset = Tenant.objects.order_by("name")
+        self.fields["note"].required = True
+
+    def clean_amount(self):
+        try:
+            value = parse_micros(self.cleaned_data["amount"])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        if value == 0:
+            raise forms.ValidationError("amount must not be zero")
+        return value
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(admin.ModelAdmin):
+    list_display = ("id", "created_at", "balance", "kind", "amount", "balance_after", "request_id", "note")
+    list_filter = ("kind", "balance__kind")
+    search_fields = ("request_id", "idempotency_key", "balance__tenant__name", "note")
+    date_hierarchy = "created_at"
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            return AdjustmentForm
+        return super().get_form(request, obj, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        try:
+            entry = balance_credit(
+                tenant_id=data["tenant"].pk, kind=data["which"], amount_micros=data["amount"],
+                idempotency_key=f"admin:{request.user.pk}:{uuid.uuid4().hex}", note=f"{data['note']} (by {request.user})",
+            )
+        except ValueError as exc:
+            messages.error(request, str(exc))
+            return
+        obj.pk = entry.pk
+
+    @admin.display(description="amount")
+    def amount(self, obj):
+        return format_micros(obj.amount_micros)
+
+    @admin.display(description="balance after")
+    def balance_after(self, obj):
+        return format_micros(obj.balance_after_micros)
+
+
+@admin.register(Hold)
+class HoldAdmin(ReadOnlyAdmin):
+    list_display = ("request_id", "balance", "model", "amount_micros", "charged_micros", "status", "created_at", "ended_at")
+    list_filter = ("status",)
+    search_fields = ("request_id",)
+
+
+@admin.register(KeySpend)
+class KeySpendAdmin(ReadOnlyAdmin):
+    list_display = ("key_id", "period", "starts_on", "spent_micros", "held_micros")
+    list_filter = ("period",)
+
+
+class RateCardAdmin(admin.ModelAdmin):
+    """Prices, groups and rates are configuration; the hot path's copy is refreshed on save."""
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        ratecard.invalidate()
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        ratecard.invalidate()
+
+
+@admin.register(Price)
+class PriceAdmin(RateCardAdmin):
+    list_display = ("model", "input_micros_per_m", "output_micros_per_m", "cached_input_micros_per_m", "request_micros", "is_free", "updated_at")
+    search_fields = ("model",)
+    list_filter = ("is_free",)
+
+
+@admin.register(Group)
+class GroupAdmin(RateCardAdmin):
+    list_display = ("name", "ratio", "mode")
+
+
+@admin.register(ExchangeRate)
+class ExchangeRateAdmin(RateCardAdmin):
+    list_display = ("currency", "units_per_usd", "updated_at")
