@@ -175,3 +175,18 @@ def test_every_response_has_a_request_id_and_the_relays_overhead(relay, alice, p
         assert response.headers["x-request-id"].startswith("req_"), response.text
         if response.url.path.startswith("/v1/"):
             assert float(response.headers["x-tokenhub-overhead-ms"]) >= 0
+
+
+def test_it_rate_limits_by_tpm_after_the_tokens_are_counted(relay, alice, priced):
+    limited = make_key(alice.tenant, tpm=20)
+    client = client_for(relay, limited.key)
+    ask(client)  # 12 prompt + 3 completion tokens
+    ask(client)  # 15 used < 20: admitted; now 30
+    from tests.conftest import settle_background
+
+    settle_background()
+    with pytest.raises(openai.RateLimitError) as caught:
+        ask(client)
+    headers = caught.value.response.headers
+    assert headers["x-ratelimit-limit-tokens"] == "20" and headers["x-ratelimit-remaining-tokens"] == "0"
+    assert "tokens per minute" in caught.value.message
