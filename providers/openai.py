@@ -456,7 +456,7 @@ def parse_usage(usage: Mapping[str, Any]) -> Usage:
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
     if cached is None:
         cached = usage.get("prompt_cache_hit_tokens")  # DeepSeek's name for the same
-    # Cache writes: OpenRouter's name, which our Anthropic translation uses too.
+    # Cache writes: OpenAI's and OpenRouter's field; our Anthropic translation fills it too.
     written = details.get("cache_write_tokens") if isinstance(details, dict) else None
     return Usage(
         prompt_tokens=usage.get("prompt_tokens") or 0,

@@ -23,8 +23,9 @@ __all__ = [
 
 
 def usage_to_openai(usage: Usage) -> dict[str, Any]:
-    """OpenAI's usage object. Cache writes go in `prompt_tokens_details.cache_write_tokens`
-    (OpenRouter's name), which `providers.openai.parse_usage` reads back."""
+    """OpenAI's usage object; cache writes (Anthropic) go in
+    `prompt_tokens_details.cache_write_tokens`, OpenAI's (and OpenRouter's) field for them,
+    which `providers.openai.parse_usage` reads back."""
     details: dict[str, int] = {"cached_tokens": usage.cached_tokens}
     if usage.cache_creation_tokens:
         details["cache_write_tokens"] = usage.cache_creation_tokens
