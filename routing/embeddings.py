@@ -55,7 +55,7 @@ async def embeddings(call: Call, body: bytes) -> Reply:
     table = await table_aget()
     info = resolve_model(call, table, request["model"])
     await check_rate(call)
-    routes = _able(candidates_for(call, table, info), "embeddings", info.public_id)
+    routes = _able(await candidates_for(call, table, info), "embeddings", info.public_id)
     meter = Meter(call, info, request, max_output_tokens=0)
     await meter.prepare()
 
@@ -91,7 +91,7 @@ async def completions(call: Call, body: bytes) -> Reply | StreamReply:
     info = resolve_model(call, table, request["model"])
     await check_rate(call)
     call.is_stream = bool(request.get("stream"))
-    routes = _able(candidates_for(call, table, info), "completions", info.public_id)
+    routes = _able(await candidates_for(call, table, info), "completions", info.public_id)
     meter = Meter(call, info, request)
     await meter.prepare()
 

@@ -9,7 +9,7 @@ from tests.conftest import make_channel, make_price
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.gemini_upstream import FakeGemini
 from tests.fakes.server import ServerThread
-from tests.protocols.openai_tools_fake import ToolingOpenAI
+from tests.protocols.openai_tools_fake import LegacyOpenAI
 
 # Prices chosen so charges read plainly: per token 1000 micro-USD in, 2000 out, 100 cached.
 PRICE = {"input_usd": "1000", "output_usd": "2000", "cached_input_usd_per_m": "100"}
@@ -49,14 +49,14 @@ def gemini_upstream(_gemini_server) -> FakeGemini:
 
 @pytest.fixture(scope="session")
 def _openai_server():
-    fake = ToolingOpenAI(name="o", chunks=4)
+    fake = LegacyOpenAI(name="o", chunks=4)
     with ServerThread(fake) as server:
         fake.url = server.url
         yield fake
 
 
 @pytest.fixture
-def openai_upstream(_openai_server) -> ToolingOpenAI:
+def openai_upstream(_openai_server) -> LegacyOpenAI:
     _openai_server.reset()
     return _openai_server
 

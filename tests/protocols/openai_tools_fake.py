@@ -1,4 +1,5 @@
-"""The fake OpenAI upstream, taught tool calls (the base fake only ever answers text).
+"""The fake OpenAI upstream, taught tool calls and the legacy `/completions` endpoint (the
+base fake answers chat text and embeddings only).
 
 With `tools` in the request (and `tool_choice` not "none") it calls the named or first tool
 with `{"city": "Paris"}`, whole or streamed as OpenAI does (id and name first, then argument
@@ -10,7 +11,17 @@ from __future__ import annotations
 
 import orjson
 
-from tests.fakes.openai_upstream import FakeOpenAI, _request_mode, _send_body, _send_json, _usage, split_text
+from tests.fakes.openai_upstream import (
+    FakeOpenAI,
+    RecordedRequest,
+    _read_body,
+    _request_mode,
+    _send_body,
+    _send_error,
+    _send_json,
+    _usage,
+    split_text,
+)
 
 TOOL_ARGUMENTS = '{"city":"Paris"}'
 
@@ -74,3 +85,37 @@ async def _answer(send, payload, number, settings, message, finish_reason, piece
     if (payload.get("stream_options") or {}).get("include_usage"):
         await chunk(None, choices=False, usage_obj=usage)
     await _send_body(send, b"data: [DONE]\n\n", more_body=False)
+
+
+class LegacyOpenAI(ToolingOpenAI):
+    """Adds `POST .../completions` (the legacy endpoint): "Hello from fake-<name>" as
+    `text` choices, whole or streamed, usage as the base fake reports it."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.endswith("/completions") or path.endswith("/chat/completions"):
+            return await super().__call__(scope, receive, send)
+        body = await _read_body(receive)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        request = RecordedRequest(scope["method"], path, "", headers, body, None)
+        with self._lock:
+            self.requests.append(request)
+        payload = request.json
+        settings = self.settings
+        mode = _request_mode(headers, str(payload.get("model") or ""), settings.mode)
+        if mode != "ok":
+            return await _send_error(send, mode, settings)
+        pieces = split_text(self.text, settings.chunks)
+        usage = _usage(settings, len(pieces))
+        base = {"id": "cmpl-fake", "object": "text_completion", "created": 1_700_000_000, "model": payload.get("model")}
+        if not payload.get("stream"):
+            choice = {"text": self.text, "index": 0, "logprobs": None, "finish_reason": "stop"}
+            return await _send_json(send, 200, {**base, "choices": [choice], "usage": usage})
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        for number, piece in enumerate(pieces):
+            finish = "stop" if number == len(pieces) - 1 else None
+            choice = {"text": piece, "index": 0, "logprobs": None, "finish_reason": finish}
+            await _send_body(send, b"data: " + orjson.dumps({**base, "choices": [choice]}) + b"\n\n")
+        if (payload.get("stream_options") or {}).get("include_usage"):
+            await _send_body(send, b"data: " + orjson.dumps({**base, "choices": [], "usage": usage}) + b"\n\n")
+        await _send_body(send, b"data: [DONE]\n\n", more_body=False)
