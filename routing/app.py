@@ -192,8 +192,11 @@ async def startup() -> None:
     await sync_to_async(tokens.count_text, thread_sensitive=False)("warm up")
     if settings.REDIS_URL:
         _listeners.append(asyncio.get_running_loop().create_task(keycache.listen_for_invalidations()))
+    from .health import board
     from .jobs import embedded_start
 
+    if settings.REDIS_URL:
+        _listeners.append(asyncio.get_running_loop().create_task(board.run_flusher()))
     embedded_start()  # periodic jobs in this process when no broker is configured
 
 

@@ -604,6 +604,14 @@ class Board:
         finally:
             self._flushing = False
 
+    async def run_flusher(self) -> None:
+        """Flush this process's counts every ROUTING_HEALTH_FLUSH_S, traffic or not (started
+        by the web process when the store is shared; cancelled at shutdown)."""
+        while True:
+            await asyncio.sleep(settings.ROUTING_HEALTH_FLUSH_S)
+            if self._pending and not self._flushing:
+                await self.aflush()
+
     async def aflush(self) -> None:
         pending = self._take_pending()
         if pending and self.store.is_shared:

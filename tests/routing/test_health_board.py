@@ -1,0 +1,118 @@
+"""The health board itself: cooldowns with Retry-After and exponential backoff, streaks,
+scopes, the sliding window. Runs on the in-process store, and on Redis when REDIS_URL is set."""
+
+import time
+
+import pytest
+
+from providers.base import ErrorKind, ProviderError
+from routing.health import DEGRADED, DOWN, HEALTHY, board
+
+
+def error(kind=ErrorKind.TRANSIENT, status=500, retry_after_s=None):
+    return ProviderError(kind, "boom", status=status, retry_after_s=retry_after_s)
+
+
+@pytest.fixture(autouse=True)
+def quick(settings):
+    settings.ROUTING_TRANSIENT_COOLDOWN_S = 2.0
+    settings.ROUTING_MAX_COOLDOWN_S = 16.0
+    settings.ROUTING_HEALTH_CACHE_S = 0
+    board.clear()
+    yield
+    board.clear()
+
+
+def remaining_s(channel_id, model="m"):
+    cooldown = board.view(model, [channel_id], fresh=True).cooldown(channel_id, model)
+    return cooldown.until - time.time() if cooldown else 0.0
+
+
+def test_a_failure_cools_for_the_base_time():
+    board.failed(1, "m", error())
+    assert 1.5 < remaining_s(1) <= 2.0
+
+
+def test_each_failed_trial_doubles_the_cooldown_up_to_the_cap():
+    lengths = []
+    for _ in range(5):
+        record = board.failed(1, "m", error())
+        lengths.append(round(record.until - record.at))
+        # the cooldown ends; the next failure is a failed half-open trial
+        _expire("p:1:m")
+    assert lengths == [2, 4, 8, 16, 16]
+
+
+def _expire(key):
+    """Pretend the cooldown ended, keeping the streak (what time passing does)."""
+    store = board.store
+    if store.is_shared:
+        import json
+
+        from routing.health import PREFIX
+
+        raw = json.loads(store._sync.get(PREFIX + key))
+        raw["until"] = time.time() - 0.01
+        store._sync.set(PREFIX + key, json.dumps(raw), ex=60)
+    else:
+        record, expires = store._records[key]
+        from dataclasses import replace
+
+        store._records[key] = (replace(record, until=time.time() - 0.01), expires)
+
+
+def test_failures_while_already_cooling_are_one_strike():
+    for _ in range(10):
+        record = board.failed(1, "m", error())  # a burst of concurrent failures
+    assert record.strikes == 1
+    assert remaining_s(1) <= 2.0
+
+
+def test_retry_after_is_honoured_as_given():
+    record = board.failed(1, "m", error(ErrorKind.RATE_LIMITED, 429, retry_after_s=7))
+    assert round(record.until - record.at) == 7
+    assert record.scope == "model"
+
+
+def test_a_success_ends_the_streak():
+    board.failed(1, "m", error())
+    _expire("p:1:m")
+    assert board.view("m", [1], fresh=True).state(1, "m") == DEGRADED  # recovering: the streak is on record
+    board.succeeded(1, "m", latency_ms=10)
+    assert board.view("m", [1], fresh=True).streak(1, "m") == 0
+    record = board.failed(1, "m", error())
+    assert record.strikes == 1  # back to the base cooldown
+
+
+def test_connection_failures_cool_the_whole_channel_and_5xx_only_the_model():
+    board.failed(1, "a", error(status=None))
+    board.failed(2, "a", error(status=502))
+    assert board.view("b", [1, 2], fresh=True).cooldown(1, "b") is not None  # channel-wide
+    assert board.view("b", [1, 2], fresh=True).cooldown(2, "b") is None  # only model a
+    assert board.view("a", [2], fresh=True).cooldown(2, "a") is not None
+
+
+def test_auth_failures_cool_the_channel_for_long(settings):
+    settings.ROUTING_AUTH_COOLDOWN_S = 600
+    record = board.failed(1, "m", error(ErrorKind.AUTH, 401))
+    assert record.scope == "channel" and 590 < record.until - time.time() <= 600.01
+
+
+def test_state_follows_the_window():
+    view = board.view("m", [1], fresh=True)
+    assert view.state(1, "m") == HEALTHY
+    for _ in range(8):
+        board.succeeded(1, "m", latency_ms=100)
+    board.succeeded(1, "m", latency_ms=300)
+    stats = board.view("m", [1], fresh=True).pair(1, "m")
+    assert stats.attempts == pytest.approx(9) and stats.failures == 0
+    assert stats.latency_ms == pytest.approx(1100 / 9)
+    board.failed(1, "m", error())
+    assert board.view("m", [1], fresh=True).state(1, "m") == DOWN
+
+
+def test_an_operator_can_cool_and_reset():
+    board.cool(3, seconds=30, reason="maintenance")
+    assert board.cooldown(3).reason == "maintenance"
+    board.reset(3)
+    assert board.cooldown(3) is None
