@@ -19,7 +19,10 @@ BATCH = 500
 
 
 class BatchWriter:
+    instances: list[BatchWriter] = []  # every writer of the process, for shutdown and tests
+
     def __init__(self, write, *, name: str, flush_s: float) -> None:
+        BatchWriter.instances.append(self)
         self._write = write  # callable(list[dict]) -> None
         self._name = name
         self._flush_s = flush_s
@@ -83,6 +86,14 @@ def _write_request_logs(batch: list[dict]) -> None:
     from .models import RequestLog
 
     RequestLog.objects.bulk_create([RequestLog(**entry) for entry in batch], ignore_conflicts=True)
+
+
+def flush_all() -> int:
+    return sum(writer.flush() for writer in BatchWriter.instances)
+
+
+def discard_all() -> int:
+    return sum(writer.discard() for writer in BatchWriter.instances)
 
 
 request_logs = BatchWriter(_write_request_logs, name="request-log-writer", flush_s=settings.REQUEST_LOG_FLUSH_S)

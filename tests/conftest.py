@@ -26,9 +26,9 @@ def relay_server(django_db_setup, django_db_blocker):
         server.start()
     yield server
     server.stop()
-    from observability.writer import request_logs
+    from observability.writer import discard_all
 
-    request_logs.discard()  # whatever is left belongs to a test database about to be dropped
+    discard_all()  # whatever is left belongs to a test database about to be dropped
     with django_db_blocker.unblock():
         _disconnect_other_threads()
 
@@ -180,10 +180,10 @@ def subprocess_database_url() -> str:
 
 
 def flush_logs() -> None:
-    from observability.services import request_logs_flush
+    from observability.writer import flush_all
 
     settle_background()
-    request_logs_flush()
+    flush_all()
 
 
 os.environ.setdefault("TOKENHUB_TEST", "1")
