@@ -80,7 +80,9 @@ or with the openai SDK (pip install openai):
 
     from openai import OpenAI
     client = OpenAI(base_url="{base_url}", api_key="{key}")
-    for chunk in client.chat.completions.create(model="gpt-4o-mini", stream=True,
-                                                messages=[{{"role": "user", "content": "Hello!"}}]):
-        print(chunk.choices[0].delta.content or "", end="", flush=True) if chunk.choices else None
+    stream = client.chat.completions.create(model="gpt-4o-mini", stream=True,
+                                            messages=[{{"role": "user", "content": "Hello!"}}])
+    for chunk in stream:
+        if chunk.choices:
+            print(chunk.choices[0].delta.content or "", end="", flush=True)
 """
