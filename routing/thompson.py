@@ -182,10 +182,10 @@ def reward_logs_flush() -> int:
 def arms_refresh(*, now: datetime | None = None) -> dict:
     """Recompute every route's posterior from reward logs; returns counts for the job's log.
 
-    Rewards are grouped by hour in the database (portable to SQLite and PostgreSQL), each
-    hour weighted by its age at the middle of the hour."""
+    Rewards are counted per minute (last two hours) or per hour (before) in the database,
+    portable to SQLite and PostgreSQL; each bucket is weighted by its age at its middle."""
     from django.db.models import Count, Q
-    from django.db.models.functions import TruncHour
+    from django.db.models.functions import TruncHour, TruncMinute
 
     from observability.models import RewardLog
 
@@ -197,20 +197,28 @@ def arms_refresh(*, now: datetime | None = None) -> dict:
     upto = now - timedelta(seconds=settings.REQUEST_LOG_FLUSH_S * 4 + 1)
     since = upto - timedelta(seconds=settings.ROUTING_THOMPSON_WINDOW_S)
     half_life_s = settings.ROUTING_THOMPSON_HALF_LIFE_S
-    rows = (
-        RewardLog.objects.filter(created_at__gt=since, created_at__lte=upto, reward__isnull=False)
-        .annotate(hour=TruncHour("created_at"))
-        .values("channel_id", "model", "hour")
-        .annotate(successes=Count("id", filter=Q(reward__gte=0.5)), total=Count("id"))
-    )
+    # Minute buckets for the recent past (where weights change fastest), hours before that.
+    recent = max(since, upto - timedelta(hours=2))
+    rewards = RewardLog.objects.filter(created_at__lte=upto, reward__isnull=False)
+    buckets = [
+        (rewards.filter(created_at__gt=recent), TruncMinute, timedelta(minutes=1)),
+        (rewards.filter(created_at__gt=since, created_at__lte=recent), TruncHour, timedelta(hours=1)),
+    ]
     sums: dict[Pair, list[float]] = {}
-    for row in rows:
-        middle = min(row["hour"] + timedelta(minutes=30), upto)
-        weight = math.pow(2.0, -(upto - middle).total_seconds() / half_life_s)
-        entry = sums.setdefault((row["channel_id"], row["model"]), [0.0, 0.0, 0])
-        entry[0] += weight * row["successes"]
-        entry[1] += weight * (row["total"] - row["successes"])
-        entry[2] += row["total"]
+    for queryset, trunc, width in buckets:
+        rows = (
+            queryset.annotate(bucket=trunc("created_at"))
+            .values("channel_id", "model", "bucket")
+            .annotate(successes=Count("id", filter=Q(reward__gte=0.5)), total=Count("id"))
+        )
+        for row in rows:
+            start = max(row["bucket"], since)
+            middle = start + (min(row["bucket"] + width, upto) - start) / 2
+            weight = math.pow(2.0, -(upto - middle).total_seconds() / half_life_s)
+            entry = sums.setdefault((row["channel_id"], row["model"]), [0.0, 0.0, 0])
+            entry[0] += weight * row["successes"]
+            entry[1] += weight * (row["total"] - row["successes"])
+            entry[2] += row["total"]
     existing = set(Channel.objects.filter(pk__in={c for c, _ in sums}).values_list("pk", flat=True))
     written = 0
     for (channel_id, model), (successes, failures, attempts) in sums.items():

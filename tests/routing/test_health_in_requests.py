@@ -1,0 +1,180 @@
+"""Health through real requests: who gets cooled, disabled, probed and re-enabled, and what
+the operator and the client are told."""
+
+import time
+
+import pytest
+
+from tests.conftest import make_channel, make_price
+from tests.routing.conftest import chat, flush_all
+
+
+@pytest.fixture
+def pair(upstream_factory, transactional_db):
+    primary = upstream_factory(name="primary", chunks=2)
+    backup = upstream_factory(name="backup", chunks=2)
+    make_price("gpt-test", "1", "2")
+    make_channel("primary", primary.url + "/v1", models=["gpt-test"], priority=10)
+    make_channel("backup", backup.url + "/v1", models=["gpt-test"], priority=0)
+    yield primary, backup
+    primary.reset()
+    backup.reset()
+
+
+def channel(name):
+    from routing.models import Channel
+
+    return Channel.objects.get(name=name)
+
+
+def wait_for(predicate, timeout_s=5.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_one_stray_error_cools_but_never_disables(relay, alice, pair):
+    primary, backup = pair
+    primary.set_mode("500")
+    assert chat(relay, alice.key).json()["choices"][0]["message"]["content"] == backup.text
+    from routing.tasks import probes_run
+
+    flush_all()
+    probes_run()  # the error-rate sweep sees one error in one attempt
+    assert channel("primary").status == "enabled"
+
+
+def test_an_auth_error_disables_the_channel_with_reason_and_time(relay, alice, pair):
+    from routing.models import ChannelHealth
+
+    primary, backup = pair
+    primary.set_mode("401")
+    assert chat(relay, alice.key).status_code == 200  # the backup answered
+    assert wait_for(lambda: channel("primary").status == "disabled")
+    disabled = channel("primary")
+    assert disabled.status_reason.startswith("auto: upstream refused the credential")
+    assert disabled.status_changed_at is not None
+    assert ChannelHealth.objects.get(channel=disabled).auto_disabled_kind == "auth"
+
+
+def test_exhausted_quota_disables_and_a_successful_probe_re_enables(relay, alice, pair):
+    from routing.health import board
+    from routing.tasks import probes_run
+
+    primary, backup = pair
+    primary.set_mode("quota")
+    assert chat(relay, alice.key).status_code == 200
+    assert wait_for(lambda: channel("primary").status == "disabled")
+    assert "balance is exhausted" in channel("primary").status_reason
+
+    probes_run()  # still refusing: stays disabled
+    assert channel("primary").status == "disabled"
+
+    primary.set_mode("ok")
+    result = probes_run()
+    assert result["re_enabled"] == 1
+    enabled = channel("primary")
+    assert (enabled.status, enabled.status_reason) == ("enabled", "")
+    assert board.cooldown(enabled.pk) is None
+    from routing.table import table_invalidate
+
+    table_invalidate()
+    assert chat(relay, alice.key).json()["choices"][0]["message"]["content"] == primary.text
+
+
+def test_a_high_error_rate_over_the_window_disables(relay, alice, pair, settings):
+    from routing.tasks import probes_run
+
+    settings.ROUTING_TRANSIENT_COOLDOWN_S = 0  # let every request try the primary again
+    primary, _ = pair
+    primary.set_mode("500")
+    for _ in range(settings.ROUTING_DISABLE_MIN_ATTEMPTS - 1):
+        assert chat(relay, alice.key).status_code == 200
+    flush_all()
+    assert probes_run()["disabled_for_error_rate"] == 0  # 4 of 4 failed, but too few to judge
+    assert chat(relay, alice.key).status_code == 200
+    flush_all()
+    result = probes_run()
+    assert result["disabled_for_error_rate"] == 1
+    assert channel("primary").status_reason.startswith("auto: error rate 100% (5 of 5 attempts)")
+
+
+def test_an_operator_disabled_channel_is_never_re_enabled_by_probes(relay, alice, pair):
+    from routing.health import channel_operator_set
+    from routing.tasks import probes_run
+
+    channel_operator_set(channel=channel("primary"), is_enabled=False, reason="contract ended")
+    probes_run()
+    assert channel("primary").status_reason == "contract ended"
+
+
+def test_a_cooling_channel_in_a_streak_is_probed_half_open_and_closed_on_success(relay, alice, pair, settings):
+    from routing.health import board
+    from routing.tasks import probes_run
+
+    primary, _ = pair
+    primary.set_mode("500")
+    chat(relay, alice.key)
+    pk = channel("primary").pk
+    assert board.cooldown(pk) is not None
+    primary.set_mode("ok")
+    result = probes_run()
+    assert [(r["channel"], r["ok"]) for r in result["results"]] == [("primary", True)]
+    assert board.cooldown(pk) is None  # closed: traffic may return at once
+
+
+def test_a_rate_limited_channel_is_left_alone_until_its_retry_after(relay, alice, pair):
+    from routing.tasks import probes_run
+
+    primary, _ = pair
+    primary.set_mode("429", retry_after="30")
+    chat(relay, alice.key)
+    assert probes_run()["probed"] == 0
+    assert len(primary.requests) == 1
+
+
+def test_no_available_channel_names_the_reason_per_candidate(relay, alice, pair):
+    from routing.health import board
+
+    board.cool(channel("primary").pk, seconds=60, reason="maintenance")
+    board.cool(channel("backup").pk, seconds=60, reason="maintenance")
+    answer = chat(relay, alice.key)
+    assert answer.status_code == 503
+    message = answer.json()["error"]["message"]
+    assert "primary: cooling down until" in message and "backup: cooling down until" in message
+    assert "(maintenance)" in message
+
+
+def test_a_request_tries_each_channel_once(relay, alice, upstream_factory, transactional_db, settings):
+    """Three channels failing: three attempts, each on a different channel, none twice."""
+    fakes = [upstream_factory(name=f"f{i}", chunks=1) for i in range(3)]
+    make_price("gpt-test", "1", "2")
+    for i, fake in enumerate(fakes):
+        fake.set_mode("500")
+        make_channel(f"f{i}", fake.url + "/v1", models=["gpt-test"], priority=i)
+    settings.ROUTING_MAX_ATTEMPTS = 5
+    answer = chat(relay, alice.key)
+    assert answer.status_code == 502
+    assert [len(f.requests) for f in fakes] == [1, 1, 1]
+    for fake in fakes:
+        fake.reset()
+
+
+def test_the_log_explains_candidates_and_attempts(relay, alice, pair):
+    from observability.models import RequestLog, RewardLog
+
+    primary, _ = pair
+    primary.set_mode("500")
+    chat(relay, alice.key)
+    chat(relay, alice.key)
+    flush_all()
+    first, second = RequestLog.objects.order_by("created_at")
+    assert [(a["channel"], a["outcome"]) for a in first.attempts] == [("primary", "transient"), ("backup", "ok")]
+    assert [(c["channel"], c["eligible"], c.get("rank")) for c in first.candidates] == [("primary", True, 1), ("backup", True, 2)]
+    skipped = [c for c in second.candidates if not c["eligible"]]
+    assert [c["channel"] for c in skipped] == ["primary"] and "cooling down for gpt-test" in skipped[0]["reason"]
+    rewards = list(RewardLog.objects.filter(request_id=first.request_id).order_by("attempt").values_list("attempt", "outcome", "reward"))
+    assert rewards == [(1, "transient", 0.0), (2, "ok", 1.0)]
