@@ -79,6 +79,7 @@ class _Settings:
     thinking: bool = False
     tool_input: dict = field(default_factory=lambda: {"city": "Paris", "unit": "celsius"})
     models: tuple[str, ...] = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1")
+    max_page: int = 1000  # the most models one page holds, whatever `limit` asks
 
 
 class FakeAnthropic:
@@ -276,7 +277,7 @@ class FakeAnthropic:
 
     async def _models(self, request: RecordedRequest, settings: _Settings, send: Send) -> None:
         query = dict(part.partition("=")[::2] for part in request.query.split("&") if part)
-        limit = int(query.get("limit") or 20)
+        limit = min(int(query.get("limit") or 20), settings.max_page)
         ids = list(settings.models)
         start = ids.index(query["after_id"]) + 1 if query.get("after_id") in ids else 0
         page = ids[start : start + limit]

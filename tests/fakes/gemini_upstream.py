@@ -85,6 +85,7 @@ class _Settings:
     tool_args: dict = field(default_factory=lambda: {"city": "Paris"})
     models: tuple[str, ...] = ("gemini-2.5-flash", "gemini-2.5-pro", "text-embedding-004")
     embedding_dims: int = 4
+    max_page: int = 1000  # the most models one page holds, whatever `pageSize` asks
 
 
 class FakeGemini:
@@ -233,7 +234,7 @@ class FakeGemini:
 
     async def _models(self, request: RecordedRequest, settings: _Settings, send: Send) -> None:
         query = dict(part.partition("=")[::2] for part in request.query.split("&") if part)
-        size = int(query.get("pageSize") or 50)
+        size = min(int(query.get("pageSize") or 50), settings.max_page)
         start = int(query.get("pageToken") or 0)
         page = settings.models[start : start + size]
         models = []
