@@ -26,11 +26,7 @@ def tenant_create(*, name: str, group: str = "default", timezone: str = "UTC") -
         raise InvalidInput(f"a tenant named {name!r} exists already")
     if not group or not group.replace("-", "").replace("_", "").isalnum():
         raise InvalidInput(f"group {group!r} must be letters, digits, - or _")
-    tenant = Tenant.objects.create(name=name, group=group, timezone=timezone)
-    from billing import services as billing_services  # every tenant starts with both balances
-
-    billing_services.balances_open(tenant_id=tenant.pk)
-    return tenant
+    return Tenant.objects.create(name=name, group=group, timezone=timezone)
 
 
 def membership_add(*, user, tenant: Tenant, role: str = Membership.Role.MEMBER) -> Membership:

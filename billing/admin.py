@@ -52,9 +52,8 @@ class AdjustmentForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        from accounts.models import Tenant
-
-        self.fields["tenant"].queryset = Tenant.objects.order_by("name")
+        tenants = Balance._meta.get_field("tenant").related_model  # billing reads tenants, never the reverse
+        self.fields["tenant"].queryset = tenants.objects.order_by("name")
         self.fields["note"].required = True
 
     def clean_amount(self):

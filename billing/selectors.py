@@ -4,7 +4,9 @@ from .models import Balance
 
 
 def balances_get(*, tenant_id: int) -> dict[str, Balance]:
-    return {b.kind: b for b in Balance.objects.filter(tenant_id=tenant_id).order_by("kind")}
+    from .services import balances_open
+
+    return {b.kind: b for b in balances_open(tenant_id=tenant_id)}
 
 
 def usage_total_micros(*, tenant_id: int, kind: str, since=None, until=None) -> int:

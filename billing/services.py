@@ -44,12 +44,17 @@ class Refused(Exception):
 # --- balances and the ledger ---------------------------------------------------------------
 
 
-@transaction.atomic
 def balances_open(*, tenant_id: int) -> list[Balance]:
-    return [
-        Balance.objects.get_or_create(tenant_id=tenant_id, kind=kind, defaults={"currency": DEFAULT_CURRENCY[kind]})[0]
-        for kind in (BalanceKind.CREDIT, BalanceKind.WALLET)
-    ]
+    """Both balances of a tenant, made (empty, in the default currencies) the first time
+    billing meets the tenant. Accounts knows nothing of money: billing opens them lazily."""
+    existing = {b.kind: b for b in Balance.objects.filter(tenant_id=tenant_id)}
+    for kind in (BalanceKind.CREDIT, BalanceKind.WALLET):
+        if kind not in existing:
+            with transaction.atomic():
+                existing[kind] = Balance.objects.get_or_create(
+                    tenant_id=tenant_id, kind=kind, defaults={"currency": DEFAULT_CURRENCY[kind]}
+                )[0]
+    return [existing[BalanceKind.CREDIT], existing[BalanceKind.WALLET]]
 
 
 def _kind(kind: str) -> str:
@@ -78,6 +83,7 @@ def balance_credit(
     existing = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
     if existing is not None:
         return existing
+    balances_open(tenant_id=tenant_id)
     balance = Balance.objects.select_for_update().get(tenant_id=tenant_id, kind=_kind(kind))
     after = balance.amount_micros + amount_micros
     if after < balance.held_micros:
@@ -233,7 +239,7 @@ def hold_open(
         )
         row = cursor.fetchone()
         if row is None:
-            balance = Balance.objects.get(tenant_id=tenant_id, kind=kind)
+            balance = next(b for b in balances_open(tenant_id=tenant_id) if b.kind == kind)
             available = balance.amount_micros - balance.held_micros
             raise Refused(
                 f"Insufficient {BALANCE_LABEL[kind]} balance: {format_micros(max(0, available))} {balance.currency} available, "
