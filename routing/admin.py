@@ -25,6 +25,7 @@ from django.db.models import OuterRef, Subquery
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from .health import board, channel_operator_set, channel_probe
 from .models import Channel, ChannelBalanceSnapshot, ChannelHealth, ChannelModel, Model, ThompsonArm
@@ -110,7 +111,7 @@ class ChannelAdmin(admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def status_column(self, channel):
         if channel.status == Channel.Status.ENABLED:
-            return format_html('<span style="color:#070">enabled</span>')
+            return mark_safe('<span style="color:#070">enabled</span>')
         since = channel.status_changed_at.strftime("%Y-%m-%d %H:%M UTC") if channel.status_changed_at else "?"
         return format_html('<span style="color:#b00">disabled</span> since {}<br><small>{}</small>', since, channel.status_reason or "no reason given")
 
