@@ -68,6 +68,7 @@ STOP_FROM_FINISH = {
 # reasoning_effort -> a thinking budget (tokens); never more than max_tokens allows.
 _THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
 _MIN_THINKING_BUDGET = 1024
+_MAX_USER_CHARS = 64  # OpenAI's end-user id limit; longer ids (Claude Code's) are not sent
 
 
 # --- outbound: OpenAI request -> Anthropic --------------------------------------------------
@@ -405,7 +406,7 @@ def from_messages_request(body: dict) -> dict:
     if body.get("stop_sequences"):
         request["stop"] = list(body["stop_sequences"])
     user_id = (body.get("metadata") or {}).get("user_id")
-    if isinstance(user_id, str) and user_id:
+    if isinstance(user_id, str) and 0 < len(user_id) <= _MAX_USER_CHARS:
         request["user"] = user_id
     tools = [
         {
@@ -479,7 +480,7 @@ def _openai_image(source: dict) -> dict:
     elif source.get("type") == "url":
         url = source.get("url") or ""
     else:
-        raise bad_request(f"Image source type {source.get('type')!r} cannot be passed on.")
+        return _not_passed_on("image", source)
     return {"type": "image_url", "image_url": {"url": url}}
 
 
@@ -493,7 +494,13 @@ def _openai_document(block: dict) -> dict:
             "type": "file",
             "file": {"filename": block.get("title") or "document.pdf", "file_data": data_url(media_type, source.get("data") or "")},
         }
-    raise bad_request(f"Document source type {source.get('type')!r} cannot be passed on.")
+    return _not_passed_on("document", source)
+
+
+def _not_passed_on(what: str, source: dict) -> dict:
+    # Said in the prompt rather than refused: the same request goes unchanged to an Anthropic
+    # upstream (which reads it), and a model told of a missing attachment can say so.
+    return {"type": "text", "text": f"[{what} not shown: its source type {source.get('type')!r} cannot be passed to this model]"}
 
 
 def _openai_assistant(blocks: list) -> dict:
