@@ -190,6 +190,16 @@ def _apply(change: PriceChange, current: Price | None) -> None:
     )
 
 
+def markup_parse(value: str | Decimal) -> Decimal:
+    try:
+        markup = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"markup {value!r} is not a number") from None
+    if not markup.is_finite() or markup <= 0:
+        raise ValueError("markup must be a positive number")
+    return markup
+
+
 @transaction.atomic
 def prices_sync(
     *,
@@ -202,27 +212,21 @@ def prices_sync(
     """Compare our prices with the source's and propose (or apply) the differences.
 
     `names` maps each public model id to the names to look it up by in the source (its own id
-    first, then e.g. the upstream names its channels use); by default, the models that have a
-    price."""
-    try:
-        markup = Decimal(str(markup))
-    except InvalidOperation:
-        raise ValueError(f"markup {markup!r} is not a number") from None
-    if not markup.is_finite() or markup <= 0:
-        raise ValueError("markup must be a positive number")
+    first, then e.g. the upstream names its channels use); models that have a price are looked
+    up by their own id when not named."""
+    markup = markup_parse(markup)
     prices = pricing_document_parse(document if document is not None else pricing_document_read(source=source))
     current = {p.model: p for p in Price.objects.select_for_update()}
-    if names is None:
-        names = {model: [model] for model in current}
+    names = {**{model: [model] for model in current}, **(names or {})}  # every priced model, and the caller's
     report = SyncReport(source=source, markup=markup, is_applied=apply)
     for model in sorted(names):
-        entry = source_lookup(prices, names[model] or [model])
-        if entry is None:
-            report.missing.append(model)
-            continue
         price = current.get(model)
         if price is not None and (price.is_free or price.tiers):
             report.skipped.append({"model": model, "note": "marked free" if price.is_free else "has tiered prices"})
+            continue
+        entry = source_lookup(prices, names[model] or [model])
+        if entry is None:
+            report.missing.append(model)
             continue
         new_in = _marked_up(entry.input_micros_per_m, markup)
         new_out = _marked_up(entry.output_micros_per_m, markup)

@@ -246,10 +246,11 @@ def catalog_names() -> dict[str, list[str]]:
 
 def prices_sync_from_source(*, source: str, markup: str = "1", apply: bool = False) -> dict:
     """billing's sync over our whole catalog, then the context limits the catalog lacks."""
-    from billing.sync import pricing_document_parse, pricing_document_read, prices_sync, source_lookup
+    from billing.sync import markup_parse, pricing_document_parse, pricing_document_read, prices_sync, source_lookup
 
     from .models import Model
 
+    markup_parse(markup)  # a bad argument is refused before anything is fetched
     document = pricing_document_read(source=source)
     names = catalog_names()
     report = prices_sync(source=source, markup=markup, apply=apply, names=names, document=document).as_dict()
