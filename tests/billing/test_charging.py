@@ -159,13 +159,20 @@ def test_without_max_tokens_the_models_max_output_is_held(relay, alice, channel,
     ask(client, max_tokens=100)  # 12 + 200 fits
 
 
-def test_concurrent_streams_never_overspend_and_the_ledger_balances(relay, channel, transactional_db):
-    """100 streams at once against a balance that affords about 10 of them."""
+@pytest.mark.parametrize("limit", ["balance", "daily_cap"])
+def test_concurrent_streams_never_overspend_and_the_ledger_balances(relay, channel, transactional_db, limit):
+    """100 streams at once against a balance (or a key's daily cap) that affords about 10."""
     from django.core.management import call_command
 
+    from billing.models import KeySpend
+
     # each request may cost up to 12 + 2*100 = 212 micro-USD (prompt estimate may differ a little)
-    tenant = make_tenant("tight", credit="0.0025", wallet=None)  # 2500 micro-USD: about 10 holds
-    key = make_key(tenant)
+    if limit == "balance":
+        tenant = make_tenant("tight", credit="0.0025", wallet=None)  # 2500 micro-USD: about 10 holds
+        key = make_key(tenant)
+    else:
+        tenant = make_tenant("capped", credit="100", wallet=None)
+        key = make_key(tenant, daily_cap_micros=2500)
 
     async def one(client: httpx.AsyncClient) -> int:
         async with client.stream(
@@ -190,4 +197,8 @@ def test_concurrent_streams_never_overspend_and_the_ledger_balances(relay, chann
     assert balance.amount_micros >= 0 and balance.held_micros == 0
     assert LedgerEntry.objects.filter(kind="usage", balance=balance).count() == accepted  # every accepted stream paid
     assert Hold.objects.filter(status="open").count() == 0
+    if limit == "daily_cap":
+        spend = KeySpend.objects.get(key_id=key.key_id, period="day")
+        assert spend.held_micros == 0 and 0 < spend.spent_micros <= 2500
+        assert spend.spent_micros == -sum(LedgerEntry.objects.filter(kind="usage").values_list("amount_micros", flat=True))
     call_command("audit_ledger")
