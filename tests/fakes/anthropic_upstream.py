@@ -30,6 +30,7 @@ No pytest here.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,7 @@ from tests.fakes.openai_upstream import (
     Send,
     _read_body,
     _send_body,
+    _wait_or_disconnect,
     _send_json,
     split_text,
 )
@@ -80,6 +82,7 @@ class _Settings:
     tool_input: dict = field(default_factory=lambda: {"city": "Paris", "unit": "celsius"})
     models: tuple[str, ...] = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1")
     max_page: int = 1000  # the most models one page holds, whatever `limit` asks
+    chunk_delay_s: float = 0.0  # pause before each streamed delta
 
 
 class FakeAnthropic:
@@ -88,6 +91,7 @@ class FakeAnthropic:
         self._initial = _Settings(mode=mode, **settings)
         self.settings = _Settings(**vars(self._initial))
         self.requests: list[RecordedRequest] = []
+        self.disconnects = 0  # streams whose client went away before the end
         self._lock = threading.Lock()
         self.url = ""
 
@@ -107,6 +111,15 @@ class FakeAnthropic:
         self.settings = _Settings(**vars(self._initial))
         with self._lock:
             self.requests.clear()
+            self.disconnects = 0
+
+    def wait_for_disconnects(self, count: int, *, timeout_s: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while self.disconnects < count:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -130,13 +143,13 @@ class FakeAnthropic:
         elif "anthropic-version" not in headers:
             await _send_json(send, 400, _error_body("invalid_request_error", "anthropic-version: header is required"))
         elif request.method == "POST" and request.path == "/v1/messages":
-            await self._messages(request, number, settings, send)
+            await self._messages(request, number, settings, receive, send)
         elif request.method == "GET" and request.path == "/v1/models":
             await self._models(request, settings, send)
         else:
             await _send_json(send, 404, _error_body("not_found_error", f"Not found: {request.method} {request.path}"))
 
-    async def _messages(self, request: RecordedRequest, number: int, settings: _Settings, send: Send) -> None:
+    async def _messages(self, request: RecordedRequest, number: int, settings: _Settings, receive: Receive, send: Send) -> None:
         payload = request.json
         model = str(payload.get("model") or "")
         mode = headers_mode(request.headers, model, settings.mode)
@@ -222,6 +235,10 @@ class FakeAnthropic:
             if index == 0:
                 await event("ping", {"type": "ping"})
             for piece in block["pieces"]:
+                if settings.chunk_delay_s and await _wait_or_disconnect(receive, settings.chunk_delay_s):
+                    with self._lock:
+                        self.disconnects += 1
+                    return
                 if sent == settings.cut_after and mode == "cut":
                     await _send_body(send, b"", more_body=False)  # ends mid-answer, no message_stop
                     return

@@ -344,3 +344,14 @@ def test_charlie_cannot_use_a_model_his_key_does_not_allow(relay, charlie, upstr
 
     with pytest.raises(openai.PermissionDeniedError):
         hi(client)
+
+
+def test_a_client_that_goes_away_cancels_the_translated_upstream(openai_client, upstreams):
+    serve_model("anthropic", upstreams)
+    upstreams["anthropic"].set_mode("ok", chunk_delay_s=0.5)
+
+    stream = openai_client.chat.completions.create(model="m-test", messages=[{"role": "user", "content": "hi"}], stream=True)
+    next(iter(stream))
+    stream.close()
+
+    assert upstreams["anthropic"].wait_for_disconnects(1)

@@ -338,3 +338,27 @@ def test_charlie_cannot_use_alices_key_for_count_tokens(relay, charlie, upstream
 
     with pytest.raises(anthropic.AuthenticationError):
         client.messages.count_tokens(model="m-test", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_the_beta_endpoint_claude_code_uses_works_too(anthropic_client, upstreams):
+    serve_model("anthropic", upstreams)
+
+    message = anthropic_client.beta.messages.create(
+        model="m-test", max_tokens=64, messages=[{"role": "user", "content": "hi"}], betas=["context-1m-2025-08-07"]
+    )
+
+    assert message.content[0].text == upstreams["anthropic"].text
+    assert upstreams["anthropic"].requests[-1].headers["anthropic-beta"] == "context-1m-2025-08-07"
+
+
+def test_it_logs_the_request_under_its_endpoint(anthropic_client, upstreams, alice):
+    from observability.models import RequestLog
+    from tests.conftest import flush_logs
+
+    serve_model("gemini", upstreams)
+    ask(anthropic_client)
+    flush_logs()
+
+    log = RequestLog.objects.get()
+    assert (log.tenant_id, log.endpoint, log.model, log.channel_name, log.status) == (alice.tenant.pk, "messages", "m-test", "gemini-channel", 200)
+    assert (log.prompt_tokens, log.completion_tokens) == (15, 4)
