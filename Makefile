@@ -50,3 +50,16 @@ beat: migrate
 
 check: install
 	$(PY) manage.py check
+
+# Scale-out on one machine, without Docker (docs/operations.md): two web processes on PORT and
+# PORT+1, a Celery worker and one beat, all on DATABASE_URL (PostgreSQL) and REDIS_URL.
+# Ctrl-C stops them all.
+.PHONY: scale
+scale: migrate
+	@test -n "$$DATABASE_URL" && test -n "$$REDIS_URL" || { echo "make scale needs DATABASE_URL (PostgreSQL) and REDIS_URL" >&2; exit 2; }
+	@trap 'kill $$(jobs -p) 2>/dev/null; wait' INT TERM EXIT; \
+	$(PY) -m uvicorn relay.asgi:application --host $(HOST) --port $(PORT) --loop uvloop --http httptools --no-access-log & \
+	$(PY) -m uvicorn relay.asgi:application --host $(HOST) --port $$(( $(PORT) + 1 )) --loop uvloop --http httptools --no-access-log & \
+	$(PY) -m celery -A relay worker --loglevel INFO --concurrency 2 & \
+	$(PY) -m celery -A relay beat --loglevel INFO --schedule var/celerybeat-schedule & \
+	wait
