@@ -37,6 +37,7 @@ class Price(models.Model):
     input_micros_per_m = models.BigIntegerField(default=0)
     output_micros_per_m = models.BigIntegerField(default=0)
     cached_input_micros_per_m = models.BigIntegerField(null=True, blank=True)  # None: input price
+    cache_write_micros_per_m = models.BigIntegerField(null=True, blank=True)  # None: input price (Anthropic: 1.25x)
     request_micros = models.BigIntegerField(default=0)  # per request, for models priced that way
     # Prices above a prompt length, as Gemini and Claude charge: a list of
     # {"above_prompt_tokens": N, "input_micros_per_m": .., "output_micros_per_m": .., "cached_input_micros_per_m": ..}

@@ -1,7 +1,8 @@
 """What a request costs. Pure functions over integers and Decimals; no database.
 
     list cost (micro-USD) = ceil( (uncached_prompt * input + cached_prompt * cached_input
-                                   + completion * output) / 1_000_000 ) + per_request
+                                   + cache_written * cache_write + completion * output)
+                                  / 1_000_000 ) + per_request
     charge (micro-units of the balance's currency)
                           = ceil( list cost * group ratio * channel discount * units per USD )
 
@@ -26,6 +27,7 @@ class PriceSnapshot:
     input_micros_per_m: int
     output_micros_per_m: int
     cached_input_micros_per_m: int | None = None
+    cache_write_micros_per_m: int | None = None
     request_micros: int = 0
     tiers: tuple[dict, ...] = field(default_factory=tuple)
     is_free: bool = False
@@ -44,21 +46,28 @@ class PriceSnapshot:
             input_micros_per_m=int(chosen.get("input_micros_per_m", self.input_micros_per_m)),
             output_micros_per_m=int(chosen.get("output_micros_per_m", self.output_micros_per_m)),
             cached_input_micros_per_m=chosen.get("cached_input_micros_per_m", self.cached_input_micros_per_m),
+            cache_write_micros_per_m=chosen.get("cache_write_micros_per_m", self.cache_write_micros_per_m),
             request_micros=self.request_micros,
             is_free=self.is_free,
         )
 
 
-def list_cost_micros(price: PriceSnapshot, *, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> int:
-    """The list price of a usage in micro-USD."""
+def list_cost_micros(
+    price: PriceSnapshot, *, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0, cache_write_tokens: int = 0
+) -> int:
+    """The list price of a usage in micro-USD. `prompt_tokens` includes the cached (read) and
+    cache-written tokens, as OpenAI counts them."""
     if price.is_free:
         return 0
     tier = price.for_prompt(prompt_tokens)
     cached = min(max(cached_tokens, 0), prompt_tokens)
+    written = min(max(cache_write_tokens, 0), prompt_tokens - cached)
     cached_price = tier.cached_input_micros_per_m if tier.cached_input_micros_per_m is not None else tier.input_micros_per_m
+    write_price = tier.cache_write_micros_per_m if tier.cache_write_micros_per_m is not None else tier.input_micros_per_m
     numerator = (
-        (prompt_tokens - cached) * tier.input_micros_per_m
+        (prompt_tokens - cached - written) * tier.input_micros_per_m
         + cached * cached_price
+        + written * write_price
         + completion_tokens * tier.output_micros_per_m
     )
     return ceil_div(numerator, PER_M) + tier.request_micros

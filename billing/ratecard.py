@@ -40,6 +40,7 @@ def ratecard_build() -> RateCard:
             input_micros_per_m=p.input_micros_per_m,
             output_micros_per_m=p.output_micros_per_m,
             cached_input_micros_per_m=p.cached_input_micros_per_m,
+            cache_write_micros_per_m=p.cache_write_micros_per_m,
             request_micros=p.request_micros,
             tiers=tuple(p.tiers or ()),
             is_free=p.is_free,

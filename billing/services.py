@@ -137,6 +137,7 @@ def price_set(
     input_usd_per_m: str | Decimal | None = None,
     output_usd_per_m: str | Decimal | None = None,
     cached_input_usd_per_m: str | Decimal | None = None,
+    cache_write_usd_per_m: str | Decimal | None = None,
     request_usd: str | Decimal | None = None,
     tiers: list[dict] | None = None,
     is_free: bool = False,
@@ -148,6 +149,9 @@ def price_set(
         "output_micros_per_m": parse_micros(output_usd_per_m or 0, what="output price"),
         "cached_input_micros_per_m": (
             parse_micros(cached_input_usd_per_m, what="cached input price") if cached_input_usd_per_m is not None else None
+        ),
+        "cache_write_micros_per_m": (
+            parse_micros(cache_write_usd_per_m, what="cache write price") if cache_write_usd_per_m is not None else None
         ),
         "request_micros": parse_micros(request_usd or 0, what="request price"),
         "is_free": is_free,

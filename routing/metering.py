@@ -80,7 +80,11 @@ class Meter:
         if rate is None:
             raise ModelNotPriced(f"No exchange rate is set for {currency}, so routes billed in it cannot be priced; an operator must set one (manage.py set_exchange_rate).")
         list_micros = list_cost_micros(
-            self.price, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, cached_tokens=usage.cached_tokens
+            self.price,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            cache_write_tokens=usage.cache_creation_tokens,
         )
         group_ratio = card.group_ratio(self.call.policy.tenant_group)
         discount = Decimal(route.discount_ratio)

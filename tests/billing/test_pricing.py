@@ -63,3 +63,17 @@ def test_a_free_model_costs_nothing():
 )
 def test_group_discount_and_currency_change_the_charge_as_documented(group_ratio, discount, rate, expected):
     assert charge_micros(7_500, group_ratio=Decimal(group_ratio), discount_ratio=Decimal(discount), units_per_usd=Decimal(rate)) == expected
+
+
+def test_cache_writes_are_charged_at_the_cache_write_price():
+    claude = PriceSnapshot(
+        "claude", input_micros_per_m=3_000_000, output_micros_per_m=15_000_000,
+        cached_input_micros_per_m=300_000, cache_write_micros_per_m=3_750_000,
+    )
+    # 1000 prompt = 200 plain + 300 read + 500 written: 200*3 + 300*0.3 + 500*3.75 + 10*15
+    assert list_cost_micros(claude, prompt_tokens=1000, completion_tokens=10, cached_tokens=300, cache_write_tokens=500) == 600 + 90 + 1875 + 150
+
+
+def test_cache_writes_without_a_price_cost_the_input_price():
+    plain = PriceSnapshot("m", input_micros_per_m=1_000_000, output_micros_per_m=0)
+    assert list_cost_micros(plain, prompt_tokens=100, completion_tokens=0, cache_write_tokens=100) == 100

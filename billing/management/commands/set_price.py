@@ -12,6 +12,7 @@ class Command(JsonCommand):
         parser.add_argument("--input", help="USD per 1M input tokens")
         parser.add_argument("--output", help="USD per 1M output tokens")
         parser.add_argument("--cached-input", help="USD per 1M cached input tokens (default: the input price)")
+        parser.add_argument("--cache-write", help="USD per 1M prompt tokens written to a cache (default: the input price)")
         parser.add_argument("--request", help="USD per request, for models priced that way")
         parser.add_argument(
             "--tiers",
@@ -19,7 +20,7 @@ class Command(JsonCommand):
         )
         parser.add_argument("--free", action="store_true", help="serve it without charging")
 
-    def run(self, *, model, input, output, cached_input, request, tiers, free, **_):
+    def run(self, *, model, input, output, cached_input, cache_write, request, tiers, free, **_):
         parsed_tiers = None
         if tiers:
             from billing.money import parse_micros
@@ -35,13 +36,13 @@ class Command(JsonCommand):
                 if not isinstance(tier, dict) or "above_prompt_tokens" not in tier:
                     raise ValueError("each tier needs above_prompt_tokens")
                 converted = {"above_prompt_tokens": int(tier["above_prompt_tokens"])}
-                for name in ("input", "output", "cached_input"):
+                for name in ("input", "output", "cached_input", "cache_write"):
                     if name in tier:
                         converted[f"{name}_micros_per_m"] = parse_micros(tier[name], what=f"tier {name} price")
                 parsed_tiers.append(converted)
         price = price_set(
             model=model, input_usd_per_m=input, output_usd_per_m=output, cached_input_usd_per_m=cached_input,
-            request_usd=request, tiers=parsed_tiers, is_free=free,
+            cache_write_usd_per_m=cache_write, request_usd=request, tiers=parsed_tiers, is_free=free,
         )
         result = {
             "id": price.pk,
@@ -50,6 +51,7 @@ class Command(JsonCommand):
             "input_micros_per_m": price.input_micros_per_m,
             "output_micros_per_m": price.output_micros_per_m,
             "cached_input_micros_per_m": price.cached_input_micros_per_m,
+            "cache_write_micros_per_m": price.cache_write_micros_per_m,
             "request_micros": price.request_micros,
             "tiers": price.tiers,
         }
