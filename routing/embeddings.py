@@ -11,8 +11,6 @@ journey's relay, so usage, settlement and logs behave as for chat.
 
 from __future__ import annotations
 
-import time
-
 import orjson
 
 from providers import tokens
@@ -21,17 +19,7 @@ from providers.registry import get_adapter
 
 from . import upstream
 from .errors import InvalidRequest, NoAvailableChannel, TokenHubError
-from .journey import (
-    Call,
-    _relay_stream,
-    candidates_for,
-    check_rate,
-    estimate_usage,
-    parse_body,
-    record,
-    resolve_model,
-    send,
-)
+from .journey import Call, candidates_for, check_rate, generate, parse_body, record, resolve_model, send
 from .metering import Meter
 from .replies import Reply, StreamReply
 from .table import Route, table_aget
@@ -92,32 +80,13 @@ async def completions(call: Call, body: bytes) -> Reply | StreamReply:
     await check_rate(call)
     call.is_stream = bool(request.get("stream"))
     routes = _able(await candidates_for(call, table, info), "completions", info.public_id)
-    meter = Meter(call, info, request)
-    await meter.prepare()
 
     async def operation(adapter, target, timeouts):
         if call.is_stream:
             return await adapter.open_completions_stream(upstream.client(), target, request, timeouts)
         return await adapter.completions(upstream.client(), target, request, timeouts)
 
-    try:
-        _route, outcome = await send(call, routes, meter, operation)
-    except TokenHubError as error:
-        record(call, status=error.status, error=error, meter=meter)
-        raise
-    if not call.is_stream:
-        usage = outcome.usage
-        is_estimated = usage is None
-        if usage is None:
-            usage = estimate_usage(request, _choices_text(outcome.body))
-        await meter.settle(usage, is_estimated=is_estimated)
-        reply = Reply(200, outcome.body, call.headers())
-        record(call, status=200, usage=usage, is_estimated=is_estimated, finish_reason=outcome.finish_reason, meter=meter)
-        return reply
-    call.ttft_ms = round((time.perf_counter() - call.started) * 1000)
-    include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
-    headers = call.headers()
-    return StreamReply(_relay_stream(call, outcome, request, include_usage, meter), headers)
+    return await generate(call, request, info, routes, operation, text_of=_choices_text)
 
 
 def _require_model(request: dict) -> None:

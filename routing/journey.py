@@ -286,10 +286,17 @@ async def chat(call: Call, request: dict) -> Reply | StreamReply:
     await check_rate(call)
     call.is_stream = bool(request.get("stream"))
     routes = await candidates_for(call, table, info)
+    return await generate(call, request, info, routes, chat_operation(call, request), text_of=_completion_text)
+
+
+async def generate(call: Call, request: dict, info: ModelInfo, routes: list[Route], operation, *, text_of) -> Reply | StreamReply:
+    """Price, send with failover, then answer whole or as a stream; settle and record.
+    Chat and legacy completions share it; `text_of(body)` reads a whole answer's text, for
+    counting its tokens when the upstream reported no usage."""
     meter = Meter(call, info, request)
     await meter.prepare()
     try:
-        route, outcome = await send(call, routes, meter, chat_operation(call, request))
+        _route, outcome = await send(call, routes, meter, operation)
     except TokenHubError as error:
         record(call, status=error.status, error=error, meter=meter)
         raise
@@ -297,18 +304,17 @@ async def chat(call: Call, request: dict) -> Reply | StreamReply:
         usage = outcome.usage
         is_estimated = usage is None
         if usage is None:
-            usage = estimate_usage(request, _completion_text(outcome.body))
+            usage = estimate_usage(request, text_of(outcome.body))
         await meter.settle(usage, is_estimated=is_estimated)
         reply = Reply(200, outcome.body, call.headers())
         record(call, status=200, usage=usage, is_estimated=is_estimated, finish_reason=outcome.finish_reason, meter=meter)
         return reply
     call.ttft_ms = round((time.perf_counter() - call.started) * 1000)
     include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
-    headers = call.headers()
-    return StreamReply(_relay_stream(call, outcome, request, include_usage, meter), headers)
+    return StreamReply(relay_stream(call, outcome, request, include_usage, meter), call.headers())
 
 
-async def _relay_stream(call: Call, stream: ChatStream, request: dict, include_usage: bool, meter: Meter):
+async def relay_stream(call: Call, stream: ChatStream, request: dict, include_usage: bool, meter: Meter):
     texts: list[str] = []
     usage: Usage | None = None
     finish_reason: str | None = None
