@@ -20,7 +20,6 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.db import connection, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from . import ratecard

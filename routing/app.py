@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from accounts import keycache
 from accounts.selectors import key_hash
+from relay.db import run_db
 
 from . import background, embeddings, inbound_anthropic, upstream
 from .dashboard import subscription_endpoint, usage_endpoint

@@ -1,7 +1,6 @@
 """Fail loudly (exit 1, saying what and where) when PostgreSQL or Redis cannot be reached."""
 
 import sys
-import time
 from urllib.parse import urlsplit
 
 import psycopg

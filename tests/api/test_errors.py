@@ -190,3 +190,10 @@ def test_it_rate_limits_by_tpm_after_the_tokens_are_counted(relay, alice, priced
     headers = caught.value.response.headers
     assert headers["x-ratelimit-limit-tokens"] == "20" and headers["x-ratelimit-remaining-tokens"] == "0"
     assert "tokens per minute" in caught.value.message
+
+
+def test_readyz_checks_the_database(relay_server, transactional_db):
+    response = httpx.get(relay_server.url + "/readyz")
+    assert response.status_code == 200, response.text
+    assert response.json()["checks"]["database"] == "ok"
+    assert httpx.get(relay_server.url + "/healthz").json() == {"status": "ok"}

@@ -1,4 +1,3 @@
-from django.core.management.base import CommandError
 
 from billing.services import ledger_audit
 from relay.cli import JsonCommand
