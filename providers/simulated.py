@@ -11,6 +11,7 @@ when cut there. Usage is counted with `providers.tokens`, as a real upstream wou
     slow_ms          first-byte delay of the "slow" fault (default 2000)
     retry_after_s    Retry-After of the "429" fault (default 1.0)
     cached_tokens    prompt tokens reported as read from a cache (default 0)
+    embedding_dims   length of an embedding vector (default 256)
 
 A fault can also be asked for per request by a marker in the last user message, e.g.
 `[[sim:429]]`. Faults raise the same `ProviderError`s the openai adapter raises.
@@ -19,7 +20,9 @@ A fault can also be asked for per request by a marker in the last user message, 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import struct
 import random
 import re
 import time
@@ -30,7 +33,7 @@ import httpx
 import orjson
 
 from providers import tokens
-from providers.base import ChatResult, Chunk, ErrorKind, ProviderError, Target, Timeouts, Usage
+from providers.base import ChatResult, Chunk, EmbeddingResult, ErrorKind, ProviderError, Target, Timeouts, Usage
 
 __all__ = ["SimulatedAdapter", "FAULTS"]
 
@@ -82,6 +85,38 @@ class SimulatedAdapter:
         await _raise_fault_before_first_byte(fault, target, timeouts)
         delay_s = float(target.options.get("chunk_delay_ms", 0)) / 1000.0
         return SimulatedStream(_Answer(target, request), delay_s, is_cut=fault == "cut")
+
+
+    async def embeddings(
+        self, client: httpx.AsyncClient, target: Target, request: dict, timeouts: Timeouts
+    ) -> EmbeddingResult:
+        """Unit vectors derived from each input's hash: equal inputs, equal vectors."""
+        fault = target.options.get("fault")
+        await _raise_fault_before_first_byte(fault if fault in FAULTS else None, target, timeouts)
+        inputs = request.get("input")
+        texts = [inputs] if isinstance(inputs, str) else [t if isinstance(t, str) else orjson.dumps(t).decode() for t in inputs or []]
+        dims = int(target.options.get("embedding_dims", 256))
+        as_base64 = request.get("encoding_format") == "base64"
+        data = []
+        for index, text in enumerate(texts):
+            vector = _unit_vector(text, dims)
+            value = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode() if as_base64 else vector
+            data.append({"object": "embedding", "index": index, "embedding": value})
+        prompt_tokens = sum(tokens.count_text(text) for text in texts)
+        body = {
+            "object": "list",
+            "data": data,
+            "model": target.upstream_model,
+            "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+        }
+        return EmbeddingResult(orjson.dumps(body), Usage(prompt_tokens=prompt_tokens))
+
+
+def _unit_vector(text: str, dims: int) -> list[float]:
+    rng = random.Random(hashlib.sha256(text.encode()).digest())
+    raw = [rng.gauss(0.0, 1.0) for _ in range(dims)]
+    norm = sum(x * x for x in raw) ** 0.5 or 1.0
+    return [x / norm for x in raw]
 
 
 class SimulatedStream:

@@ -148,3 +148,6 @@ def test_seed_demo_can_run_twice_and_its_key_works_with_the_simulated_channels(r
         if c.choices
     )
     assert text
+    vectors = client.embeddings.create(model="text-embedding-3-small", input=["a", "b", "a"])
+    assert vectors.data[0].embedding == vectors.data[2].embedding != vectors.data[1].embedding
+    assert len(vectors.data[0].embedding) == 256 and vectors.usage.prompt_tokens == 3

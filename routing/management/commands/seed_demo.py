@@ -17,8 +17,14 @@ DEMO_MODELS = {
     "gpt-4o-mini": (128_000, 16_384, ["demo"]),
     "claude-3-5-haiku": (200_000, 8_192, []),
     "deepseek-chat": (64_000, 8_192, []),
+    "text-embedding-3-small": (8_191, None, []),
 }
-DEMO_PRICES_USD_PER_M = {"gpt-4o-mini": ("0.15", "0.60"), "claude-3-5-haiku": ("0.80", "4.00"), "deepseek-chat": ("0.27", "1.10")}
+DEMO_PRICES_USD_PER_M = {
+    "gpt-4o-mini": ("0.15", "0.60"),
+    "claude-3-5-haiku": ("0.80", "4.00"),
+    "deepseek-chat": ("0.27", "1.10"),
+    "text-embedding-3-small": ("0.02", "0"),
+}
 
 
 class Command(JsonCommand):
