@@ -27,7 +27,7 @@ from accounts.selectors import key_hash
 from relay.db import run_db
 
 from . import background, embeddings, inbound_anthropic, upstream
-from .dashboard import subscription_endpoint, usage_endpoint
+from . import dashboard
 from .errors import RequestTooLarge, TokenHubError
 from .journey import Call, chat_completions, check_key, record
 from .metering import Meter
@@ -83,7 +83,10 @@ async def serve(request: Request, handler: Handler, *, endpoint: str, protocol: 
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > settings.REQUEST_MAX_BYTES:
             raise RequestTooLarge(f"Request body is {length} bytes; the limit is {settings.REQUEST_MAX_BYTES}.")
-        call = Call(request_id=request_id, policy=policy, client_ip=client_ip, endpoint=endpoint, request_headers=request.headers)
+        call = Call(
+            request_id=request_id, policy=policy, client_ip=client_ip, endpoint=endpoint,
+            request_headers=request.headers, query=request.query_params,
+        )
         body = await request.body()
         return to_response(await handler(call, body))
     except TokenHubError as error:
@@ -101,10 +104,6 @@ def _overhead_ms(started: float, call: Call | None) -> float:
     return (time.perf_counter() - started - upstream_s) * 1000.0
 
 
-async def chat_endpoint(request: Request) -> Response:
-    return await serve(request, chat_completions, endpoint="chat.completions")
-
-
 def endpoint_for(handler: Handler, *, endpoint: str, protocol: str = "openai"):
     async def run(request: Request) -> Response:
         return await serve(request, handler, endpoint=endpoint, protocol=protocol)
@@ -112,20 +111,18 @@ def endpoint_for(handler: Handler, *, endpoint: str, protocol: str = "openai"):
     return run
 
 
-async def models_endpoint(request: Request) -> Response:
-    async def handler(call: Call, _body: bytes) -> Reply:
-        table = await table_aget()
-        group = call.policy.tenant_group
-        data = []
-        for public_id, info in sorted(table.models.items()):
-            if info.is_hidden or not call.policy.allows_model(public_id):
-                continue
-            if not any(r.is_enabled and group in r.groups for r in table.routes.get(public_id, ())):
-                continue
-            data.append({"id": public_id, "object": "model", "created": 0, "owned_by": "tokenhub"})
-        return Reply(200, orjson.dumps({"object": "list", "data": data}), call.headers())
-
-    return await serve(request, handler, endpoint="models")
+async def list_models(call: Call, _body: bytes) -> Reply:
+    """The models this key may use: visible, allowed, and served to its group by an enabled channel."""
+    table = await table_aget()
+    group = call.policy.tenant_group
+    data = [
+        {"id": public_id, "object": "model", "created": 0, "owned_by": "tokenhub"}
+        for public_id, info in sorted(table.models.items())
+        if not info.is_hidden
+        and call.policy.allows_model(public_id)
+        and any(r.is_enabled and group in r.groups for r in table.routes.get(public_id, ()))
+    ]
+    return Reply(200, orjson.dumps({"object": "list", "data": data}), call.headers())
 
 
 async def healthz(_request: Request) -> Response:
@@ -161,8 +158,8 @@ async def readyz(_request: Request) -> Response:
 
 
 ROUTES = [
-    Route("/v1/chat/completions", chat_endpoint, methods=["POST"]),
-    Route("/v1/models", models_endpoint, methods=["GET"]),
+    Route("/v1/chat/completions", endpoint_for(chat_completions, endpoint="chat.completions"), methods=["POST"]),
+    Route("/v1/models", endpoint_for(list_models, endpoint="models"), methods=["GET"]),
     Route("/v1/embeddings", endpoint_for(embeddings.embeddings, endpoint="embeddings"), methods=["POST"]),
     Route("/v1/completions", endpoint_for(embeddings.completions, endpoint="completions"), methods=["POST"]),
     Route("/v1/messages", endpoint_for(inbound_anthropic.messages, endpoint="messages", protocol="anthropic"), methods=["POST"]),
@@ -171,10 +168,14 @@ ROUTES = [
         endpoint_for(inbound_anthropic.count_tokens, endpoint="messages.count_tokens", protocol="anthropic"),
         methods=["POST"],
     ),
-    Route("/v1/dashboard/billing/subscription", subscription_endpoint, methods=["GET"]),
-    Route("/v1/dashboard/billing/usage", usage_endpoint, methods=["GET"]),
-    Route("/dashboard/billing/subscription", subscription_endpoint, methods=["GET"]),
-    Route("/dashboard/billing/usage", usage_endpoint, methods=["GET"]),
+    *(
+        Route(prefix + "/dashboard/billing/subscription", endpoint_for(dashboard.subscription, endpoint="dashboard.subscription"), methods=["GET"])
+        for prefix in ("/v1", "")
+    ),
+    *(
+        Route(prefix + "/dashboard/billing/usage", endpoint_for(dashboard.usage, endpoint="dashboard.usage"), methods=["GET"])
+        for prefix in ("/v1", "")
+    ),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
 ]

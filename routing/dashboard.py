@@ -14,8 +14,6 @@ from __future__ import annotations
 from datetime import date, datetime, time, timezone
 
 import orjson
-from starlette.requests import Request
-from starlette.responses import Response
 
 from billing.money import MICROS
 from billing.selectors import balances_get, usage_total_micros
@@ -30,26 +28,21 @@ def _usd(amount_micros: int) -> float:
     return round(amount_micros / MICROS, 6)  # display edge: these clients expect a float of USD
 
 
-async def subscription_endpoint(request: Request) -> Response:
-    from .app import serve
-
-    async def handler(call: Call, _body: bytes) -> Reply:
-        balances = await run_db(balances_get, tenant_id=call.policy.tenant_id)
-        credit = balances["credit"]
-        available_usd = _usd(credit.amount_micros - credit.held_micros)
-        expires = call.policy.expires_at
-        body = {
-            "object": "billing_subscription",
-            "has_payment_method": True,
-            "soft_limit_usd": available_usd,
-            "hard_limit_usd": available_usd,
-            "system_hard_limit_usd": available_usd,
-            "access_until": int(expires.timestamp()) if expires else 0,
-            "wallet": {"currency": balances["wallet"].currency, "amount": _usd(balances["wallet"].amount_micros - balances["wallet"].held_micros)},
-        }
-        return Reply(200, orjson.dumps(body), call.headers())
-
-    return await serve(request, handler, endpoint="dashboard.subscription")
+async def subscription(call: Call, _body: bytes) -> Reply:
+    balances = await run_db(balances_get, tenant_id=call.policy.tenant_id)
+    credit, wallet = balances["credit"], balances["wallet"]
+    available_usd = _usd(credit.amount_micros - credit.held_micros)
+    expires = call.policy.expires_at
+    body = {
+        "object": "billing_subscription",
+        "has_payment_method": True,
+        "soft_limit_usd": available_usd,
+        "hard_limit_usd": available_usd,
+        "system_hard_limit_usd": available_usd,
+        "access_until": int(expires.timestamp()) if expires else 0,
+        "wallet": {"currency": wallet.currency, "amount": _usd(wallet.amount_micros - wallet.held_micros)},
+    }
+    return Reply(200, orjson.dumps(body), call.headers())
 
 
 def _day(text: str | None, name: str) -> datetime | None:
@@ -61,14 +54,9 @@ def _day(text: str | None, name: str) -> datetime | None:
         raise InvalidRequest(f"'{name}' must be a date like 2026-01-31.", param=name, code="invalid_value") from None
 
 
-async def usage_endpoint(request: Request) -> Response:
-    from .app import serve
-
-    async def handler(call: Call, _body: bytes) -> Reply:
-        since = _day(request.query_params.get("start_date"), "start_date")
-        until = _day(request.query_params.get("end_date"), "end_date")
-        spent = await run_db(usage_total_micros, tenant_id=call.policy.tenant_id, kind="credit", since=since, until=until)
-        body = {"object": "list", "total_usage": round(spent / MICROS * 100, 4)}
-        return Reply(200, orjson.dumps(body), call.headers())
-
-    return await serve(request, handler, endpoint="dashboard.usage")
+async def usage(call: Call, _body: bytes) -> Reply:
+    since = _day(call.query.get("start_date"), "start_date")
+    until = _day(call.query.get("end_date"), "end_date")
+    spent = await run_db(usage_total_micros, tenant_id=call.policy.tenant_id, kind="credit", since=since, until=until)
+    body = {"object": "list", "total_usage": round(spent / MICROS * 100, 4)}
+    return Reply(200, orjson.dumps(body), call.headers())

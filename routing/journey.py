@@ -50,10 +50,18 @@ class Call:
     """One customer request: who asked, and what happened to it so far."""
 
     def __init__(
-        self, *, request_id: str, policy: KeyPolicy, client_ip: str | None, endpoint: str, request_headers=None
+        self,
+        *,
+        request_id: str,
+        policy: KeyPolicy,
+        client_ip: str | None,
+        endpoint: str,
+        request_headers=None,
+        query=None,
     ) -> None:
         self.request_id = request_id
         self.request_headers = request_headers or {}  # the client's headers (lower-case names)
+        self.query = query or {}  # the URL's query parameters
         self.policy = policy
         self.client_ip = client_ip
         self.endpoint = endpoint
