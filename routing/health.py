@@ -44,7 +44,14 @@ from providers.base import ErrorKind, ProviderError
 log = logging.getLogger(__name__)
 
 HEALTHY, DEGRADED, DOWN = "healthy", "degraded", "down"
-PREFIX = "tokenhub:health:"
+
+
+def key_prefix() -> str:
+    """Redis keys are namespaced by database: processes of one deployment (one database)
+    share health; two deployments, or two test runs, on one Redis do not mix."""
+    from django.db import connection
+
+    return f"tokenhub:{connection.settings_dict['NAME']}:health:"
 STAT_FIELDS = ("a", "f", "e", "ls", "ln")  # attempts, failures, transient errors, latency sum (ms) and count of successes
 
 Pair = tuple[int, str]
@@ -255,10 +262,11 @@ class RedisStore:
 
     is_shared = True
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, prefix: str) -> None:
         import redis
 
         self._url = url
+        self.prefix = prefix
         self._sync = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5)
         self._sync_cool = self._sync.register_script(_COOL_LUA)
         self._async: dict[int, tuple[object, object]] = {}
@@ -295,12 +303,12 @@ class RedisStore:
         return records, stats
 
     def _stat_key(self, pair: Pair) -> str:
-        return f"{PREFIX}s:{pair[0]}:{pair[1]}"
+        return f"{self.prefix}s:{pair[0]}:{pair[1]}"
 
     def read(self, keys, pairs, now):
         fields, _ = self._fields(now)
         pipe = self._sync.pipeline(transaction=False)
-        pipe.mget([PREFIX + k for k in keys] or [PREFIX + "none"])
+        pipe.mget([self.prefix + k for k in keys] or [self.prefix + "none"])
         for pair in pairs:
             pipe.hmget(self._stat_key(pair), fields)
         results = pipe.execute()
@@ -310,7 +318,7 @@ class RedisStore:
         client, _ = self._aclient()
         fields, _ = self._fields(now)
         pipe = client.pipeline(transaction=False)
-        pipe.mget([PREFIX + k for k in keys] or [PREFIX + "none"])
+        pipe.mget([self.prefix + k for k in keys] or [self.prefix + "none"])
         for pair in pairs:
             pipe.hmget(self._stat_key(pair), fields)
         results = await pipe.execute()
@@ -323,12 +331,12 @@ class RedisStore:
 
     def cool(self, key, *, now, base_s, retry_after_s, max_s, reason, kind):
         scope, args = self._cool_args(now, base_s, retry_after_s, max_s, reason, kind, key)
-        return _record_to_cooldown(self._sync_cool(keys=[PREFIX + key], args=args), scope)
+        return _record_to_cooldown(self._sync_cool(keys=[self.prefix + key], args=args), scope)
 
     async def acool(self, key, *, now, base_s, retry_after_s, max_s, reason, kind):
         _, script = self._aclient()
         scope, args = self._cool_args(now, base_s, retry_after_s, max_s, reason, kind, key)
-        return _record_to_cooldown(await script(keys=[PREFIX + key], args=args), scope)
+        return _record_to_cooldown(await script(keys=[self.prefix + key], args=args), scope)
 
     def _add_to(self, pipe, increments, now):
         current, _ = _bucket(now)
@@ -354,26 +362,26 @@ class RedisStore:
 
     def reset(self, keys):
         if keys:
-            self._sync.delete(*[PREFIX + k for k in keys])
+            self._sync.delete(*[self.prefix + k for k in keys])
 
     async def areset(self, keys):
         if keys:
             client, _ = self._aclient()
-            await client.delete(*[PREFIX + k for k in keys])
+            await client.delete(*[self.prefix + k for k in keys])
 
     def all_records(self) -> dict[str, Cooldown]:
         found = {}
-        keys = [k for k in self._sync.scan_iter(match=PREFIX + "[cp]:*", count=500)]
+        keys = [k for k in self._sync.scan_iter(match=self.prefix + "[cp]:*", count=500)]
         if keys:
             for key, raw in zip(keys, self._sync.mget(keys)):
-                short = key[len(PREFIX):]
+                short = key[len(self.prefix):]
                 record = _record_to_cooldown(raw, "channel" if short.startswith("c:") else "model")
                 if record is not None:
                     found[short] = record
         return found
 
     def clear(self) -> None:
-        keys = list(self._sync.scan_iter(match=PREFIX + "*", count=500))
+        keys = list(self._sync.scan_iter(match=self.prefix + "*", count=500))
         if keys:
             self._sync.delete(*keys)
 
@@ -414,10 +422,10 @@ class Board:
 
     @property
     def store(self) -> LocalStore | RedisStore:
-        url = settings.REDIS_URL or ""
-        if self._store is None or self._store_url != url:
-            self._store = RedisStore(url) if url else LocalStore()
-            self._store_url = url
+        where = (settings.REDIS_URL or "", key_prefix())
+        if self._store is None or self._store_url != where:
+            self._store = RedisStore(*where) if where[0] else LocalStore()
+            self._store_url = where
         return self._store
 
     # reading

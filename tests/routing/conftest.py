@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from tests.fakes.server import ServerThread
@@ -24,7 +26,8 @@ def _fresh_routing(settings):
 
 @pytest.fixture(scope="session")
 def serve_app():
-    """Start any ASGI app on loopback for the rest of the session."""
+    """Start any ASGI app on loopback for the rest of the session; all are stopped together
+    at the end (each stop may wait a second for the relay's kept-alive connections)."""
     started = []
 
     def start(app):
@@ -33,8 +36,43 @@ def serve_app():
         return server
 
     yield start
-    for server in started:
-        server.stop()
+    stoppers = [threading.Thread(target=server.stop) for server in started]
+    for stopper in stoppers:
+        stopper.start()
+    for stopper in stoppers:
+        stopper.join()
+
+
+@pytest.fixture(scope="session")
+def _upstream_pool():
+    return []
+
+
+@pytest.fixture
+def upstreams(_upstream_pool, serve_app):
+    """`upstreams("a", "b", chunks=1)` -> fake OpenAI upstreams named so, fresh for this test:
+    taken from a pool shared by the session rather than started anew."""
+    from tests.fakes.openai_upstream import FakeOpenAI
+
+    taken = []
+
+    def take(*names: str, chunks: int = 2):
+        fakes = []
+        for name in names:
+            if len(taken) == len(_upstream_pool):
+                fake = FakeOpenAI()
+                fake.url = serve_app(fake).url
+                _upstream_pool.append(fake)
+            fake = _upstream_pool[len(taken)]
+            fake.reset()
+            fake.set_mode("ok", name=name, chunks=chunks)
+            taken.append(fake)
+            fakes.append(fake)
+        return fakes
+
+    yield take
+    for fake in taken:
+        fake.reset()
 
 
 @pytest.fixture(scope="session")

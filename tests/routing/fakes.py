@@ -54,13 +54,17 @@ ERRORS = {
 
 
 class FlakyOpenAI:
-    def __init__(self, *, name: str, failure_rate: float, seed: int) -> None:
-        self.name = name
-        self.failure_rate = failure_rate
-        self.rng = random.Random(seed)
-        self.calls = 0
-        self.failures = 0
+    def __init__(self, *, name: str = "flaky", failure_rate: float = 0.0, seed: int = 0) -> None:
         self._lock = threading.Lock()
+        self.reset(name=name, failure_rate=failure_rate, seed=seed)
+
+    def reset(self, *, name: str, failure_rate: float, seed: int) -> None:
+        with self._lock:
+            self.name = name
+            self.failure_rate = failure_rate
+            self.rng = random.Random(seed)
+            self.calls = 0
+            self.failures = 0
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":

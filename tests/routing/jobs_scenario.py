@@ -26,7 +26,11 @@ def set_the_scene(vendor) -> dict:
     from observability.models import RequestLog, RewardLog
     from routing.health import channel_auto_disable
     from routing.services import model_ensure
+    from vault.services import vault_forget
 
+    # The vault key this process remembers belongs to an earlier test's database: derive it
+    # again from this one's, as the worker will, before sealing the channel's key.
+    vault_forget()
     vendor.deepseek_balance = "0.00"
     vendor.prices = DOCUMENT
     vendor.chat_status = 200

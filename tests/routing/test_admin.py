@@ -8,15 +8,12 @@ from tests.routing.conftest import chat, flush_all
 
 
 @pytest.fixture
-def channels(upstream_factory, transactional_db):
-    primary = upstream_factory(name="primary", chunks=1)
-    backup = upstream_factory(name="backup", chunks=1)
+def channels(upstreams, transactional_db):
+    primary, backup = upstreams("primary", "backup", chunks=1)
     make_price("gpt-test", "1", "2")
     make_channel("primary", primary.url + "/v1", models=["gpt-test"], priority=10, brand="acme")
     make_channel("backup", backup.url + "/v1", models=["gpt-test"], priority=0, brand="acme")
-    yield primary, backup
-    primary.reset()
-    backup.reset()
+    return primary, backup
 
 
 @pytest.fixture

@@ -49,11 +49,9 @@ def _expire(key):
     if store.is_shared:
         import json
 
-        from routing.health import PREFIX
-
-        raw = json.loads(store._sync.get(PREFIX + key))
+        raw = json.loads(store._sync.get(store.prefix + key))
         raw["until"] = time.time() - 0.01
-        store._sync.set(PREFIX + key, json.dumps(raw), ex=60)
+        store._sync.set(store.prefix + key, json.dumps(raw), ex=60)
     else:
         record, expires = store._records[key]
         from dataclasses import replace

@@ -10,15 +10,12 @@ from tests.routing.conftest import chat, flush_all
 
 
 @pytest.fixture
-def pair(upstream_factory, transactional_db):
-    primary = upstream_factory(name="primary", chunks=2)
-    backup = upstream_factory(name="backup", chunks=2)
+def pair(upstreams, transactional_db):
+    primary, backup = upstreams("primary", "backup")
     make_price("gpt-test", "1", "2")
     make_channel("primary", primary.url + "/v1", models=["gpt-test"], priority=10)
     make_channel("backup", backup.url + "/v1", models=["gpt-test"], priority=0)
-    yield primary, backup
-    primary.reset()
-    backup.reset()
+    return primary, backup
 
 
 def channel(name):
@@ -148,9 +145,9 @@ def test_no_available_channel_names_the_reason_per_candidate(relay, alice, pair)
     assert "(maintenance)" in message
 
 
-def test_a_request_tries_each_channel_once(relay, alice, upstream_factory, transactional_db, settings):
+def test_a_request_tries_each_channel_once(relay, alice, upstreams, transactional_db, settings):
     """Three channels failing: three attempts, each on a different channel, none twice."""
-    fakes = [upstream_factory(name=f"f{i}", chunks=1) for i in range(3)]
+    fakes = upstreams("f0", "f1", "f2", chunks=1)
     make_price("gpt-test", "1", "2")
     for i, fake in enumerate(fakes):
         fake.set_mode("500")
@@ -159,8 +156,6 @@ def test_a_request_tries_each_channel_once(relay, alice, upstream_factory, trans
     answer = chat(relay, alice.key)
     assert answer.status_code == 502
     assert [len(f.requests) for f in fakes] == [1, 1, 1]
-    for fake in fakes:
-        fake.reset()
 
 
 def test_the_log_explains_candidates_and_attempts(relay, alice, pair):

@@ -8,16 +8,14 @@ from tests.routing.conftest import chat, flush_all
 
 
 @pytest.fixture
-def trio(upstream_factory, transactional_db):
+def trio(upstreams, transactional_db):
     """Three channels of one priority: cheap-but-light, pricey-heavy, middle."""
-    fakes = [upstream_factory(name=n, chunks=2) for n in ("cheap", "pricey", "middle")]
+    fakes = upstreams("cheap", "pricey", "middle")
     make_price("gpt-test", "1", "2")
     make_channel("cheap", fakes[0].url + "/v1", models=["gpt-test"], weight=1, cost_ratio="0.3")
     make_channel("pricey", fakes[1].url + "/v1", models=["gpt-test"], weight=10, cost_ratio="1.0")
     make_channel("middle", fakes[2].url + "/v1", models=["gpt-test"], weight=3, cost_ratio="0.6")
-    yield fakes
-    for fake in fakes:
-        fake.reset()
+    return fakes
 
 
 def key_with_mode(tenant, mode: str):

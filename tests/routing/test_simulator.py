@@ -10,15 +10,13 @@ from tests.routing.conftest import chat, flush_all
 
 
 @pytest.fixture
-def four(upstream_factory, transactional_db):
-    fakes = [upstream_factory(name=f"s{i}", chunks=1) for i in range(4)]
+def four(upstreams, transactional_db):
+    fakes = upstreams("s0", "s1", "s2", "s3", chunks=1)
     make_price("gpt-test", "1", "2")
     for i, fake in enumerate(fakes[:3]):
         make_channel(f"s{i}", fake.url + "/v1", models=["gpt-test"], priority=5, weight=i + 1, cost_ratio=str(1 - i / 10))
     make_channel("s3", fakes[3].url + "/v1", models=["gpt-test"], priority=0)  # the backup
-    yield fakes
-    for fake in fakes:
-        fake.reset()
+    return fakes
 
 
 def latest_log():
