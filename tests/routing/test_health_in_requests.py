@@ -4,6 +4,7 @@ the operator and the client are told."""
 import time
 
 import pytest
+from django.conf import settings as django_settings
 
 from tests.conftest import make_channel, make_price
 from tests.routing.conftest import chat, flush_all
@@ -173,3 +174,35 @@ def test_the_log_explains_candidates_and_attempts(relay, alice, pair):
     assert [c["channel"] for c in skipped] == ["primary"] and "cooling down for gpt-test" in skipped[0]["reason"]
     rewards = list(RewardLog.objects.filter(request_id=first.request_id).order_by("attempt").values_list("attempt", "outcome", "reward"))
     assert rewards == [(1, "transient", 0.0), (2, "ok", 1.0)]
+
+
+@pytest.mark.skipif(not django_settings.REDIS_URL, reason="counts round trips to Redis")
+def test_a_request_costs_one_redis_round_trip_for_health(relay, alice, pair, settings):
+    """Health is read with one pipelined round trip (none when a read younger than
+    ROUTING_HEALTH_CACHE_S is at hand); a success writes nothing until the periodic flush."""
+    from routing.health import board
+
+    settings.ROUTING_HEALTH_CACHE_S = 0  # every request reads
+    settings.ROUTING_HEALTH_FLUSH_S = 3600  # no flush during the count
+    assert chat(relay, alice.key).status_code == 200  # the relay's event loop now has its client
+    [(client, _script)] = list(board.store._async.values())
+    pool = client.connection_pool
+    checkouts = []
+    original = pool.get_connection
+
+    async def counting(*args, **kwargs):
+        checkouts.append(1)
+        return await original(*args, **kwargs)
+
+    pool.get_connection = counting
+    try:
+        for _ in range(20):
+            assert chat(relay, alice.key).status_code == 200
+        assert len(checkouts) == 20
+        settings.ROUTING_HEALTH_CACHE_S = 60
+        checkouts.clear()
+        for _ in range(20):
+            assert chat(relay, alice.key).status_code == 200
+        assert len(checkouts) <= 1
+    finally:
+        pool.get_connection = original
