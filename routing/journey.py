@@ -109,35 +109,28 @@ def check_key(policy: KeyPolicy | None, client_ip: str | None) -> KeyPolicy:
 
 
 async def check_rate(call: Call) -> None:
+    """The key's RPM (counted now) and TPM (tokens counted after each request), with OpenAI's
+    x-ratelimit-* headers on the answer and Retry-After on a refusal."""
     policy = call.policy
     if policy.rpm:
-        verdict = await limits.rpm_hit(key_id=policy.key_id, rpm=policy.rpm)
-        call.rate_headers.update(
-            {
-                "x-ratelimit-limit-requests": str(verdict.limit),
-                "x-ratelimit-remaining-requests": str(verdict.remaining),
-                "x-ratelimit-reset-requests": f"{verdict.reset_s:.0f}s",
-            }
-        )
-        if not verdict.allowed:
-            raise RateLimited(
-                f"Rate limit reached: this key allows {policy.rpm} requests per minute. Try again in {verdict.reset_s:.0f}s.",
-                headers={"retry-after": str(max(1, round(verdict.reset_s))), **call.rate_headers},
-            )
+        _admit(call, await limits.rpm_hit(key_id=policy.key_id, rpm=policy.rpm), "requests")
     if policy.tpm:
-        verdict = await limits.tpm_check(key_id=policy.key_id, tpm=policy.tpm)
-        call.rate_headers.update(
-            {
-                "x-ratelimit-limit-tokens": str(verdict.limit),
-                "x-ratelimit-remaining-tokens": str(verdict.remaining),
-                "x-ratelimit-reset-tokens": f"{verdict.reset_s:.0f}s",
-            }
+        _admit(call, await limits.tpm_check(key_id=policy.key_id, tpm=policy.tpm), "tokens")
+
+
+def _admit(call: Call, verdict: limits.Verdict, unit: str) -> None:
+    call.rate_headers.update(
+        {
+            f"x-ratelimit-limit-{unit}": str(verdict.limit),
+            f"x-ratelimit-remaining-{unit}": str(verdict.remaining),
+            f"x-ratelimit-reset-{unit}": f"{verdict.reset_s:.0f}s",
+        }
+    )
+    if not verdict.allowed:
+        raise RateLimited(
+            f"Rate limit reached: this key allows {verdict.limit} {unit} per minute. Try again in {verdict.reset_s:.0f}s.",
+            headers={"retry-after": str(max(1, round(verdict.reset_s))), **call.rate_headers},
         )
-        if not verdict.allowed:
-            raise RateLimited(
-                f"Rate limit reached: this key allows {policy.tpm} tokens per minute. Try again in {verdict.reset_s:.0f}s.",
-                headers={"retry-after": str(max(1, round(verdict.reset_s))), **call.rate_headers},
-            )
 
 
 def parse_body(body: bytes) -> dict:
