@@ -8,6 +8,7 @@ The web layer (`routing.app`) has authenticated the key and gives us a `Call`; w
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import datetime, timezone
@@ -206,7 +207,19 @@ def chat_operation(call: Call, request: dict):
 
 async def send(call: Call, routes: list[Route], meter: Meter, operation):
     """Try routes in order until one answers; returns (route, what `operation` returned).
-    `operation(adapter, target, timeouts)` makes one attempt and raises ProviderError."""
+    `operation(adapter, target, timeouts)` makes one attempt and raises ProviderError.
+    Whatever ends it without an answer releases the request's hold: nothing was delivered."""
+    try:
+        return await _try_routes(call, routes, meter, operation)
+    except asyncio.CancelledError:
+        background.spawn(meter.release())  # cancelled: this task may not await any more
+        raise
+    except BaseException:
+        await meter.release()
+        raise
+
+
+async def _try_routes(call: Call, routes: list[Route], meter: Meter, operation):
     deadline = call.started + settings.ROUTING_DEADLINE_S
     failures: list[str] = []
     tried = 0
@@ -252,7 +265,6 @@ async def send(call: Call, routes: list[Route], meter: Meter, operation):
         await attempt_observe(call=call, route=route, error=None, latency_ms=call.attempts[-1]["latency_ms"])
         call.route = route
         return route, outcome
-    await meter.release()
     if tried == 0 and failures:
         raise meter.refusal_error()
     raise UpstreamError(f"All {tried} upstream attempt(s) failed: " + "; ".join(failures) + ".")

@@ -103,6 +103,16 @@ def test_a_failed_over_attempt_costs_nothing(openai_client, alice, upstream_fact
     assert entry.amount_micros == -usage_cost(PROMPT, 3)  # the backup's answer, nothing for the 429
 
 
+@pytest.mark.parametrize("mode", ["context_overflow", "500"])
+def test_a_request_the_upstream_refuses_costs_nothing_and_holds_nothing(openai_client, alice, channel, upstream, mode):
+    upstream.set_mode(mode)
+    with pytest.raises(openai.APIStatusError):
+        ask(openai_client)
+    assert not LedgerEntry.objects.filter(kind="usage").exists()
+    assert credit(alice.tenant).held_micros == 0
+    assert Hold.objects.get().status == "released"
+
+
 def test_a_routed_channel_bills_the_wallet_in_its_currency(relay, alice, upstream, transactional_db):
     from billing.services import exchange_rate_set
 
