@@ -134,7 +134,8 @@ class Meter:
         """Charge what the request really cost, once."""
         if self._hold_key is None:
             return
-        charge, _, _, _ = self._quote(self._hold_route, usage)
+        # priced on the route that answered: the hold may have been made for a costlier one
+        charge, _, _, _ = self._quote(self.call.route or self._hold_route, usage)
         note = f"{self.info.public_id}: {usage.prompt_tokens} in, {usage.completion_tokens} out" + (" (counted)" if is_estimated else "")
         hold = await run_db(billing.hold_settle, hold_key=self._hold_key, charge_micros=charge, note=note)
         self._hold_key = None

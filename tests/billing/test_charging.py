@@ -212,3 +212,13 @@ def test_concurrent_streams_never_overspend_and_the_ledger_balances(relay, chann
         assert spend.held_micros == 0 and 0 < spend.spent_micros <= 2500
         assert spend.spent_micros == -sum(LedgerEntry.objects.filter(kind="usage").values_list("amount_micros", flat=True))
     call_command("audit_ledger")
+
+
+def test_a_request_is_charged_at_the_discount_of_the_channel_that_answered(openai_client, alice, upstream_factory, transactional_db):
+    failing = upstream_factory(name="full-price", chunks=10, mode="500")
+    cheap = upstream_factory(name="half-price", chunks=10)
+    make_price("gpt-test", "1", "2")
+    make_channel("full-price", failing.url + "/v1", models=["gpt-test"], priority=10)
+    make_channel("half-price", cheap.url + "/v1", models=["gpt-test"], priority=0, discount_ratio="0.5")
+    ask(openai_client)
+    assert LedgerEntry.objects.get(kind="usage").amount_micros == -16  # 32 micro-USD list, half of it
