@@ -30,7 +30,7 @@ def remaining_s(channel_id, model="m"):
 
 def test_a_failure_cools_for_the_base_time():
     board.failed(1, "m", error())
-    assert 1.5 < remaining_s(1) <= 2.0
+    assert 1.5 < remaining_s(1) <= 2.001  # Redis keeps times to the millisecond
 
 
 def test_each_failed_trial_doubles_the_cooldown_up_to_the_cap():
@@ -63,7 +63,7 @@ def test_failures_while_already_cooling_are_one_strike():
     for _ in range(10):
         record = board.failed(1, "m", error())  # a burst of concurrent failures
     assert record.strikes == 1
-    assert remaining_s(1) <= 2.0
+    assert remaining_s(1) <= 2.001
 
 
 def test_retry_after_is_honoured_as_given():
