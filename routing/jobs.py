@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.conf import settings
 
@@ -68,7 +68,6 @@ class JobState:
     last_duration_s: float | None = None
     last_result: object = None
     last_error: str = ""
-    history: list = field(default_factory=list)
 
 
 class Runner:

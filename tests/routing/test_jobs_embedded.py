@@ -1,8 +1,6 @@
 """Without a broker, the web process runs the periodic jobs itself (routing.jobs.Runner): the
 same task functions, on the same schedule. Here every interval is shortened."""
 
-import pytest
-
 from tests.routing import jobs_scenario
 
 
