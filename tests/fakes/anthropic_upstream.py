@@ -29,23 +29,19 @@ No pytest here.
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 
-from tests.fakes.openai_upstream import (
+from tests.fakes.base import (
+    FakeUpstream,
     Receive,
     RecordedRequest,
-    Scope,
     Send,
-    _read_body,
-    _send_body,
-    _wait_or_disconnect,
-    _send_json,
+    send_body,
+    send_json,
     split_text,
+    wait_or_disconnect,
 )
 
 __all__ = ["FakeAnthropic", "ANTHROPIC_MODES"]
@@ -85,79 +81,39 @@ class _Settings:
     chunk_delay_s: float = 0.0  # pause before each streamed delta
 
 
-class FakeAnthropic:
-    def __init__(self, mode: str = "ok", **settings: Any) -> None:
-        _check(mode)
-        self._initial = _Settings(mode=mode, **settings)
-        self.settings = _Settings(**vars(self._initial))
-        self.requests: list[RecordedRequest] = []
-        self.disconnects = 0  # streams whose client went away before the end
-        self._lock = threading.Lock()
-        self.url = ""
+class FakeAnthropic(FakeUpstream):
+    modes = ANTHROPIC_MODES
+    settings_type = _Settings
+    settings: _Settings
 
     @property
     def text(self) -> str:
         return f"Hello from fake-anthropic-{self.settings.name}"
 
-    def set_mode(self, mode: str, **settings: Any) -> None:
-        _check(mode)
-        self.settings.mode = mode
-        for key, value in settings.items():
-            if not hasattr(self.settings, key):
-                raise TypeError(f"unknown fake setting {key!r}")
-            setattr(self.settings, key, value)
-
-    def reset(self) -> None:
-        self.settings = _Settings(**vars(self._initial))
-        with self._lock:
-            self.requests.clear()
-            self.disconnects = 0
-
-    def wait_for_disconnects(self, count: int, *, timeout_s: float = 5.0) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while self.disconnects < count:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-        return True
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        body = await _read_body(receive)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        request = RecordedRequest(
-            method=scope["method"],
-            path=scope["path"],
-            query=scope.get("query_string", b"").decode("latin-1"),
-            headers=headers,
-            body=body,
-            client_port=(scope.get("client") or (None, None))[1],
-        )
-        with self._lock:
-            self.requests.append(request)
-            number = len(self.requests)
-        settings = self.settings
+    async def answer(
+        self, request: RecordedRequest, number: int, settings: _Settings, receive: Receive, send: Send
+    ) -> None:
+        headers = request.headers
         if settings.api_key is not None and headers.get("x-api-key") != settings.api_key:
             await _error(send, "401", settings)
         elif "anthropic-version" not in headers:
-            await _send_json(send, 400, _error_body("invalid_request_error", "anthropic-version: header is required"))
+            await send_json(send, 400, _error_body("invalid_request_error", "anthropic-version: header is required"))
         elif request.method == "POST" and request.path == "/v1/messages":
             await self._messages(request, number, settings, receive, send)
         elif request.method == "GET" and request.path == "/v1/models":
             await self._models(request, settings, send)
         else:
-            await _send_json(send, 404, _error_body("not_found_error", f"Not found: {request.method} {request.path}"))
+            await send_json(send, 404, _error_body("not_found_error", f"Not found: {request.method} {request.path}"))
 
     async def _messages(self, request: RecordedRequest, number: int, settings: _Settings, receive: Receive, send: Send) -> None:
         payload = request.json
         model = str(payload.get("model") or "")
-        mode = headers_mode(request.headers, model, settings.mode)
+        mode = self.request_mode(request.headers, model, settings.mode)
         if mode in _ERRORS:
             await _error(send, mode, settings)
             return
         if not isinstance(payload.get("max_tokens"), int):
-            await _send_json(send, 400, _error_body("invalid_request_error", "max_tokens: Field required"))
+            await send_json(send, 400, _error_body("invalid_request_error", "max_tokens: Field required"))
             return
         message_id = f"msg_fake{number:04d}"
         blocks = self._answer_blocks(payload, settings)
@@ -178,7 +134,7 @@ class FakeAnthropic:
                     content.append({"type": "thinking", "thinking": "".join(block["pieces"]), "signature": SIGNATURE})
                 else:
                     content.append({"type": "tool_use", "id": block["id"], "name": block["name"], "input": block["input"]})
-            await _send_json(
+            await send_json(
                 send,
                 200,
                 {
@@ -204,7 +160,7 @@ class FakeAnthropic:
         )
 
         async def event(name: str, data: dict) -> None:
-            await _send_body(send, f"event: {name}\ndata: ".encode() + orjson.dumps(data) + b"\n\n")
+            await send_body(send, f"event: {name}\ndata: ".encode() + orjson.dumps(data) + b"\n\n")
 
         start_usage = {**usage, "output_tokens": 1}
         await event(
@@ -235,16 +191,15 @@ class FakeAnthropic:
             if index == 0:
                 await event("ping", {"type": "ping"})
             for piece in block["pieces"]:
-                if settings.chunk_delay_s and await _wait_or_disconnect(receive, settings.chunk_delay_s):
-                    with self._lock:
-                        self.disconnects += 1
+                if settings.chunk_delay_s and await wait_or_disconnect(receive, settings.chunk_delay_s):
+                    self.count_disconnect()
                     return
                 if sent == settings.cut_after and mode == "cut":
-                    await _send_body(send, b"", more_body=False)  # ends mid-answer, no message_stop
+                    await send_body(send, b"", more_body=False)  # ends mid-answer, no message_stop
                     return
                 if sent == settings.cut_after and mode == "stream_error":
                     await event("error", _error_body("overloaded_error", "Overloaded"))
-                    await _send_body(send, b"", more_body=False)
+                    await send_body(send, b"", more_body=False)
                     return
                 if block["type"] == "text":
                     delta = {"type": "text_delta", "text": piece}
@@ -271,7 +226,7 @@ class FakeAnthropic:
             },
         )
         await event("message_stop", {"type": "message_stop"})
-        await _send_body(send, b"", more_body=False)
+        await send_body(send, b"", more_body=False)
 
     def _answer_blocks(self, payload: dict, settings: _Settings) -> list[dict]:
         blocks: list[dict] = []
@@ -293,12 +248,12 @@ class FakeAnthropic:
         return blocks
 
     async def _models(self, request: RecordedRequest, settings: _Settings, send: Send) -> None:
-        query = dict(part.partition("=")[::2] for part in request.query.split("&") if part)
+        query = request.params
         limit = min(int(query.get("limit") or 20), settings.max_page)
         ids = list(settings.models)
         start = ids.index(query["after_id"]) + 1 if query.get("after_id") in ids else 0
         page = ids[start : start + limit]
-        await _send_json(
+        await send_json(
             send,
             200,
             {
@@ -326,16 +281,6 @@ def _last_tool_result(payload: dict) -> str | None:
     return None
 
 
-def headers_mode(headers: dict[str, str], model: str, default: str) -> str:
-    mode = headers.get("x-fake-mode")
-    if mode in ANTHROPIC_MODES:
-        return mode
-    _, at, suffix = model.rpartition("@")
-    if at and suffix in ANTHROPIC_MODES:
-        return suffix
-    return default
-
-
 def _error_body(kind: str, message: str) -> dict:
     return {"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_fakeerror"}
 
@@ -343,9 +288,4 @@ def _error_body(kind: str, message: str) -> dict:
 async def _error(send: Send, mode: str, settings: _Settings) -> None:
     status, kind, message = _ERRORS[mode]
     headers = [(b"retry-after", settings.retry_after.encode())] if status == 429 else []
-    await _send_json(send, status, _error_body(kind, message), headers)
-
-
-def _check(mode: str) -> None:
-    if mode not in ANTHROPIC_MODES:
-        raise ValueError(f"unknown fake mode {mode!r}; one of {sorted(ANTHROPIC_MODES)}")
+    await send_json(send, status, _error_body(kind, message), headers)

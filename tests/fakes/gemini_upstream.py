@@ -26,21 +26,19 @@ No pytest here.
 
 from __future__ import annotations
 
-import hashlib
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from tests.fakes.openai_upstream import (
+from tests.fakes.base import (
+    FakeUpstream,
     Receive,
     RecordedRequest,
-    Scope,
     Send,
-    _read_body,
-    _send_body,
-    _send_json,
+    embedding_values,
+    send_body,
+    send_json,
     split_text,
 )
 
@@ -88,48 +86,19 @@ class _Settings:
     max_page: int = 1000  # the most models one page holds, whatever `pageSize` asks
 
 
-class FakeGemini:
-    def __init__(self, mode: str = "ok", **settings: Any) -> None:
-        _check(mode)
-        self._initial = _Settings(mode=mode, **settings)
-        self.settings = _Settings(**vars(self._initial))
-        self.requests: list[RecordedRequest] = []
-        self._lock = threading.Lock()
-        self.url = ""
+class FakeGemini(FakeUpstream):
+    modes = GEMINI_MODES
+    settings_type = _Settings
+    settings: _Settings
 
     @property
     def text(self) -> str:
         return f"Hello from fake-gemini-{self.settings.name}"
 
-    def set_mode(self, mode: str, **settings: Any) -> None:
-        _check(mode)
-        self.settings.mode = mode
-        for key, value in settings.items():
-            if not hasattr(self.settings, key):
-                raise TypeError(f"unknown fake setting {key!r}")
-            setattr(self.settings, key, value)
-
-    def reset(self) -> None:
-        self.settings = _Settings(**vars(self._initial))
-        with self._lock:
-            self.requests.clear()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        body = await _read_body(receive)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        request = RecordedRequest(
-            method=scope["method"],
-            path=scope["path"],
-            query=scope.get("query_string", b"").decode("latin-1"),
-            headers=headers,
-            body=body,
-            client_port=(scope.get("client") or (None, None))[1],
-        )
-        with self._lock:
-            self.requests.append(request)
-        settings = self.settings
+    async def answer(
+        self, request: RecordedRequest, number: int, settings: _Settings, receive: Receive, send: Send
+    ) -> None:
+        headers = request.headers
         path = request.path
         if settings.api_key is not None and headers.get("x-goog-api-key") != settings.api_key:
             await _error(send, "api_key")
@@ -137,7 +106,7 @@ class FakeGemini:
             await self._models(request, settings, send)
         elif request.method == "POST" and path.startswith("/v1beta/models/") and ":" in path:
             model, _, method = path.removeprefix("/v1beta/models/").partition(":")
-            mode = _mode(headers, model, settings.mode)
+            mode = self.request_mode(headers, model, settings.mode)
             if mode in _ERRORS:
                 await _error(send, mode)
             elif method == "generateContent":
@@ -163,7 +132,7 @@ class FakeGemini:
         }
         if mode == "blocked_prompt":
             answer = {"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": []}, "usageMetadata": usage, "modelVersion": model}
-            await _send_json(send, 200, answer) if not is_stream else await _sse(send, [answer])
+            await send_json(send, 200, answer) if not is_stream else await _sse(send, [answer])
             return
         if mode == "blocked_answer":
             answer = {
@@ -171,7 +140,7 @@ class FakeGemini:
                 "usageMetadata": usage,
                 "modelVersion": model,
             }
-            await _send_json(send, 200, answer) if not is_stream else await _sse(send, [answer])
+            await send_json(send, 200, answer) if not is_stream else await _sse(send, [answer])
             return
 
         response_text = _function_response_text(payload)
@@ -196,7 +165,7 @@ class FakeGemini:
             parts = [p for group in parts_list for p in group]
             if parts and "text" in parts[0]:
                 parts = [{"text": "".join(p["text"] for p in parts)}]
-            await _send_json(
+            await send_json(
                 send,
                 200,
                 {
@@ -228,12 +197,11 @@ class FakeGemini:
         for item in payload.get("requests") or ():
             text = "".join(p.get("text", "") for p in (item.get("content") or {}).get("parts") or ())
             dims = item.get("outputDimensionality") or settings.embedding_dims
-            digest = hashlib.sha256(text.encode()).digest()
-            embeddings.append({"values": [(digest[i % 32] - 127.5) / 127.5 for i in range(dims)]})
-        await _send_json(send, 200, {"embeddings": embeddings})
+            embeddings.append({"values": embedding_values(text, dims)})
+        await send_json(send, 200, {"embeddings": embeddings})
 
     async def _models(self, request: RecordedRequest, settings: _Settings, send: Send) -> None:
-        query = dict(part.partition("=")[::2] for part in request.query.split("&") if part)
+        query = request.params
         size = min(int(query.get("pageSize") or 50), settings.max_page)
         start = int(query.get("pageToken") or 0)
         page = settings.models[start : start + size]
@@ -253,7 +221,7 @@ class FakeGemini:
         answer: dict[str, Any] = {"models": models}
         if start + size < len(settings.models):
             answer["nextPageToken"] = str(start + size)
-        await _send_json(send, 200, answer)
+        await send_json(send, 200, answer)
 
 
 def _has_unsigned_call(payload: dict) -> bool:
@@ -290,21 +258,11 @@ async def _sse(send: Send, events: list[dict], *, cut_after: int | None = None, 
         if cut_after is not None and number == cut_after:
             if mode == "stream_error":
                 error = {"error": {"code": 503, "message": "The model is overloaded. Please try again later.", "status": "UNAVAILABLE"}}
-                await _send_body(send, b"data: " + orjson.dumps(error) + b"\r\n\r\n")
-            await _send_body(send, b"", more_body=False)
+                await send_body(send, b"data: " + orjson.dumps(error) + b"\r\n\r\n")
+            await send_body(send, b"", more_body=False)
             return
-        await _send_body(send, b"data: " + orjson.dumps(event) + b"\r\n\r\n")
-    await _send_body(send, b"", more_body=False)
-
-
-def _mode(headers: dict[str, str], model: str, default: str) -> str:
-    mode = headers.get("x-fake-mode")
-    if mode in GEMINI_MODES:
-        return mode
-    _, at, suffix = model.rpartition("@")
-    if at and suffix in GEMINI_MODES:
-        return suffix
-    return default
+        await send_body(send, b"data: " + orjson.dumps(event) + b"\r\n\r\n")
+    await send_body(send, b"", more_body=False)
 
 
 async def _error(send: Send, mode: str) -> None:
@@ -312,9 +270,4 @@ async def _error(send: Send, mode: str) -> None:
     error: dict[str, Any] = {"code": status, "message": message, "status": state}
     if details:
         error["details"] = details
-    await _send_json(send, status, {"error": error})
-
-
-def _check(mode: str) -> None:
-    if mode not in GEMINI_MODES:
-        raise ValueError(f"unknown fake mode {mode!r}; one of {sorted(GEMINI_MODES)}")
+    await send_json(send, status, {"error": error})

@@ -30,16 +30,24 @@ No pytest here: the benchmarks reuse it.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import hashlib
 import struct
-import threading
-import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import orjson
+
+from tests.fakes.base import (
+    FakeUpstream,
+    Receive,
+    RecordedRequest,
+    Send,
+    embedding_values,
+    send_body,
+    send_json,
+    split_text,
+    wait_or_disconnect,
+)
 
 __all__ = ["FakeOpenAI", "RecordedRequest", "MODES"]
 
@@ -60,10 +68,6 @@ MODES = frozenset(
         "no_usage",
     }
 )
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 _CREATED = 1_700_000_000
 _ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
@@ -128,20 +132,6 @@ _ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
 
 
 @dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-    client_port: int | None
-
-    @property
-    def json(self) -> Any:
-        return orjson.loads(self.body) if self.body else None
-
-
-@dataclass
 class _Settings:
     mode: str = "ok"
     name: str = "upstream"
@@ -159,16 +149,10 @@ class _Settings:
     embedding_dims: int = 8
 
 
-class FakeOpenAI:
-    def __init__(self, mode: str = "ok", **settings: Any) -> None:
-        _check_mode(mode)
-        self._initial = _Settings(mode=mode, **settings)
-        self.settings = _Settings(**vars(self._initial))
-        self.requests: list[RecordedRequest] = []
-        self.disconnects = 0  # streams whose client went away before the end
-        self._lock = threading.Lock()
-
-    # -- control (from the test's thread) --------------------------------------------------
+class FakeOpenAI(FakeUpstream):
+    modes = MODES
+    settings_type = _Settings
+    settings: _Settings
 
     @property
     def mode(self) -> str:
@@ -182,51 +166,13 @@ class FakeOpenAI:
     def pieces(self) -> list[str]:
         return split_text(self.text, self.settings.chunks)
 
-    def set_mode(self, mode: str, **settings: Any) -> None:
-        _check_mode(mode)
-        self.settings.mode = mode
-        for key, value in settings.items():
-            if not hasattr(self.settings, key):
-                raise TypeError(f"unknown fake setting {key!r}")
-            setattr(self.settings, key, value)
-
-    def reset(self) -> None:
-        """Back to the constructor's settings, with nothing recorded."""
-        self.settings = _Settings(**vars(self._initial))
-        with self._lock:
-            self.requests.clear()
-            self.disconnects = 0
-
-    def wait_for_disconnects(self, count: int, *, timeout_s: float = 5.0) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while self.disconnects < count:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-        return True
-
     # -- the ASGI app (in the server's thread) ---------------------------------------------
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        body = await _read_body(receive)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        client = scope.get("client")
-        request = RecordedRequest(
-            method=scope["method"],
-            path=scope["path"],
-            query=scope.get("query_string", b"").decode("latin-1"),
-            headers=headers,
-            body=body,
-            client_port=client[1] if client else None,
-        )
-        with self._lock:
-            self.requests.append(request)
-            number = len(self.requests)
-        settings = self.settings
+    async def answer(
+        self, request: RecordedRequest, number: int, settings: _Settings, receive: Receive, send: Send
+    ) -> None:
         path = request.path
-        if settings.api_key is not None and not _has_key(headers, settings.api_key):
+        if settings.api_key is not None and not _has_key(request.headers, settings.api_key):
             await _send_error(send, "401", settings)
         elif request.method == "POST" and path.endswith("/chat/completions"):
             await self._chat(request, number, settings, receive, send)
@@ -241,7 +187,7 @@ class FakeOpenAI:
                 "param": None,
                 "code": None,
             }
-            await _send_json(send, 404, {"error": error})
+            await send_json(send, 404, {"error": error})
 
     async def _chat(
         self,
@@ -257,19 +203,19 @@ class FakeOpenAI:
             await _send_error(send, "400", settings)
             return
         model = str(payload.get("model") or "")
-        mode = _request_mode(request.headers, model, settings.mode)
+        mode = self.request_mode(request.headers, model, settings.mode)
         if mode in _ERRORS:
             await _send_error(send, mode, settings)
             return
-        if mode == "slow_first_byte" and await _wait_or_disconnect(receive, settings.delay_s):
-            self._count_disconnect()
+        if mode == "slow_first_byte" and await wait_or_disconnect(receive, settings.delay_s):
+            self.count_disconnect()
             return
 
         pieces = split_text(self.text, settings.chunks)
         usage = None if mode == "no_usage" else _usage(settings, len(pieces))
         completion_id = f"chatcmpl-fake{number}"
         if not payload.get("stream"):
-            await _send_json(
+            await send_json(
                 send,
                 200,
                 {
@@ -305,8 +251,8 @@ class FakeOpenAI:
                 ],
             }
         )
-        if mode == "slow_first_chunk" and await _wait_or_disconnect(receive, settings.delay_s):
-            self._count_disconnect()
+        if mode == "slow_first_chunk" and await wait_or_disconnect(receive, settings.delay_s):
+            self.count_disconnect()
             return
 
         def event(delta: dict[str, Any], finish_reason: str | None) -> bytes:
@@ -331,27 +277,27 @@ class FakeOpenAI:
 
         try:
             first = {"role": "assistant", "content": "", "refusal": None}
-            await _send_body(send, event(first, None))
+            await send_body(send, event(first, None))
             for sent, piece in enumerate(pieces):
                 if sent == settings.cut_after:
                     if mode == "cut":
                         return  # ends the response unfinished: uvicorn drops the connection
                     if mode == "stall":
-                        if await _wait_or_disconnect(receive, settings.stall_s):
-                            self._count_disconnect()
+                        if await wait_or_disconnect(receive, settings.stall_s):
+                            self.count_disconnect()
                             return
                     if mode == "stream_error":
                         error = {"error": _ERRORS["500"][1]}
-                        await _send_body(send, b"data: " + orjson.dumps(error) + b"\n\n")
-                        await _send_body(send, b"", more_body=False)
+                        await send_body(send, b"data: " + orjson.dumps(error) + b"\n\n")
+                        await send_body(send, b"", more_body=False)
                         return
-                if settings.chunk_delay_s and await _wait_or_disconnect(
+                if settings.chunk_delay_s and await wait_or_disconnect(
                     receive, settings.chunk_delay_s
                 ):
-                    self._count_disconnect()
+                    self.count_disconnect()
                     return
-                await _send_body(send, event({"content": piece}, None))
-            await _send_body(send, event({}, "stop"))
+                await send_body(send, event({"content": piece}, None))
+            await send_body(send, event({}, "stop"))
             if include_usage:
                 chunk = {
                     "id": completion_id,
@@ -362,15 +308,15 @@ class FakeOpenAI:
                     "choices": [],
                     "usage": usage,
                 }
-                await _send_body(send, b"data: " + orjson.dumps(chunk) + b"\n\n")
-            await _send_body(send, b"data: [DONE]\n\n", more_body=False)
+                await send_body(send, b"data: " + orjson.dumps(chunk) + b"\n\n")
+            await send_body(send, b"data: [DONE]\n\n", more_body=False)
         except OSError:  # uvicorn's ClientDisconnected: the client went away mid-send
-            self._count_disconnect()
+            self.count_disconnect()
 
     async def _embeddings(self, request: RecordedRequest, settings: _Settings, send: Send) -> None:
         payload = orjson.loads(request.body)
         model = str(payload.get("model") or "")
-        mode = _request_mode(request.headers, model, settings.mode)
+        mode = self.request_mode(request.headers, model, settings.mode)
         if mode in _ERRORS:
             await _send_error(send, mode, settings)
             return
@@ -384,14 +330,14 @@ class FakeOpenAI:
         for index, item in enumerate(inputs or []):
             text = item if isinstance(item, str) else " ".join(map(str, item))
             prompt_tokens += max(1, len(text) // 4)
-            vector = _vector(text, dims)
+            vector = embedding_values(text, dims)
             embedding: Any = (
                 base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
                 if as_base64
                 else vector
             )
             data.append({"object": "embedding", "index": index, "embedding": embedding})
-        await _send_json(
+        await send_json(
             send,
             200,
             {
@@ -407,17 +353,7 @@ class FakeOpenAI:
             {"id": m, "object": "model", "created": _CREATED, "owned_by": f"fake-{settings.name}"}
             for m in settings.models
         ]
-        await _send_json(send, 200, {"object": "list", "data": models})
-
-    def _count_disconnect(self) -> None:
-        with self._lock:
-            self.disconnects += 1
-
-
-def split_text(text: str, count: int) -> list[str]:
-    """`text` in `count` nearly equal pieces (fewer if it is shorter), joined back = text."""
-    count = max(1, min(count, len(text)))
-    return [text[len(text) * i // count : len(text) * (i + 1) // count] for i in range(count)]
+        await send_json(send, 200, {"object": "list", "data": models})
 
 
 def _usage(settings: _Settings, completion_tokens: int) -> dict[str, Any]:
@@ -435,72 +371,8 @@ def _usage(settings: _Settings, completion_tokens: int) -> dict[str, Any]:
     }
 
 
-def _vector(text: str, dims: int) -> list[float]:
-    digest = hashlib.sha256(text.encode()).digest()
-    return [(digest[i % len(digest)] - 127.5) / 127.5 for i in range(dims)]
-
-
-def _check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise ValueError(f"unknown fake mode {mode!r}; one of {sorted(MODES)}")
-
-
-def _request_mode(headers: dict[str, str], model: str, default: str) -> str:
-    mode = headers.get("x-fake-mode")
-    if mode in MODES:
-        return mode
-    _, at, suffix = model.rpartition("@")
-    if at and suffix in MODES:
-        return suffix
-    return default
-
-
 def _has_key(headers: dict[str, str], api_key: str) -> bool:
     return headers.get("authorization") == f"Bearer {api_key}" or headers.get("api-key") == api_key
-
-
-async def _read_body(receive: Receive) -> bytes:
-    parts = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        parts.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    return b"".join(parts)
-
-
-async def _wait_or_disconnect(receive: Receive, seconds: float) -> bool:
-    """Sleep `seconds`; True if the client went away meanwhile (stop at once then)."""
-    try:
-        message = await asyncio.wait_for(receive(), seconds)
-    except TimeoutError:
-        return False
-    return message["type"] == "http.disconnect"
-
-
-async def _send_body(send: Send, body: bytes, *, more_body: bool = True) -> None:
-    await send({"type": "http.response.body", "body": body, "more_body": more_body})
-
-
-async def _send_json(
-    send: Send, status: int, obj: Any, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    # Pretty-printed, as OpenAI sends non-streamed answers: lets tests see re-encoding.
-    body = orjson.dumps(obj, option=orjson.OPT_INDENT_2)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *(headers or []),
-            ],
-        }
-    )
-    await _send_body(send, body, more_body=False)
 
 
 async def _send_error(send: Send, mode: str, settings: _Settings) -> None:
@@ -516,4 +388,4 @@ async def _send_error(send: Send, mode: str, settings: _Settings) -> None:
             (b"x-ratelimit-remaining-requests", b"0"),
             (b"x-ratelimit-reset-requests", b"1s"),
         ]
-    await _send_json(send, status, {"error": error}, headers)
+    await send_json(send, status, {"error": error}, headers)

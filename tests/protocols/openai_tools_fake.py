@@ -11,17 +11,8 @@ from __future__ import annotations
 
 import orjson
 
-from tests.fakes.openai_upstream import (
-    FakeOpenAI,
-    RecordedRequest,
-    _read_body,
-    _request_mode,
-    _send_body,
-    _send_error,
-    _send_json,
-    _usage,
-    split_text,
-)
+from tests.fakes.base import send_body, send_json, split_text
+from tests.fakes.openai_upstream import FakeOpenAI, _send_error, _usage
 
 TOOL_ARGUMENTS = '{"city":"Paris"}'
 
@@ -31,7 +22,7 @@ class ToolingOpenAI(FakeOpenAI):
         payload = request.json
         messages = payload.get("messages") or []
         tools = payload.get("tools") or []
-        mode = _request_mode(request.headers, str(payload.get("model") or ""), settings.mode)
+        mode = self.request_mode(request.headers, str(payload.get("model") or ""), settings.mode)
         last = messages[-1] if messages else {}
         if mode != "ok":
             return await super()._chat(request, number, settings, receive, send)
@@ -61,7 +52,7 @@ async def _answer(send, payload, number, settings, message, finish_reason, piece
             "choices": [{"index": 0, "message": {"role": "assistant", "refusal": None, **message}, "logprobs": None, "finish_reason": finish_reason}],
             "usage": usage,
         }
-        await _send_json(send, 200, body)
+        await send_json(send, 200, body)
         return
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
 
@@ -70,7 +61,7 @@ async def _answer(send, payload, number, settings, message, finish_reason, piece
                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}] if choices else []}
         if usage_obj is not None:
             obj["usage"] = usage_obj
-        await _send_body(send, b"data: " + orjson.dumps(obj) + b"\n\n")
+        await send_body(send, b"data: " + orjson.dumps(obj) + b"\n\n")
 
     await chunk({"role": "assistant", "content": None if pieces is None else ""})
     if pieces is not None:
@@ -84,25 +75,19 @@ async def _answer(send, payload, number, settings, message, finish_reason, piece
     await chunk({}, finish_reason)
     if (payload.get("stream_options") or {}).get("include_usage"):
         await chunk(None, choices=False, usage_obj=usage)
-    await _send_body(send, b"data: [DONE]\n\n", more_body=False)
+    await send_body(send, b"data: [DONE]\n\n", more_body=False)
 
 
 class LegacyOpenAI(ToolingOpenAI):
     """Adds `POST .../completions` (the legacy endpoint): "Hello from fake-<name>" as
     `text` choices, whole or streamed, usage as the base fake reports it."""
 
-    async def __call__(self, scope, receive, send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http" or not path.endswith("/completions") or path.endswith("/chat/completions"):
-            return await super().__call__(scope, receive, send)
-        body = await _read_body(receive)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        request = RecordedRequest(scope["method"], path, "", headers, body, None)
-        with self._lock:
-            self.requests.append(request)
+    async def answer(self, request, number, settings, receive, send) -> None:
+        path = request.path
+        if not path.endswith("/completions") or path.endswith("/chat/completions"):
+            return await super().answer(request, number, settings, receive, send)
         payload = request.json
-        settings = self.settings
-        mode = _request_mode(headers, str(payload.get("model") or ""), settings.mode)
+        mode = self.request_mode(request.headers, str(payload.get("model") or ""), settings.mode)
         if mode != "ok":
             return await _send_error(send, mode, settings)
         pieces = split_text(self.text, settings.chunks)
@@ -110,12 +95,12 @@ class LegacyOpenAI(ToolingOpenAI):
         base = {"id": "cmpl-fake", "object": "text_completion", "created": 1_700_000_000, "model": payload.get("model")}
         if not payload.get("stream"):
             choice = {"text": self.text, "index": 0, "logprobs": None, "finish_reason": "stop"}
-            return await _send_json(send, 200, {**base, "choices": [choice], "usage": usage})
+            return await send_json(send, 200, {**base, "choices": [choice], "usage": usage})
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
-        for number, piece in enumerate(pieces):
-            finish = "stop" if number == len(pieces) - 1 else None
+        for position, piece in enumerate(pieces):
+            finish = "stop" if position == len(pieces) - 1 else None
             choice = {"text": piece, "index": 0, "logprobs": None, "finish_reason": finish}
-            await _send_body(send, b"data: " + orjson.dumps({**base, "choices": [choice]}) + b"\n\n")
+            await send_body(send, b"data: " + orjson.dumps({**base, "choices": [choice]}) + b"\n\n")
         if (payload.get("stream_options") or {}).get("include_usage"):
-            await _send_body(send, b"data: " + orjson.dumps({**base, "choices": [], "usage": usage}) + b"\n\n")
-        await _send_body(send, b"data: [DONE]\n\n", more_body=False)
+            await send_body(send, b"data: " + orjson.dumps({**base, "choices": [], "usage": usage}) + b"\n\n")
+        await send_body(send, b"data: [DONE]\n\n", more_body=False)
