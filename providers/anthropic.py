@@ -35,7 +35,7 @@ from providers.base import (
     Target,
     Timeouts,
 )
-from providers.openai import ChunkStream, classify_error, http_timeout, open_chunk_stream, transport_error
+from providers.openai import ChunkStream, classify_error, http_timeout, open_chunk_stream, request_whole, transport_error
 from providers.sse import iter_sse
 from providers.translate import anthropic as translate
 
@@ -53,16 +53,15 @@ class AnthropicAdapter:
         self, client: httpx.AsyncClient, target: Target, request: dict, timeouts: Timeouts
     ) -> ChatResult:
         native = request.get(NATIVE_ANTHROPIC)
-        body = _body(target, request, native, is_stream=False)
-        try:
-            response = await client.post(
-                _url(target, "messages"),
-                content=orjson.dumps(body),
-                headers=_headers(target, native),
-                timeout=http_timeout(timeouts, timeouts.first_byte_s),
-            )
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, target.api_key) from None
+        response = await request_whole(
+            client,
+            "POST",
+            _url(target, "messages"),
+            body=_body(target, request, native, is_stream=False),
+            headers=_headers(target, native),
+            timeouts=timeouts,
+            api_key=target.api_key,
+        )
         if not response.is_success:
             raise classify_anthropic_error(response.status_code, response.content, response.headers, target.api_key)
         try:
@@ -106,16 +105,15 @@ class AnthropicAdapter:
         models: list[DiscoveredModel] = []
         after: str | None = None
         for _ in range(50):  # pages of 1000: a bound, not a limit anyone reaches
-            params = {"limit": "1000", **({"after_id": after} if after else {})}
-            try:
-                response = await client.get(
-                    _url(target, "models"),
-                    params=params,
-                    headers=_headers(target, None),
-                    timeout=http_timeout(timeouts, timeouts.first_byte_s),
-                )
-            except httpx.HTTPError as exc:
-                raise transport_error(exc, target.api_key) from None
+            response = await request_whole(
+                client,
+                "GET",
+                _url(target, "models"),
+                params={"limit": "1000", **({"after_id": after} if after else {})},
+                headers=_headers(target, None),
+                timeouts=timeouts,
+                api_key=target.api_key,
+            )
             if not response.is_success:
                 raise classify_anthropic_error(response.status_code, response.content, response.headers, target.api_key)
             page = orjson.loads(response.content)

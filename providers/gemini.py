@@ -39,6 +39,7 @@ from providers.openai import (
     http_timeout,
     open_chunk_stream,
     parse_retry_after,
+    request_whole,
     transport_error,
 )
 from providers.sse import iter_sse
@@ -120,16 +121,15 @@ class GeminiAdapter:
         models: list[DiscoveredModel] = []
         page_token = ""
         for _ in range(50):
-            params = {"pageSize": "1000", **({"pageToken": page_token} if page_token else {})}
-            try:
-                response = await client.get(
-                    f"{_root(target)}/{_version(target)}/models",
-                    params=params,
-                    headers=_headers(target),
-                    timeout=http_timeout(timeouts, timeouts.first_byte_s),
-                )
-            except httpx.HTTPError as exc:
-                raise transport_error(exc, target.api_key) from None
+            response = await request_whole(
+                client,
+                "GET",
+                f"{_root(target)}/{_version(target)}/models",
+                params={"pageSize": "1000", **({"pageToken": page_token} if page_token else {})},
+                headers=_headers(target),
+                timeouts=timeouts,
+                api_key=target.api_key,
+            )
             page = _answer(response, target.api_key)
             for item in page.get("models") or ():
                 methods = item.get("supportedGenerationMethods") or []
@@ -240,15 +240,9 @@ def _body(target: Target, request: dict) -> dict:
 
 
 async def _post(client: httpx.AsyncClient, target: Target, method: str, body: dict, timeouts: Timeouts) -> httpx.Response:
-    try:
-        return await client.post(
-            _url(target, method),
-            content=orjson.dumps(body),
-            headers=_headers(target),
-            timeout=http_timeout(timeouts, timeouts.first_byte_s),
-        )
-    except httpx.HTTPError as exc:
-        raise transport_error(exc, target.api_key) from None
+    return await request_whole(
+        client, "POST", _url(target, method), body=body, headers=_headers(target), timeouts=timeouts, api_key=target.api_key
+    )
 
 
 def _answer(response: httpx.Response, api_key: str | None) -> dict:

@@ -61,6 +61,7 @@ __all__ = [
     "open_chunk_stream",
     "parse_retry_after",
     "parse_usage",
+    "request_whole",
     "transport_error",
 ]
 
@@ -143,15 +144,15 @@ class OpenAIAdapter:
         self, client: httpx.AsyncClient, target: Target, timeouts: Timeouts
     ) -> list[DiscoveredModel]:
         brand = brands.brand_for(target.brand, target.base_url)
-        try:
-            response = await client.get(
-                f"{target.base_url.rstrip('/')}/{'openai/' if _azure(target, brand) else ''}models",
-                headers=_headers(target, brand),
-                params=_params(target, brand),
-                timeout=http_timeout(timeouts, timeouts.first_byte_s),
-            )
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, target.api_key) from None
+        response = await request_whole(
+            client,
+            "GET",
+            f"{target.base_url.rstrip('/')}/{'openai/' if _azure(target, brand) else ''}models",
+            headers=_headers(target, brand),
+            params=_params(target, brand),
+            timeouts=timeouts,
+            api_key=target.api_key,
+        )
         answer = _answer(response, target.api_key)
         models = []
         for item in answer.get("data") or ():
@@ -219,6 +220,32 @@ class OpenAIAdapter:
             error_from_response=lambda response: _error_from_response(response, api_key),
             api_key=api_key,
         )
+
+
+async def request_whole(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    timeouts: Timeouts,
+    api_key: str | None,
+    params: Mapping[str, str] | None = None,
+    body: Any = None,
+) -> httpx.Response:
+    """Send a request (`body` as JSON) whose answer is read whole within `first_byte_s`; any
+    adapter may use it. A connection failure or timeout is a TRANSIENT ProviderError."""
+    try:
+        return await client.request(
+            method,
+            url,
+            content=None if body is None else orjson.dumps(body),
+            headers=headers,
+            params=params,
+            timeout=http_timeout(timeouts, timeouts.first_byte_s),
+        )
+    except httpx.HTTPError as exc:
+        raise transport_error(exc, api_key) from None
 
 
 async def open_chunk_stream(
@@ -616,16 +643,16 @@ async def _post(
     payload: dict,
     timeouts: Timeouts,
 ) -> httpx.Response:
-    try:
-        return await client.post(
-            _url(target, brand, path),
-            content=orjson.dumps(payload),
-            headers=_headers(target, brand),
-            params=_params(target, brand),
-            timeout=http_timeout(timeouts, timeouts.first_byte_s),
-        )
-    except httpx.HTTPError as exc:
-        raise transport_error(exc, target.api_key) from None
+    return await request_whole(
+        client,
+        "POST",
+        _url(target, brand, path),
+        body=payload,
+        headers=_headers(target, brand),
+        params=_params(target, brand),
+        timeouts=timeouts,
+        api_key=target.api_key,
+    )
 
 
 def _answer(response: httpx.Response, api_key: str | None) -> dict:
