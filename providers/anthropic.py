@@ -35,7 +35,7 @@ from providers.base import (
     Target,
     Timeouts,
 )
-from providers.openai import ChunkStream, classify_error, http_timeout, open_chunk_stream, request_whole, transport_error
+from providers.openai import ChunkStream, answer_object, classify_error, http_timeout, open_chunk_stream, request_whole, transport_error
 from providers.sse import iter_sse
 from providers.translate import anthropic as translate
 
@@ -62,13 +62,8 @@ class AnthropicAdapter:
             timeouts=timeouts,
             api_key=target.api_key,
         )
-        if not response.is_success:
-            raise classify_anthropic_error(response.status_code, response.content, response.headers, target.api_key)
-        try:
-            message = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            raise ProviderError(ErrorKind.TRANSIENT, "upstream answered with invalid JSON", status=502) from None
-        if not isinstance(message, dict) or message.get("type") == "error":
+        message = answer_object(response, target.api_key, classify_anthropic_error)
+        if message.get("type") == "error":
             raise classify_anthropic_error(response.status_code, response.content, response.headers, target.api_key)
         completion, usage, finish_reason = translate.from_message(message)
         if native is not None:

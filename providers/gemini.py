@@ -35,6 +35,7 @@ from providers.base import (
 )
 from providers.openai import (
     ChunkStream,
+    answer_object,
     classify_error,
     http_timeout,
     open_chunk_stream,
@@ -246,13 +247,8 @@ async def _post(client: httpx.AsyncClient, target: Target, method: str, body: di
 
 
 def _answer(response: httpx.Response, api_key: str | None) -> dict:
-    if not response.is_success:
-        raise classify_gemini_error(response.status_code, response.content, response.headers, api_key)
-    try:
-        answer = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        raise ProviderError(ErrorKind.TRANSIENT, "upstream answered with invalid JSON", status=502) from None
-    if not isinstance(answer, dict) or "error" in answer:
+    answer = answer_object(response, api_key, classify_gemini_error)
+    if "error" in answer:
         raise classify_gemini_error(response.status_code, response.content, response.headers, api_key)
     return answer
 

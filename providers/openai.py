@@ -55,6 +55,7 @@ from providers.sse import iter_sse
 __all__ = [
     "ChunkStream",
     "OpenAIAdapter",
+    "answer_object",
     "classify_error",
     "http_timeout",
     "is_json",
@@ -655,19 +656,31 @@ async def _post(
     )
 
 
-def _answer(response: httpx.Response, api_key: str | None) -> dict:
-    """The JSON object of a whole answer; ProviderError for an error status or body."""
-    body = response.content
+def answer_object(
+    response: httpx.Response,
+    api_key: str | None,
+    classify: Callable[..., ProviderError] = classify_error,
+) -> dict:
+    """The JSON object of a whole answer, any adapter's: `classify`'s error for an error status
+    or a body that is not an object, TRANSIENT for invalid JSON. An error object inside a 2xx
+    answer is the caller's to recognise: each protocol shapes it its own way."""
     if not response.is_success:
-        raise classify_error(response.status_code, body, response.headers, api_key)
+        raise classify(response.status_code, response.content, response.headers, api_key)
     try:
-        answer = orjson.loads(body)
+        answer = orjson.loads(response.content)
     except orjson.JSONDecodeError:
         raise ProviderError(
             ErrorKind.TRANSIENT, "upstream answered with invalid JSON", status=502
         ) from None
-    if not isinstance(answer, dict) or ("error" in answer and "choices" not in answer and "data" not in answer):
-        raise classify_error(response.status_code, body, response.headers, api_key)
+    if not isinstance(answer, dict):
+        raise classify(response.status_code, response.content, response.headers, api_key)
+    return answer
+
+
+def _answer(response: httpx.Response, api_key: str | None) -> dict:
+    answer = answer_object(response, api_key)
+    if "error" in answer and "choices" not in answer and "data" not in answer:
+        raise classify_error(response.status_code, response.content, response.headers, api_key)
     return answer
 
 
