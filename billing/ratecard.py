@@ -19,6 +19,7 @@ TTL_S = 2.0
 class RateCard:
     prices: dict[str, PriceSnapshot]
     group_ratios: dict[str, Decimal]
+    group_modes: dict[str, str]  # a group's default routing mode, where one is set
     units_per_usd: dict[str, Decimal]
     built_at: float
 
@@ -47,19 +48,38 @@ def ratecard_build() -> RateCard:
         )
         for p in Price.objects.all()
     }
-    groups = dict(Group.objects.values_list("name", "ratio"))
+    groups = list(Group.objects.values_list("name", "ratio", "mode"))
     rates = dict(ExchangeRate.objects.values_list("currency", "units_per_usd"))
-    return RateCard(prices, groups, rates, time.monotonic())
+    return RateCard(
+        prices,
+        {name: ratio for name, ratio, _ in groups},
+        {name: mode for name, _, mode in groups if mode},
+        rates,
+        time.monotonic(),
+    )
 
 
 _card: RateCard | None = None
 
 
+def _is_fresh(card: RateCard | None) -> bool:
+    return card is not None and time.monotonic() - card.built_at <= TTL_S
+
+
 async def ratecard_aget() -> RateCard:
     global _card
     card = _card
-    if card is None or time.monotonic() - card.built_at > TTL_S:
+    if not _is_fresh(card):
         card = _card = await run_db(ratecard_build)
+    return card
+
+
+def ratecard_get() -> RateCard:
+    """The same, from synchronous code (the admin's simulator, commands)."""
+    global _card
+    card = _card
+    if not _is_fresh(card):
+        card = _card = ratecard_build()
     return card
 
 

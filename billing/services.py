@@ -180,11 +180,17 @@ def exchange_rate_set(*, currency: str, units_per_usd: str | Decimal) -> Exchang
     return obj
 
 
-def group_set(*, name: str, ratio: str | Decimal) -> Group:
-    ratio = Decimal(str(ratio))
-    if not ratio.is_finite() or ratio < 0:
-        raise ValueError("group ratio must be a non-negative number")
-    group, _ = Group.objects.update_or_create(name=name, defaults={"ratio": ratio})
+def group_set(*, name: str, ratio: str | Decimal | None = None, mode: str | None = None) -> Group:
+    """A price group's ratio (every price times it) and, optionally, its default routing mode."""
+    values: dict = {}
+    if ratio is not None:
+        ratio = Decimal(str(ratio))
+        if not ratio.is_finite() or ratio < 0:
+            raise ValueError("group ratio must be a non-negative number")
+        values["ratio"] = ratio
+    if mode is not None:
+        values["mode"] = mode
+    group, _ = Group.objects.update_or_create(name=name, defaults=values)
     ratecard.invalidate()
     return group
 

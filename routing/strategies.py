@@ -21,15 +21,14 @@ group's, else ROUTING_DEFAULT_MODE.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
-import time
 from dataclasses import dataclass
 
 import numpy as np
-from asgiref.sync import sync_to_async
 from django.conf import settings
+
+from billing.ratecard import ratecard_aget, ratecard_get
 
 from .errors import InvalidRequest
 
@@ -105,7 +104,7 @@ async def mode_for(*, header: str | None, key_mode: str, group: str) -> str:
     mode is the operator's, logged and replaced by the default."""
     if header is not None and header.strip():
         return mode_check(header)
-    for source, value in (("key", key_mode), ("group", (await group_modes_aget()).get(group, ""))):
+    for source, value in (("key", key_mode), ("group", (await ratecard_aget()).group_modes.get(group, ""))):
         if value:
             if value in MODES:
                 return value
@@ -116,57 +115,10 @@ async def mode_for(*, header: str | None, key_mode: str, group: str) -> str:
 def mode_for_sync(*, key_mode: str = "", group: str = "default", header: str | None = None) -> str:
     if header is not None and header.strip():
         return mode_check(header)
-    for value in (key_mode, group_modes_get().get(group, "")):
+    for value in (key_mode, ratecard_get().group_modes.get(group, "")):
         if value in MODES:
             return value
     return settings.ROUTING_DEFAULT_MODE
-
-
-# Group modes change rarely; read them like the routing table: into memory, refreshed on age.
-_group_modes: tuple[float, dict[str, str]] | None = None
-_group_refresh: asyncio.Task | None = None
-
-
-def _group_modes_build() -> dict[str, str]:
-    # billing's Group table: a read of two columns (billing has no selector for it yet)
-    from billing.models import Group
-
-    return {name: mode for name, mode in Group.objects.exclude(mode="").values_list("name", "mode")}
-
-
-def group_modes_get() -> dict[str, str]:
-    global _group_modes
-    cached = _group_modes
-    if cached is None or time.monotonic() - cached[0] > settings.ROUTING_TABLE_TTL_S:
-        cached = _group_modes = (time.monotonic(), _group_modes_build())
-    return cached[1]
-
-
-async def group_modes_aget() -> dict[str, str]:
-    global _group_modes, _group_refresh
-    cached = _group_modes
-    if cached is None:
-        modes = await sync_to_async(_group_modes_build, thread_sensitive=False)()
-        _group_modes = (time.monotonic(), modes)
-        return modes
-    if time.monotonic() - cached[0] > settings.ROUTING_TABLE_TTL_S and _group_refresh is None:
-        _group_refresh = asyncio.get_running_loop().create_task(_group_modes_refresh())
-    return cached[1]
-
-
-async def _group_modes_refresh() -> None:
-    global _group_modes, _group_refresh
-    try:
-        _group_modes = (time.monotonic(), await sync_to_async(_group_modes_build, thread_sensitive=False)())
-    except Exception:
-        log.exception("reading group routing modes failed; keeping the previous ones")
-    finally:
-        _group_refresh = None
-
-
-def group_modes_forget(**_kwargs) -> None:
-    global _group_modes
-    _group_modes = None
 
 
 # --- ordering a tier ------------------------------------------------------------------------
@@ -229,7 +181,3 @@ def _multi_objective(tier: list, *, mode: str, model: str, health) -> list[Score
         scored.append(Scored(route, round(score, 9), {t: round(v, 4) for t, v in terms.items()}))
     return scored
 
-
-def forget() -> None:
-    """Drop cached group modes (tests; after an operator's change)."""
-    group_modes_forget()

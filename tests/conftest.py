@@ -50,6 +50,7 @@ def _disconnect_other_threads() -> None:
 def _fresh_state(settings):
     """Nothing cached by one test reaches the next."""
     from accounts import keycache, limits
+    from billing import ratecard
     from routing import netguard
     from routing.health import board
     from routing.table import table_invalidate
@@ -60,6 +61,7 @@ def _fresh_state(settings):
 
         redis.Redis.from_url(django_settings.REDIS_URL).flushdb()
     keycache.clear()
+    ratecard.invalidate()
     limits.counters.clear()
     board.clear()
     netguard.forget()

@@ -16,7 +16,6 @@ def _fresh_routing(settings):
     from routing import strategies, thompson
 
     thompson.reward_logs.discard()
-    strategies.forget()
     strategies.rng_seed(None)
     thompson.forget()
     yield

@@ -94,10 +94,10 @@ def test_lowest_latency_goes_to_the_fastest(relay, alice, trio):
 
 
 def test_the_header_beats_the_key_which_beats_the_group(relay, alice, trio):
-    from billing.models import Group
+    from billing.services import group_set
     from observability.models import RewardLog
 
-    Group.objects.update_or_create(name="default", defaults={"mode": "lowest_cost"})
+    group_set(name="default", mode="lowest_cost")
     keyed = key_with_mode(alice.tenant, "high_confidence")
 
     assert chat(relay, alice.key).status_code == 200  # group's mode
