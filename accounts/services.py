@@ -45,6 +45,7 @@ def api_key_create(
     daily_cap_micros: int | None = None,
     monthly_cap_micros: int | None = None,
     expires_at: datetime | None = None,
+    mode: str = "",
 ) -> tuple[ApiKey, str]:
     """Make a key; returns it and its secret, which is never stored and never shown again."""
     for value, label in ((rpm, "rpm"), (tpm, "tpm"), (daily_cap_micros, "daily cap"), (monthly_cap_micros, "monthly cap")):
@@ -68,6 +69,7 @@ def api_key_create(
         daily_cap_micros=daily_cap_micros,
         monthly_cap_micros=monthly_cap_micros,
         expires_at=expires_at,
+        mode=mode,
     )
     return key, secret
 

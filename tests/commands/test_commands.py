@@ -45,13 +45,13 @@ def test_create_api_key_prints_the_secret_once_and_stores_its_hash():
     run_json("set_model", "gpt-x")
     made = run_json(
         "create_api_key", "acme", "--name", "ci", "--models", "gpt-x", "--rpm", "60", "--tpm", "1000",
-        "--daily-cap", "2.5", "--monthly-cap", "50", "--expires", "2030-01-01",
+        "--daily-cap", "2.5", "--monthly-cap", "50", "--expires", "2030-01-01", "--mode", "cheap",
     )
     key = ApiKey.objects.get(pk=made["id"])
     assert made["key"].startswith("sk-") and made["key"] not in key.key_hash
     assert (key.allowed_models, key.rpm, key.tpm) == (["gpt-x"], 60, 1000)
     assert (key.daily_cap_micros, key.monthly_cap_micros) == (2_500_000, 50_000_000)
-    assert key.expires_at.year == 2030
+    assert key.expires_at.year == 2030 and key.mode == "cheap"
 
 
 def test_create_api_key_accepts_the_tenant_id():
@@ -116,6 +116,7 @@ def test_a_bad_argument_exits_non_zero_with_one_line_on_stderr_and_changes_nothi
         ["create_tenant", "acme"],
         ["add_channel", "x", "--type", "carrier-pigeon", "--base-url", "http://127.0.0.1:1/v1", "--models", "m"],
         ["set_price", "m", "--input", "1"],
+        ["create_api_key", "acme", "--mode", "teleport"],
     ):
         result = manage(*args, "--json")
         assert result.returncode != 0, args

@@ -5,6 +5,7 @@ from accounts.services import api_key_create
 from billing.money import parse_micros
 from relay.cli import JsonCommand, csv_list
 from routing.selectors import model_ids_existing
+from routing.strategies import MODES
 
 
 class Command(JsonCommand):
@@ -20,13 +21,16 @@ class Command(JsonCommand):
         parser.add_argument("--daily-cap", help="USD per day")
         parser.add_argument("--monthly-cap", help="USD per month")
         parser.add_argument("--expires", help="ISO 8601 date or time (UTC unless given)")
+        parser.add_argument("--mode", default="", help="routing mode for this key (cheap, normal, thompson, ...)")
 
-    def run(self, *, tenant, name, models, ips, rpm, tpm, daily_cap, monthly_cap, expires, **_):
+    def run(self, *, tenant, name, models, ips, rpm, tpm, daily_cap, monthly_cap, expires, mode, **_):
         owner = tenant_get(ref=tenant)
         allowed = csv_list(models)
         unknown = sorted(set(allowed) - model_ids_existing(ids=allowed))
         if unknown:
             raise ValueError(f"unknown model(s): {', '.join(unknown)}")
+        if mode and mode not in MODES:
+            raise ValueError(f"unknown routing mode {mode!r}; one of {', '.join(MODES)}")
         expires_at = None
         if expires:
             try:
@@ -45,6 +49,7 @@ class Command(JsonCommand):
             daily_cap_micros=parse_micros(daily_cap, what="daily cap") if daily_cap is not None else None,
             monthly_cap_micros=parse_micros(monthly_cap, what="monthly cap") if monthly_cap is not None else None,
             expires_at=expires_at,
+            mode=mode,
         )
         result = {
             "id": key.pk,
@@ -59,5 +64,6 @@ class Command(JsonCommand):
             "daily_cap_micros": key.daily_cap_micros,
             "monthly_cap_micros": key.monthly_cap_micros,
             "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+            "mode": key.mode,
         }
         return result, f"created key {key.pk} for {owner.name}: {secret}\n(shown this once; it is not stored)"
