@@ -19,7 +19,6 @@ raises the same way.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, AsyncIterator, Mapping
 
 import httpx
@@ -35,14 +34,22 @@ from providers.base import (
     Target,
     Timeouts,
 )
-from providers.openai import ChunkStream, answer_object, classify_error, http_timeout, open_chunk_stream, request_whole, transport_error
+from providers.openai import (
+    ChunkStream,
+    answer_object,
+    classify_error,
+    drain,
+    http_timeout,
+    open_chunk_stream,
+    request_whole,
+    stream_read_error,
+)
 from providers.sse import iter_sse
 from providers.translate import anthropic as translate
 
 __all__ = ["AnthropicAdapter", "ANTHROPIC_VERSION", "classify_anthropic_error"]
 
 ANTHROPIC_VERSION = "2023-06-01"
-_DRAIN_S = 0.5
 _QUOTA_TYPES = frozenset({"billing_error"})
 
 
@@ -242,17 +249,10 @@ async def _iter_chunks(response: httpx.Response, api_key: str | None, *, is_nati
                         )
                 if state.is_done:
                     break
-        except httpx.ReadTimeout:
-            raise ProviderError(ErrorKind.TRANSIENT, "upstream stream read timed out") from None
         except httpx.HTTPError as exc:
-            raise transport_error(exc, api_key) from None
+            raise stream_read_error(exc, api_key) from None
         if not state.is_done:
             raise ProviderError(ErrorKind.TRANSIENT, "upstream stream ended without message_stop", status=502)
-        try:  # read to the body's end so the connection goes back to the pool
-            async with asyncio.timeout(_DRAIN_S):
-                async for _ in events:
-                    pass
-        except (TimeoutError, httpx.HTTPError):
-            pass
+        await drain(events)
     finally:
         await events.aclose()

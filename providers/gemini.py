@@ -41,7 +41,7 @@ from providers.openai import (
     open_chunk_stream,
     parse_retry_after,
     request_whole,
-    transport_error,
+    stream_read_error,
 )
 from providers.sse import iter_sse
 from providers.translate import gemini as translate
@@ -270,10 +270,8 @@ async def _iter_chunks(response: httpx.Response, api_key: str | None) -> AsyncIt
                 for chunk, text in state.feed(obj):
                     finish_reason = chunk["choices"][0]["finish_reason"]
                     yield Chunk(b"data: " + orjson.dumps(chunk) + b"\n\n", text, None, finish_reason)
-        except httpx.ReadTimeout:
-            raise ProviderError(ErrorKind.TRANSIENT, "upstream stream read timed out") from None
         except httpx.HTTPError as exc:
-            raise transport_error(exc, api_key) from None
+            raise stream_read_error(exc, api_key) from None
         if state.finish_reason is None:
             raise ProviderError(ErrorKind.TRANSIENT, "upstream stream ended without a finish reason", status=502)
         last = state.end()

@@ -57,12 +57,14 @@ __all__ = [
     "OpenAIAdapter",
     "answer_object",
     "classify_error",
+    "drain",
     "http_timeout",
     "is_json",
     "open_chunk_stream",
     "parse_retry_after",
     "parse_usage",
     "request_whole",
+    "stream_read_error",
     "transport_error",
 ]
 
@@ -408,24 +410,34 @@ async def _iter_chunks(response: httpx.Response, api_key: str | None) -> AsyncIt
                     # [DONE]; the answer is whole, so that is not a broken stream.
                     is_complete = True
                 yield chunk
-        except httpx.ReadTimeout:
-            raise ProviderError(ErrorKind.TRANSIENT, "upstream stream read timed out") from None
         except httpx.HTTPError as exc:
-            raise transport_error(exc, api_key) from None
+            raise stream_read_error(exc, api_key) from None
         if not is_complete:
             raise ProviderError(
                 ErrorKind.TRANSIENT, "upstream stream ended without [DONE]", status=502
             )
-        # Read to the end of the body (normally only the chunked-encoding terminator) so
-        # that httpx returns the connection to the pool instead of closing it.
-        try:
-            async with asyncio.timeout(_DRAIN_S):
-                async for _ in events:
-                    pass
-        except (TimeoutError, httpx.HTTPError):
-            pass
+        await drain(events)
     finally:
         await events.aclose()
+
+
+async def drain(events: AsyncIterator) -> None:
+    """After a stream's last event, read to the end of the body (normally only the
+    chunked-encoding terminator) so that httpx returns the connection to the pool instead
+    of closing it; any adapter may use it."""
+    try:
+        async with asyncio.timeout(_DRAIN_S):
+            async for _ in events:
+                pass
+    except (TimeoutError, httpx.HTTPError):
+        pass
+
+
+def stream_read_error(exc: httpx.HTTPError, api_key: str | None) -> ProviderError:
+    """A transport failure while reading a stream that had begun; any adapter may use it."""
+    if isinstance(exc, httpx.ReadTimeout):
+        return ProviderError(ErrorKind.TRANSIENT, "upstream stream read timed out")
+    return transport_error(exc, api_key)
 
 
 def _parse_chunk(data: bytes, event: str, api_key: str | None) -> Chunk:
