@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import orjson
@@ -327,47 +328,59 @@ async def generate(call: Call, request: dict, info: ModelInfo, routes: list[Rout
     return StreamReply(relay_stream(call, outcome, request, include_usage, meter), call.headers())
 
 
-async def relay_stream(call: Call, stream: ChatStream, request: dict, include_usage: bool, meter: Meter):
-    texts: list[str] = []
+@dataclass(slots=True)
+class _Tally:
+    """What a stream delivered, for its settlement."""
+
+    texts: list[str] = field(default_factory=list)
     usage: Usage | None = None
     finish_reason: str | None = None
-    status = 200
-    error_text = ""
+    error: ProviderError | None = None  # the upstream broke the stream after its first byte
+
+
+async def relay_stream(call: Call, stream: ChatStream, request: dict, include_usage: bool, meter: Meter):
+    tally = _Tally()
     try:
         async for chunk in stream:
             if chunk.usage is not None:
-                usage = chunk.usage
+                tally.usage = chunk.usage
             if chunk.finish_reason:
-                finish_reason = chunk.finish_reason
+                tally.finish_reason = chunk.finish_reason
             if chunk.text:
-                texts.append(chunk.text)
+                tally.texts.append(chunk.text)
             if chunk.is_usage_only and not include_usage:
                 continue
             yield chunk.data
-        if include_usage and usage is None:
-            usage = estimate_usage(request, "".join(texts))
-            yield usage_chunk(call, usage)
+        if include_usage and tally.usage is None:
+            tally.usage = estimate_usage(request, "".join(tally.texts))
+            yield usage_chunk(call, tally.usage)
         yield DONE
     except ProviderError as error:
-        status, error_text = 502, f"The upstream stream broke: {error.message}"
-        yield b"data: " + UpstreamError(error_text).render_openai() + b"\n\n"
+        tally.error = error
+        yield b"data: " + UpstreamError(f"The upstream stream broke: {error.message}").render_openai() + b"\n\n"
     finally:
         # The client may be gone and this task cancelled: finish in a task of its own.
-        background.spawn(_finish_stream(call, stream, request, texts, usage, finish_reason, status, error_text, meter))
+        background.spawn(_finish_stream(call, stream, request, tally, meter))
 
 
-async def _finish_stream(call, stream, request, texts, usage, finish_reason, status, error_text, meter) -> None:
+async def _finish_stream(call: Call, stream: ChatStream, request: dict, tally: _Tally, meter: Meter) -> None:
     try:
         await stream.aclose()
     except Exception:
         log.debug("closing an upstream stream failed", exc_info=True)
-    is_estimated = usage is None
+    usage, is_estimated = tally.usage, tally.usage is None
     if usage is None:
-        usage = estimate_usage(request, "".join(texts))
+        usage = estimate_usage(request, "".join(tally.texts))
     await meter.settle(usage, is_estimated=is_estimated)
-    if status == 200 and finish_reason is None:
+    status, error_text = 200, ""
+    if tally.error is not None:
+        status, error_text = 502, f"The upstream stream broke: {tally.error.message}"
+        if call.route is not None:  # a channel that cuts streams is as unhealthy as one that refuses them
+            latency_ms = round((time.perf_counter() - call.started) * 1000)
+            await attempt_observe(call=call, route=call.route, error=tally.error, latency_ms=latency_ms)
+    elif tally.finish_reason is None:
         status, error_text = 499, "client went away before the stream ended"
-    record(call, status=status, usage=usage, is_estimated=is_estimated, finish_reason=finish_reason, error_text=error_text, meter=meter)
+    record(call, status=status, usage=usage, is_estimated=is_estimated, finish_reason=tally.finish_reason, error_text=error_text, meter=meter)
 
 
 def usage_chunk(call: Call, usage: Usage) -> bytes:

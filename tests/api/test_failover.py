@@ -89,6 +89,14 @@ def test_a_stream_cut_midway_ends_with_an_error_event(openai_client, pair):
         for chunk in stream:
             received.append(chunk.choices[0].delta.content or "")
     assert "".join(received) == "".join(primary.pieces[:2])
+    # a channel that cuts streams cools down like one that refuses them
+    from routing.models import Channel
+    from tests.conftest import settle_background
+
+    settle_background()
+    _, backup = pair
+    assert ask(openai_client).choices[0].message.content == backup.text
+    assert Channel.objects.get(name="primary").status == "enabled"
 
 
 def test_a_client_that_disconnects_cancels_the_upstream(relay, alice, pair):
