@@ -8,7 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 
 from . import ratecard
-from .models import Balance, BalanceKind, ExchangeRate, Group, Hold, KeySpend, LedgerEntry, Price
+from .models import Balance, BalanceKind, ExchangeRate, Group, Hold, KeySpend, LedgerEntry, Price, PriceChange
 from .money import format_micros, parse_micros
 from .services import balance_credit
 
@@ -145,3 +145,23 @@ class GroupAdmin(RateCardAdmin):
 @admin.register(ExchangeRate)
 class ExchangeRateAdmin(RateCardAdmin):
     list_display = ("currency", "units_per_usd", "updated_at")
+
+
+@admin.register(PriceChange)
+class PriceChangeAdmin(ReadOnlyAdmin):
+    """The pricing sync's history; a proposal is applied with the action (or `sync_prices --accept-proposed`)."""
+
+    list_display = ("model", "status", "old_input_micros_per_m", "new_input_micros_per_m", "old_output_micros_per_m", "new_output_micros_per_m", "markup", "source", "created_at", "decided_at")
+    list_filter = ("status",)
+    search_fields = ("model", "source")
+    actions = ("accept",)
+
+    @admin.action(description="Apply the selected proposals")
+    def accept(self, request, queryset):
+        from .sync import price_change_accept
+
+        applied = 0
+        for change in queryset.filter(status=PriceChange.Status.PROPOSED):
+            price_change_accept(change_id=change.pk)
+            applied += 1
+        self.message_user(request, f"{applied} proposal(s) applied")

@@ -50,3 +50,17 @@ def test_a_correction_larger_than_the_balance_changes_nothing(operator):
     operator.post("/admin/billing/ledgerentry/add/", {"tenant": tenant.pk, "which": "credit", "amount": "-5", "note": "oops"})
     assert LedgerEntry.objects.count() == 1
     assert Balance.objects.get(tenant=tenant, kind="credit").amount_micros == 1_000_000
+
+
+def test_an_operator_applies_a_proposed_price_from_the_admin(operator):
+    from billing.models import Price, PriceChange
+
+    change = PriceChange.objects.create(
+        model="gpt-x", source="file://prices.json", new_input_micros_per_m=2_000_000, new_output_micros_per_m=8_000_000,
+        status=PriceChange.Status.PROPOSED,
+    )
+    assert operator.get("/admin/billing/pricechange/").status_code == 200
+    response = operator.post("/admin/billing/pricechange/", {"action": "accept", "_selected_action": [change.pk]})
+    assert response.status_code == 302
+    assert Price.objects.get(model="gpt-x").input_micros_per_m == 2_000_000
+    assert PriceChange.objects.get(pk=change.pk).status == "applied"
