@@ -42,6 +42,7 @@ from providers.openai import (
     http_timeout,
     open_chunk_stream,
     request_whole,
+    stream_object,
     stream_read_error,
 )
 from providers.sse import iter_sse
@@ -216,12 +217,7 @@ async def _iter_chunks(response: httpx.Response, api_key: str | None, *, is_nati
     try:
         try:
             async for name, data in events:
-                try:
-                    event = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise ProviderError(ErrorKind.TRANSIENT, "upstream stream sent invalid JSON", status=502) from None
-                if not isinstance(event, dict):
-                    raise ProviderError(ErrorKind.TRANSIENT, "upstream stream sent a non-object", status=502)
+                event = stream_object(data)
                 if name == "error" or event.get("type") == "error":
                     raise classify_anthropic_error(None, data, None, api_key)
                 pieces = state.feed(name, event)

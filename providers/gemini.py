@@ -41,6 +41,7 @@ from providers.openai import (
     open_chunk_stream,
     parse_retry_after,
     request_whole,
+    stream_object,
     stream_read_error,
 )
 from providers.sse import iter_sse
@@ -259,12 +260,7 @@ async def _iter_chunks(response: httpx.Response, api_key: str | None) -> AsyncIt
     try:
         try:
             async for _name, data in events:
-                try:
-                    obj = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise ProviderError(ErrorKind.TRANSIENT, "upstream stream sent invalid JSON", status=502) from None
-                if not isinstance(obj, dict):
-                    raise ProviderError(ErrorKind.TRANSIENT, "upstream stream sent a non-object", status=502)
+                obj = stream_object(data)
                 if "error" in obj:
                     raise classify_gemini_error(None, data, None, api_key)
                 for chunk, text in state.feed(obj):

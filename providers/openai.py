@@ -64,6 +64,7 @@ __all__ = [
     "parse_retry_after",
     "parse_usage",
     "request_whole",
+    "stream_object",
     "stream_read_error",
     "transport_error",
 ]
@@ -440,7 +441,8 @@ def stream_read_error(exc: httpx.HTTPError, api_key: str | None) -> ProviderErro
     return transport_error(exc, api_key)
 
 
-def _parse_chunk(data: bytes, event: str, api_key: str | None) -> Chunk:
+def stream_object(data: bytes) -> dict:
+    """The JSON object of one stream event; any adapter may use it."""
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -449,6 +451,11 @@ def _parse_chunk(data: bytes, event: str, api_key: str | None) -> Chunk:
         ) from None
     if not isinstance(obj, dict):
         raise ProviderError(ErrorKind.TRANSIENT, "upstream stream sent a non-object", status=502)
+    return obj
+
+
+def _parse_chunk(data: bytes, event: str, api_key: str | None) -> Chunk:
+    obj = stream_object(data)
     if "error" in obj or event == "error":
         raise classify_error(None, data, None, api_key)
 
