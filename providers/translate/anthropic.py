@@ -267,13 +267,7 @@ def from_message(message: dict) -> tuple[dict, Usage, str | None]:
         elif kind == "thinking":
             thoughts.append(block.get("thinking") or "")
         elif kind == "tool_use":
-            tool_calls.append(
-                {
-                    "id": block.get("id") or new_id("toolu_"),
-                    "type": "function",
-                    "function": {"name": block.get("name") or "", "arguments": orjson.dumps(block.get("input") or {}).decode()},
-                }
-            )
+            tool_calls.append(_tool_call(block))
     reply: dict[str, Any] = {
         "role": "assistant",
         "content": "".join(texts) if texts or not tool_calls else None,
@@ -295,6 +289,15 @@ def from_message(message: dict) -> tuple[dict, Usage, str | None]:
         "usage": usage_to_openai(usage),
     }
     return completion, usage, finish
+
+
+def _tool_call(block: dict) -> dict:
+    """A tool_use block as an OpenAI tool call (arguments: its input as a JSON string)."""
+    return {
+        "id": block.get("id") or new_id("toolu_"),
+        "type": "function",
+        "function": {"name": block.get("name") or "", "arguments": orjson.dumps(block.get("input") or {}).decode()},
+    }
 
 
 class MessageEvents:
@@ -511,13 +514,7 @@ def _openai_assistant(blocks: list) -> dict:
         if kind == "text":
             texts.append(block.get("text") or "")
         elif kind == "tool_use":
-            tool_calls.append(
-                {
-                    "id": block.get("id") or new_id("toolu_"),
-                    "type": "function",
-                    "function": {"name": block.get("name") or "", "arguments": orjson.dumps(block.get("input") or {}).decode()},
-                }
-            )
+            tool_calls.append(_tool_call(block))
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not tool_calls else None}
     if tool_calls:
         message["tool_calls"] = tool_calls
