@@ -39,7 +39,6 @@ from providers.openai import (
     answer_object,
     classify_error,
     drain,
-    http_timeout,
     open_chunk_stream,
     request_whole,
     stream_object,
@@ -82,24 +81,18 @@ class AnthropicAdapter:
         self, client: httpx.AsyncClient, target: Target, request: dict, timeouts: Timeouts
     ) -> ChunkStream:
         native = request.get(NATIVE_ANTHROPIC)
-        body = _body(target, request, native, is_stream=True)
-        http_request = client.build_request(
-            "POST",
-            _url(target, "messages"),
-            content=orjson.dumps(body),
-            headers=_headers(target, native),
-            timeout=http_timeout(timeouts, max(timeouts.first_byte_s, timeouts.idle_s)),
-        )
         api_key = target.api_key
         return await open_chunk_stream(
             client,
-            http_request,
-            timeouts,
+            _url(target, "messages"),
+            body=_body(target, request, native, is_stream=True),
+            headers=_headers(target, native),
+            timeouts=timeouts,
+            api_key=api_key,
             chunks=lambda response: _iter_chunks(response, api_key, is_native=native is not None),
             error_from_response=lambda response: classify_anthropic_error(
                 None if response.is_success else response.status_code, response.content, response.headers, api_key
             ),
-            api_key=api_key,
         )
 
     async def list_models(

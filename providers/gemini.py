@@ -37,7 +37,6 @@ from providers.openai import (
     ChunkStream,
     answer_object,
     classify_error,
-    http_timeout,
     open_chunk_stream,
     parse_retry_after,
     request_whole,
@@ -67,24 +66,19 @@ class GeminiAdapter:
     async def open_stream(
         self, client: httpx.AsyncClient, target: Target, request: dict, timeouts: Timeouts
     ) -> ChunkStream:
-        http_request = client.build_request(
-            "POST",
-            _url(target, "streamGenerateContent"),
-            params={"alt": "sse"},
-            content=orjson.dumps(_body(target, request)),
-            headers=_headers(target),
-            timeout=http_timeout(timeouts, max(timeouts.first_byte_s, timeouts.idle_s)),
-        )
         api_key = target.api_key
         return await open_chunk_stream(
             client,
-            http_request,
-            timeouts,
+            _url(target, "streamGenerateContent"),
+            params={"alt": "sse"},
+            body=_body(target, request),
+            headers=_headers(target),
+            timeouts=timeouts,
+            api_key=api_key,
             chunks=lambda response: _iter_chunks(response, api_key),
             error_from_response=lambda response: classify_gemini_error(
                 None if response.is_success else response.status_code, response.content, response.headers, api_key
             ),
-            api_key=api_key,
         )
 
     async def embeddings(

@@ -206,23 +206,17 @@ class OpenAIAdapter:
             "include_usage": True,
         }
         brands.prepare(brand, payload)
-        http_request = client.build_request(
-            "POST",
-            _url(target, brand, path),
-            content=orjson.dumps(payload),
-            headers=_headers(target, brand),
-            params=_params(target, brand),
-            # A backstop only: ChunkStream enforces idle_s between chunks itself.
-            timeout=http_timeout(timeouts, max(timeouts.first_byte_s, timeouts.idle_s)),
-        )
         api_key = target.api_key
         return await open_chunk_stream(
             client,
-            http_request,
-            timeouts,
+            _url(target, brand, path),
+            body=payload,
+            headers=_headers(target, brand),
+            params=_params(target, brand),
+            timeouts=timeouts,
+            api_key=api_key,
             chunks=lambda response: _iter_chunks(response, api_key),
             error_from_response=lambda response: _error_from_response(response, api_key),
-            api_key=api_key,
         )
 
 
@@ -254,17 +248,29 @@ async def request_whole(
 
 async def open_chunk_stream(
     client: httpx.AsyncClient,
-    http_request: httpx.Request,
-    timeouts: Timeouts,
+    url: str,
     *,
+    body: Any,
+    headers: Mapping[str, str],
+    timeouts: Timeouts,
+    api_key: str | None,
     chunks: Callable[[httpx.Response], AsyncGenerator[Chunk, None]],
     error_from_response: Callable[[httpx.Response], ProviderError],
-    api_key: str | None,
+    params: Mapping[str, str] | None = None,
 ) -> ChunkStream:
-    """Send a stream request, check the answer is a 2xx stream, read its first chunk, all
-    within `first_byte_s`; any adapter may use it. An error answer, or a 2xx JSON one (an
-    error object, or a server that ignored the stream flag), is read whole and handed to
-    `error_from_response`."""
+    """POST a stream request (`body` as JSON), check the answer is a 2xx stream, read its
+    first chunk, all within `first_byte_s`; any adapter may use it. An error answer, or a 2xx
+    JSON one (an error object, or a server that ignored the stream flag), is read whole and
+    handed to `error_from_response`."""
+    http_request = client.build_request(
+        "POST",
+        url,
+        content=orjson.dumps(body),
+        headers=headers,
+        params=params,
+        # A backstop only: ChunkStream enforces idle_s between chunks itself.
+        timeout=http_timeout(timeouts, max(timeouts.first_byte_s, timeouts.idle_s)),
+    )
     response: httpx.Response | None = None
     stream: ChunkStream | None = None
     try:
