@@ -5,7 +5,7 @@ A fake subclasses `FakeUpstream`, names its `modes` and its `settings_type` (a d
 `mode` field), and answers in `answer(request, number, settings, receive, send)`; the wire
 format (bodies, error shapes, stream framing) stays in each fake.
 
-No pytest here: the benchmarks reuse the fakes.
+No pytest here.
 """
 
 from __future__ import annotations
