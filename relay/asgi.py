@@ -12,7 +12,7 @@ django_app = get_asgi_application()
 from routing.app import shutdown, startup, v1_app  # noqa: E402  (needs Django set up)
 
 LEAN_PREFIXES = ("/v1/", "/dashboard/billing/")
-LEAN_PATHS = frozenset({"/healthz", "/readyz"})
+LEAN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 async def application(scope, receive, send):

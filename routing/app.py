@@ -125,6 +125,28 @@ async def list_models(call: Call, _body: bytes) -> Reply:
     return Reply(200, orjson.dumps({"object": "list", "data": data}), call.headers())
 
 
+_LOOPBACK = ("127.", "::1", "localhost")
+
+
+def metrics_allowed(client_ip: str, presented: str | None) -> bool:
+    """Loopback clients may read /metrics; others only with `Bearer METRICS_TOKEN`."""
+    import hmac
+
+    if client_ip.startswith(_LOOPBACK):
+        return True
+    token = settings.METRICS_TOKEN
+    return bool(token) and presented is not None and hmac.compare_digest(presented.encode(), token.encode())
+
+
+async def metrics(request: Request) -> Response:
+    from observability.metrics import exposition
+
+    if not metrics_allowed(request.client.host if request.client else "", presented_key(request)):
+        return Response(b"metrics are served to loopback clients, or with the metrics token\n", status_code=403, media_type="text/plain")
+    body, content_type = exposition()
+    return Response(body, media_type=content_type)
+
+
 async def healthz(_request: Request) -> Response:
     return Response(b'{"status":"ok"}', media_type="application/json")
 
@@ -176,6 +198,7 @@ ROUTES = [
         Route(prefix + "/dashboard/billing/usage", endpoint_for(dashboard.usage, endpoint="dashboard.usage"), methods=["GET"])
         for prefix in ("/v1", "")
     ),
+    Route("/metrics", metrics, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
 ]
