@@ -110,9 +110,7 @@ class AnthropicAdapter:
                 timeouts=timeouts,
                 api_key=target.api_key,
             )
-            if not response.is_success:
-                raise classify_anthropic_error(response.status_code, response.content, response.headers, target.api_key)
-            page = orjson.loads(response.content)
+            page = answer_object(response, target.api_key, classify_anthropic_error)
             for item in page.get("data") or ():
                 if isinstance(item, dict) and isinstance(item.get("id"), str):
                     models.append(
