@@ -25,8 +25,10 @@ run: migrate
 	$(PY) -m uvicorn relay.asgi:application --host $(HOST) --port $(PORT) --loop uvloop --http httptools --no-access-log
 
 # Production-style: several workers (needs DATABASE_URL=postgres://... and REDIS_URL).
+# Metrics of every worker are summed through PROMETHEUS_MULTIPROC_DIR (emptied at each start).
 serve: migrate
-	$(PY) -m uvicorn relay.asgi:application --host $(HOST) --port $(PORT) --workers $${WEB_WORKERS:-2} --loop uvloop --http httptools --no-access-log
+	rm -rf var/prometheus && mkdir -p var/prometheus
+	PROMETHEUS_MULTIPROC_DIR=var/prometheus $(PY) -m uvicorn relay.asgi:application --host $(HOST) --port $(PORT) --workers $${WEB_WORKERS:-2} --loop uvloop --http httptools --no-access-log
 
 # The whole suite twice: on the embedded default (SQLite, in-process cache and limits), then on
 # PostgreSQL + Redis. The second pass fails, never skips, when they cannot be reached.
@@ -57,7 +59,8 @@ check: install
 .PHONY: scale
 scale: migrate
 	@test -n "$$DATABASE_URL" && test -n "$$REDIS_URL" || { echo "make scale needs DATABASE_URL (PostgreSQL) and REDIS_URL" >&2; exit 2; }
-	@trap 'kill $$(jobs -p) 2>/dev/null; wait' INT TERM EXIT; \
+	@rm -rf var/prometheus && mkdir -p var/prometheus
+	@export PROMETHEUS_MULTIPROC_DIR=var/prometheus; trap 'kill $$(jobs -p) 2>/dev/null; wait' INT TERM EXIT; \
 	$(PY) -m uvicorn relay.asgi:application --host $(HOST) --port $(PORT) --loop uvloop --http httptools --no-access-log & \
 	$(PY) -m uvicorn relay.asgi:application --host $(HOST) --port $$(( $(PORT) + 1 )) --loop uvloop --http httptools --no-access-log & \
 	$(PY) -m celery -A relay worker --loglevel INFO --concurrency 2 & \
