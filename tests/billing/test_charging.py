@@ -222,3 +222,21 @@ def test_a_request_is_charged_at_the_discount_of_the_channel_that_answered(opena
     make_channel("half-price", cheap.url + "/v1", models=["gpt-test"], priority=0, discount_ratio="0.5")
     ask(openai_client)
     assert LedgerEntry.objects.get(kind="usage").amount_micros == -16  # 32 micro-USD list, half of it
+
+
+def test_a_non_streamed_request_whose_client_gave_up_is_still_settled(relay, alice, channel, upstream):
+    """The upstream bills us for the answer it computes, so the request is charged when it arrives."""
+    import time
+
+    upstream.set_mode("slow_first_byte", delay_s=1.5)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            relay.url + "/v1/chat/completions",
+            json={"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"authorization": f"Bearer {alice.key}"}, timeout=0.5,
+        )
+    deadline = time.monotonic() + 10
+    while not LedgerEntry.objects.filter(kind="usage").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert LedgerEntry.objects.get(kind="usage").amount_micros == -usage_cost(PROMPT, 10)
+    assert credit(alice.tenant).held_micros == 0
