@@ -1,9 +1,11 @@
-"""The Celery app. Broker is Redis when REDIS_URL is set; the embedded default runs the same
-periodic jobs in-process (see `routing.jobs`), so no broker is needed there."""
+"""The Celery app and the periodic jobs' schedule. Broker is Redis when REDIS_URL is set; the
+embedded default runs the same schedule in the web process (`routing.jobs`), so no broker is
+needed there."""
 
 import os
 
 from celery import Celery
+from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "relay.settings")
 
@@ -12,8 +14,27 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+# name: (Celery task name, setting holding the interval in seconds)
+SCHEDULE = {
+    "probe-channels": ("routing.probe_channels", "JOBS_PROBE_EVERY_S"),
+    "thompson-refresh": ("routing.thompson_refresh", "JOBS_THOMPSON_EVERY_S"),
+    "balance-monitor": ("routing.balance_monitor", "JOBS_BALANCE_EVERY_S"),
+    "pricing-sync": ("routing.pricing_sync", "JOBS_PRICING_EVERY_S"),
+    "retention": ("routing.retention", "JOBS_RETENTION_EVERY_S"),
+    "reconcile-holds": ("billing.reconcile_holds", "JOBS_RECONCILE_EVERY_S"),
+}
+
+
+def beat_schedule() -> dict:
+    """Celery's `beat_schedule`: every job at its interval; a run that cannot start within
+    one interval is dropped rather than piled up."""
+    schedule = {}
+    for name, (task, setting) in SCHEDULE.items():
+        every_s = float(getattr(settings, setting))
+        schedule[name] = {"task": task, "schedule": every_s, "options": {"expires": every_s}}
+    return schedule
+
+
 @app.on_after_configure.connect
 def _periodic_jobs(sender, **_kwargs) -> None:
-    from routing.jobs import beat_schedule  # the one schedule, shared with the embedded runner
-
     sender.conf.beat_schedule = beat_schedule()

@@ -1,7 +1,7 @@
 """The periodic jobs' schedule, and the embedded runner that keeps it without a broker.
 
 With REDIS_URL (or CELERY_BROKER_URL) set, Celery beat sends these tasks on this schedule
-(`relay.celery` reads `beat_schedule()`), and workers run them. Without a broker (the
+(`relay.celery` holds it), and workers run them. Without a broker (the
 embedded default of `make run`) the web process runs the same task functions in one thread on
 the same schedule; a file lock in TOKENHUB_VAR_DIR makes sure that only one process on the
 machine does, however many web workers there are.
@@ -18,25 +18,7 @@ from django.conf import settings
 
 log = logging.getLogger(__name__)
 
-# name: (Celery task name, setting holding the interval in seconds)
-SCHEDULE = {
-    "probe-channels": ("routing.probe_channels", "JOBS_PROBE_EVERY_S"),
-    "thompson-refresh": ("routing.thompson_refresh", "JOBS_THOMPSON_EVERY_S"),
-    "balance-monitor": ("routing.balance_monitor", "JOBS_BALANCE_EVERY_S"),
-    "pricing-sync": ("routing.pricing_sync", "JOBS_PRICING_EVERY_S"),
-    "retention": ("routing.retention", "JOBS_RETENTION_EVERY_S"),
-    "reconcile-holds": ("billing.reconcile_holds", "JOBS_RECONCILE_EVERY_S"),
-}
-
-
-def beat_schedule() -> dict:
-    """Celery's `beat_schedule`: every job at its interval; a run that cannot start within
-    one interval is dropped rather than piled up."""
-    schedule = {}
-    for name, (task, setting) in SCHEDULE.items():
-        every_s = float(getattr(settings, setting))
-        schedule[name] = {"task": task, "schedule": every_s, "options": {"expires": every_s}}
-    return schedule
+from relay.celery import SCHEDULE, app, beat_schedule  # noqa: F401  (the one schedule; re-exported)
 
 
 def has_broker() -> bool:
@@ -50,7 +32,6 @@ def is_embedded_wanted() -> bool:
 def _task_function(task_name: str):
     """The plain function behind a Celery task (the runner calls it directly, no broker)."""
     import billing.tasks  # noqa: F401  (registers billing.reconcile_holds)
-    from relay.celery import app
 
     from . import tasks  # noqa: F401
 
