@@ -19,6 +19,7 @@ install: .venv/.installed
 
 migrate: install
 	$(PY) manage.py migrate --noinput -v0
+	$(PY) manage.py collectstatic --noinput -v0
 
 run: migrate
 	$(PY) manage.py seed_demo --port $(PORT)

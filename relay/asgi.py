@@ -9,7 +9,17 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "relay.settings")
 django_app = get_asgi_application()
 
+from django.conf import settings  # noqa: E402
+from starlette.applications import Starlette  # noqa: E402
+from starlette.routing import Mount  # noqa: E402
+from starlette.staticfiles import StaticFiles  # noqa: E402
+
 from routing.app import shutdown, startup, v1_app  # noqa: E402  (needs Django set up)
+
+# The admin's CSS and scripts, collected by `manage.py collectstatic` (make run does it): served
+# here because Django serves static files only with DEBUG on.
+STATIC_PREFIX = "/" + settings.STATIC_URL.strip("/") + "/"
+static_app = Starlette(routes=[Mount(STATIC_PREFIX.rstrip("/"), StaticFiles(directory=settings.STATIC_ROOT, check_dir=False))])
 
 LEAN_PREFIXES = ("/v1/", "/dashboard/billing/")
 LEAN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -21,6 +31,8 @@ async def application(scope, receive, send):
         path = scope["path"]
         if path.startswith(LEAN_PREFIXES) or path in LEAN_PATHS:
             await v1_app(scope, receive, send)
+        elif path.startswith(STATIC_PREFIX):
+            await static_app(scope, receive, send)
         else:
             await django_app(scope, receive, send)
     elif kind == "lifespan":
