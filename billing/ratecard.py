@@ -1,14 +1,13 @@
 """Prices, group ratios and exchange rates for the hot path, read into memory and refreshed
-every RATECARD_TTL_S (at once after a local change). Only prices are cached here: balances and
+every TTL_S seconds in the background (at once after a local change). Only prices are cached here: balances and
 caps are checked in the database by every hold, so no cache can let anyone overspend."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from decimal import Decimal
 
-from relay.db import run_db
+from relay.snapshot import Snapshot
 
 from .pricing import PriceSnapshot
 
@@ -21,7 +20,6 @@ class RateCard:
     group_ratios: dict[str, Decimal]
     group_modes: dict[str, str]  # a group's default routing mode, where one is set
     units_per_usd: dict[str, Decimal]
-    built_at: float
 
     def group_ratio(self, group: str) -> Decimal:
         return self.group_ratios.get(group, Decimal(1))
@@ -55,34 +53,20 @@ def ratecard_build() -> RateCard:
         {name: ratio for name, ratio, _ in groups},
         {name: mode for name, _, mode in groups if mode},
         rates,
-        time.monotonic(),
     )
 
 
-_card: RateCard | None = None
-
-
-def _is_fresh(card: RateCard | None) -> bool:
-    return card is not None and time.monotonic() - card.built_at <= TTL_S
+_card: Snapshot[RateCard] = Snapshot(ratecard_build, ttl_s=lambda: TTL_S, name="rate card")
 
 
 async def ratecard_aget() -> RateCard:
-    global _card
-    card = _card
-    if not _is_fresh(card):
-        card = _card = await run_db(ratecard_build)
-    return card
+    return await _card.aget()
 
 
 def ratecard_get() -> RateCard:
     """The same, from synchronous code (the admin's simulator, commands)."""
-    global _card
-    card = _card
-    if not _is_fresh(card):
-        card = _card = ratecard_build()
-    return card
+    return _card.get()
 
 
 def invalidate() -> None:
-    global _card
-    _card = None
+    _card.invalidate()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from decimal import Decimal
 
-from relay.db import run_db
 from django.conf import settings
 
 from billing import services as billing
@@ -19,6 +18,7 @@ from billing.pricing import PriceSnapshot, charge_micros, list_cost_micros
 from billing.ratecard import ratecard_aget
 from providers import tokens
 from providers.base import Usage
+from relay.db import run_db
 
 from .errors import InsufficientQuota, ModelNotPriced
 

@@ -5,18 +5,13 @@ once after a local change to channels or models."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from relay.db import run_db
 from django.conf import settings
 
 from providers.base import Timeouts
-
-log = logging.getLogger(__name__)
+from relay.snapshot import Snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +51,6 @@ class RoutingTable:
     models: dict[str, ModelInfo]
     names: dict[str, str]  # public id or alias -> public id
     routes: dict[str, tuple[Route, ...]]  # public id -> routes
-    built_at: float
 
     def resolve(self, name: str) -> ModelInfo | None:
         public_id = self.names.get(name)
@@ -122,43 +116,16 @@ def table_build() -> RoutingTable:
                 api_key=api_key,
             )
         )
-    return RoutingTable(models, names, {k: tuple(v) for k, v in routes.items()}, time.monotonic())
+    return RoutingTable(models, names, {k: tuple(v) for k, v in routes.items()})
 
 
-_table: RoutingTable | None = None
-_refreshing: asyncio.Task | None = None
-_stale = True
+_table: Snapshot[RoutingTable] = Snapshot(table_build, ttl_s=lambda: settings.ROUTING_TABLE_TTL_S, name="routing table")
 
 
 async def table_aget() -> RoutingTable:
-    global _table, _refreshing
-    table = _table
-    if table is None or _stale:
-        return await _rebuild()
-    if time.monotonic() - table.built_at > settings.ROUTING_TABLE_TTL_S and _refreshing is None:
-        _refreshing = asyncio.get_running_loop().create_task(_rebuild_in_background())
-    return table
-
-
-async def _rebuild() -> RoutingTable:
-    global _table, _stale
-    _stale = False
-    table = await run_db(table_build)
-    _table = table
-    return table
-
-
-async def _rebuild_in_background() -> None:
-    global _refreshing
-    try:
-        await _rebuild()
-    except Exception:
-        log.exception("routing table refresh failed; keeping the previous one")
-    finally:
-        _refreshing = None
+    return await _table.aget()
 
 
 def table_invalidate() -> None:
     """The next request rebuilds the table before routing."""
-    global _stale
-    _stale = True
+    _table.invalidate()

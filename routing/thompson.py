@@ -15,7 +15,6 @@ The mode `thompson` draws once from each route's posterior and tries the highest
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import threading
@@ -23,10 +22,10 @@ import time
 from collections import deque
 from datetime import datetime, timedelta, timezone
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from observability.writer import BatchWriter
+from relay.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +37,6 @@ class Arms:
     def __init__(self, base: dict[Pair, tuple[float, float]], computed_at: float) -> None:
         self.base = base
         self.computed_at = computed_at  # epoch seconds; live outcomes after it are added
-        self.loaded_at = time.monotonic()
 
     def posterior(self, channel_id: int, model: str) -> tuple[float, float]:
         alpha, beta = self.base.get((channel_id, model), (1.0, 1.0))
@@ -84,10 +82,6 @@ class LiveCounts:
 
 
 live = LiveCounts()
-_arms: Arms | None = None
-_refreshing: asyncio.Task | None = None
-
-
 def arms_load() -> Arms:
     from .models import ThompsonArm
 
@@ -98,45 +92,28 @@ def arms_load() -> Arms:
     return Arms(base, newest)
 
 
-def _install(arms: Arms) -> Arms:
-    global _arms
+def _drop_counted(arms: Arms) -> None:
+    """Live outcomes up to the arms' computation are in the arms now."""
     if arms.computed_at:
         live.drop_before(arms.computed_at)
-    _arms = arms
-    return arms
+
+
+_arms: Snapshot[Arms] = Snapshot(
+    arms_load, ttl_s=lambda: settings.ROUTING_THOMPSON_CACHE_S, name="Thompson arms", on_load=_drop_counted
+)
 
 
 def arms_get() -> Arms:
-    arms = _arms
-    if arms is None or time.monotonic() - arms.loaded_at > settings.ROUTING_THOMPSON_CACHE_S:
-        arms = _install(arms_load())
-    return arms
+    return _arms.get()
 
 
 async def arms_aget() -> Arms:
-    global _refreshing
-    arms = _arms
-    if arms is None:
-        return _install(await sync_to_async(arms_load, thread_sensitive=False)())
-    if time.monotonic() - arms.loaded_at > settings.ROUTING_THOMPSON_CACHE_S and _refreshing is None:
-        _refreshing = asyncio.get_running_loop().create_task(_refresh_in_background())
-    return arms
-
-
-async def _refresh_in_background() -> None:
-    global _refreshing
-    try:
-        _install(await sync_to_async(arms_load, thread_sensitive=False)())
-    except Exception:
-        log.exception("loading Thompson arms failed; keeping the previous ones")
-    finally:
-        _refreshing = None
+    return await _arms.aget()
 
 
 def forget() -> None:
     """Drop the base and the live counts (tests)."""
-    global _arms
-    _arms = None
+    _arms.forget()
     live.clear()
 
 
