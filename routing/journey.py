@@ -19,6 +19,7 @@ from django.conf import settings
 
 from accounts import limits
 from accounts.policy import KeyPolicy
+from observability.services import request_log_submit
 from providers import tokens
 from providers.base import ChatStream, ErrorKind, ProviderError, Target, Timeouts, Usage
 from providers.registry import get_adapter
@@ -430,8 +431,6 @@ def record(
     error: TokenHubError | None = None,
     error_text: str = "",
 ) -> None:
-    from observability.services import request_log_submit
-
     route = call.route
     if usage is not None and call.policy.tpm:
         background.spawn(limits.tpm_add(key_id=call.policy.key_id, tokens=usage.total_tokens))
