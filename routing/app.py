@@ -88,6 +88,7 @@ async def serve(request: Request, handler: Handler, *, endpoint: str, protocol: 
             request_headers=request.headers, query=request.query_params,
         )
         body = await request.body()
+        call.body_size = len(body)
         return to_response(await handler(call, body))
     except TokenHubError as error:
         if call is not None and not call.attempts:

@@ -81,6 +81,7 @@ class Call:
         self.ttft_ms: int | None = None
         self.overhead_ms = 0.0
         self.rate_headers: dict[str, str] = {}
+        self.body_size = 0  # bytes of the request body
 
     def measure_overhead(self) -> float:
         self.overhead_ms = (time.perf_counter() - self.started - self.upstream_s) * 1000.0

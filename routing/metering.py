@@ -7,6 +7,7 @@ to a route billed from the other balance, the hold moves with it. Failed attempt
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from decimal import Decimal
 
@@ -23,6 +24,8 @@ from relay.db import run_db
 from .errors import InsufficientQuota, ModelNotPriced
 
 log = logging.getLogger(__name__)
+
+LONG_BODY_BYTES = 64 * 1024
 
 BILLING_TO_BALANCE = {"official": BalanceKind.CREDIT, "routed": BalanceKind.WALLET}
 BALANCE_CURRENCY = billing.DEFAULT_CURRENCY
@@ -62,7 +65,11 @@ class Meter:
         if price.is_free:
             return
         if self._prompt_tokens is None:
-            self._prompt_tokens = tokens.estimate_request_prompt_tokens(self.request)
+            if self.call.body_size > LONG_BODY_BYTES:
+                # counting takes about 10 ms per 100k tokens: off the event loop, where streams wait
+                self._prompt_tokens = await asyncio.to_thread(tokens.estimate_request_prompt_tokens, self.request)
+            else:
+                self._prompt_tokens = tokens.estimate_request_prompt_tokens(self.request)
         if self._max_output_tokens is None:
             self._max_output_tokens = (
                 self.request.get("max_completion_tokens")

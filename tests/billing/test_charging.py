@@ -240,3 +240,14 @@ def test_a_non_streamed_request_whose_client_gave_up_is_still_settled(relay, ali
         time.sleep(0.05)
     assert LedgerEntry.objects.get(kind="usage").amount_micros == -usage_cost(PROMPT, 10)
     assert credit(alice.tenant).held_micros == 0
+
+
+def test_a_long_prompt_is_counted_for_its_hold(relay, channel, transactional_db):
+    """Long prompts are counted off the event loop; the hold still covers all of them."""
+    poor = make_key(make_tenant("long", credit="0.01", wallet=None))  # 10,000 micro-USD
+    client = openai.OpenAI(base_url=relay.url + "/v1", api_key=poor.key, max_retries=0)
+    prompt = "word " * 20_000  # about 20,000 tokens at 1 USD/M: 20,000 micro-USD, over the balance
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="gpt-test", max_tokens=1, messages=[{"role": "user", "content": prompt}])
+    assert caught.value.status_code == 402
+    ask(client, max_tokens=1)  # a short one fits
