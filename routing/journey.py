@@ -47,6 +47,7 @@ from .table import ModelInfo, Route, table_aget
 log = logging.getLogger(__name__)
 
 DONE = b"data: [DONE]\n\n"
+NO_LIMIT = str(2**31 - 1)  # what x-ratelimit-* report for a unit the key does not limit (docs/protocols.md)
 
 
 class Call:
@@ -61,10 +62,12 @@ class Call:
         endpoint: str,
         request_headers=None,
         query=None,
+        path_params=None,
     ) -> None:
         self.request_id = request_id
         self.request_headers = request_headers or {}  # the client's headers (lower-case names)
         self.query = query or {}  # the URL's query parameters
+        self.path_params = path_params or {}  # parts of the URL's path the route names
         self.policy = policy
         self.client_ip = client_ip
         self.endpoint = endpoint
@@ -82,6 +85,7 @@ class Call:
         self.overhead_ms = 0.0
         self.rate_headers: dict[str, str] = {}
         self.body_size = 0  # bytes of the request body
+        self.prompt_tokens: int | None = None  # the relay's own count, once the meter made it
 
     def measure_overhead(self) -> float:
         self.overhead_ms = (time.perf_counter() - self.started - self.upstream_s) * 1000.0
@@ -91,8 +95,19 @@ class Call:
         return {
             "x-request-id": self.request_id,
             "x-tokenhub-overhead-ms": f"{self.measure_overhead():.2f}",
-            **self.rate_headers,
+            **self.limit_headers(),
         }
+
+    def limit_headers(self) -> dict[str, str]:
+        """OpenAI's x-ratelimit-* family on every answer to a known key: this request's verdicts,
+        and for a unit the key does not limit, NO_LIMIT as limit and remaining."""
+        headers = dict(self.rate_headers)
+        for unit, limit in (("requests", self.policy.rpm), ("tokens", self.policy.tpm)):
+            if not limit and f"x-ratelimit-limit-{unit}" not in headers:
+                headers.update(
+                    {f"x-ratelimit-limit-{unit}": NO_LIMIT, f"x-ratelimit-remaining-{unit}": NO_LIMIT, f"x-ratelimit-reset-{unit}": "0s"}
+                )
+        return headers
 
 
 # --- admission -----------------------------------------------------------------------------

@@ -70,6 +70,7 @@ class Meter:
                 self._prompt_tokens = await asyncio.to_thread(tokens.estimate_request_prompt_tokens, self.request)
             else:
                 self._prompt_tokens = tokens.estimate_request_prompt_tokens(self.request)
+        self.call.prompt_tokens = self._prompt_tokens
         if self._max_output_tokens is None:
             self._max_output_tokens = (
                 self.request.get("max_completion_tokens")

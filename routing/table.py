@@ -20,6 +20,7 @@ class ModelInfo:
     context_window: int | None
     max_output: int | None
     is_hidden: bool
+    created: int = 0  # Unix seconds: when the operator added it to the catalog
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,8 @@ def table_build() -> RoutingTable:
     from .netguard import base_url_problem
 
     models = {
-        m.public_id: ModelInfo(m.public_id, m.context_window, m.max_output, m.is_hidden) for m in Model.objects.all()
+        m.public_id: ModelInfo(m.public_id, m.context_window, m.max_output, m.is_hidden, int(m.created_at.timestamp()))
+        for m in Model.objects.all()
     }
     names: dict[str, str] = {}
     for m in Model.objects.all().only("public_id", "aliases"):

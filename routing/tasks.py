@@ -93,7 +93,9 @@ def _read_openai_billing(client, base_url: str, *, subtract_usage: bool) -> Bala
     today = date.today()
     usage = client.get(
         f"{base_url}/dashboard/billing/usage",
-        params={"start_date": (today - timedelta(days=99)).isoformat(), "end_date": (today + timedelta(days=1)).isoformat()},
+        # this month: TokenHub's hard_limit_usd is what is left plus this month's spending; One API
+        # and New API ignore the window and report all spending against their all-time total
+        params={"start_date": today.replace(day=1).isoformat(), "end_date": (today + timedelta(days=1)).isoformat()},
     )
     usage.raise_for_status()
     used = Decimal(str(usage.json().get("total_usage", 0))) / 100
