@@ -155,6 +155,7 @@ HOLD_RECONCILE_AFTER_S = env.float("HOLD_RECONCILE_AFTER_S", default=900.0)  # l
 TOKENHUB_UPSTREAM_ALLOW_CIDRS = env.list("TOKENHUB_UPSTREAM_ALLOW_CIDRS", default=[])
 TOKENHUB_VAULT_PASSWORD = env.str("TOKENHUB_VAULT_PASSWORD", default="")
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+RESPONSES_STORE_TTL_S = env.int("RESPONSES_STORE_TTL_S", default=30 * 86400)  # previous_response_id reaches back this far
 CORS_ALLOW_ORIGINS = env.list("CORS_ALLOW_ORIGINS", default=["*"])  # /v1 only; keys are bearer tokens, no cookies
 CORS_EXPOSE_HEADERS = [
     "x-request-id", "x-tokenhub-overhead-ms", "retry-after", "idempotent-replayed",

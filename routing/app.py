@@ -28,7 +28,7 @@ from accounts import keycache
 from accounts.selectors import key_hash
 from relay.db import run_db
 
-from . import background, embeddings, inbound_anthropic, model_list, upstream
+from . import background, embeddings, inbound_anthropic, model_list, responses, upstream
 from . import dashboard
 from .errors import RequestTooLarge, TokenHubError
 from .journey import Call, chat_completions, check_key, record
@@ -184,6 +184,7 @@ ROUTES = [
     Route("/v1/chat/completions", endpoint_for(chat_completions, endpoint="chat.completions"), methods=["POST"]),
     Route("/v1/models", model_endpoint(model_list.list_models, endpoint="models"), methods=["GET"]),
     Route("/v1/models/{model_id:path}", model_endpoint(model_list.retrieve_model, endpoint="models.retrieve"), methods=["GET"]),
+    Route("/v1/responses", endpoint_for(responses.responses, endpoint="responses"), methods=["POST"]),
     Route("/v1/embeddings", endpoint_for(embeddings.embeddings, endpoint="embeddings"), methods=["POST"]),
     Route("/v1/completions", endpoint_for(embeddings.completions, endpoint="completions"), methods=["POST"]),
     Route("/v1/messages", endpoint_for(inbound_anthropic.messages, endpoint="messages", protocol="anthropic"), methods=["POST"]),
