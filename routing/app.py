@@ -26,15 +26,17 @@ from starlette.routing import Route
 
 from accounts import keycache
 from accounts.selectors import key_hash
-from relay.db import run_db
+from common.db import run_db
 
-from . import background, embeddings, inbound_anthropic, model_list, responses, upstream
+from common import background
+
+from . import embeddings, inbound_anthropic, model_list, responses, upstream
 from . import dashboard
 from .errors import RequestTooLarge, TokenHubError
 from .journey import Call, chat_completions, check_key, record
 from .metering import Meter
 from .replies import Reply, StreamReply
-from .table import table_aget
+from channels.table import table_aget
 
 log = logging.getLogger(__name__)
 
@@ -220,22 +222,18 @@ async def startup() -> None:
     await sync_to_async(tokens.count_text, thread_sensitive=False)("warm up")
     if settings.REDIS_URL:
         _listeners.append(asyncio.get_running_loop().create_task(keycache.listen_for_invalidations()))
-    from .health import board
-    from .jobs import embedded_start
+    from channels.health import board
 
     if settings.REDIS_URL:
         _listeners.append(asyncio.get_running_loop().create_task(board.run_flusher()))
-    embedded_start()  # periodic jobs in this process when no broker is configured
 
 
 async def shutdown() -> None:
     from observability.services import request_logs_flush
 
-    from .health import board
-    from .jobs import embedded_stop
-    from .thompson import reward_logs_flush
+    from channels.health import board
+    from channels.thompson import reward_logs_flush
 
-    await sync_to_async(embedded_stop, thread_sensitive=False)()
     await background.drain()
     for task in _listeners:
         task.cancel()

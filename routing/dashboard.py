@@ -21,7 +21,7 @@ import orjson
 
 from billing.money import MICROS
 from billing.selectors import balances_get, usage_total_micros
-from relay.db import run_db
+from common.db import run_db
 
 from .errors import InvalidRequest
 from .journey import Call, check_rate

@@ -30,7 +30,7 @@ from providers.translate.common import text_of
 from .errors import InvalidRequest
 from .journey import Call, chat, estimate_usage, parse_body, resolve_model
 from .replies import Reply, StreamReply
-from .table import table_aget
+from channels.table import table_aget
 
 __all__ = ["count_tokens", "messages"]
 

@@ -24,7 +24,9 @@ from providers import tokens
 from providers.base import ChatStream, ErrorKind, ProviderError, Target, Timeouts, Usage
 from providers.registry import get_adapter
 
-from . import background, upstream
+from common import background
+
+from . import upstream
 from .errors import (
     AuthenticationFailed,
     Forbidden,
@@ -37,12 +39,12 @@ from .errors import (
     TokenHubError,
     UpstreamError,
 )
-from .health import attempt_observe
+from channels.health import attempt_observe
 from .metering import Meter
 from .replies import Reply, StreamReply
-from .selection import describe_skipped, plan_for
-from .strategies import mode_for
-from .table import ModelInfo, Route, table_aget
+from channels.selection import describe_skipped, plan_for
+from channels.strategies import UnknownMode, mode_for
+from channels.table import ModelInfo, Route, table_aget
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ class Call:
         self.attempts: list[dict] = []
         self.candidates: list[dict] = []
         self.mode = ""  # routing mode: X-TokenHub-Mode header > key > group > default
-        self.plan = None  # routing.selection.Plan: scores and the health view it saw
+        self.plan = None  # channels.selection.Plan: scores and the health view it saw
         self.model = ""
         self.route: Route | None = None
         self.is_stream = False
@@ -196,7 +198,10 @@ def resolve_model(call: Call, table, name: str) -> ModelInfo:
 async def candidates_for(call: Call, table, info: ModelInfo) -> list[Route]:
     routes = table.routes.get(info.public_id, ())
     group = call.policy.tenant_group
-    call.mode = await mode_for(header=call.request_headers.get("x-tokenhub-mode"), key_mode=call.policy.mode, group=group)
+    try:
+        call.mode = await mode_for(header=call.request_headers.get("x-tokenhub-mode"), key_mode=call.policy.mode, group=group)
+    except UnknownMode as error:
+        raise InvalidRequest(str(error), param="X-TokenHub-Mode", code="invalid_mode") from None
     call.plan = await plan_for(routes, group=group, model=info.public_id, mode=call.mode)
     ordered, skipped = call.plan.ordered, call.plan.skipped
     call.candidates = call.plan.explain()

@@ -19,7 +19,7 @@ from billing.pricing import PriceSnapshot, charge_micros, list_cost_micros
 from billing.ratecard import ratecard_aget
 from providers import tokens
 from providers.base import Usage
-from relay.db import run_db
+from common.db import run_db
 
 from .errors import InsufficientQuota, ModelNotPriced
 

@@ -18,7 +18,7 @@ import orjson
 from .errors import InvalidRequest, ModelNotFound
 from .journey import Call, check_rate
 from .replies import Reply
-from .table import ModelInfo, RoutingTable, table_aget
+from channels.table import ModelInfo, RoutingTable, table_aget
 
 ANTHROPIC_PAGE_DEFAULT, ANTHROPIC_PAGE_MAX = 20, 1000
 

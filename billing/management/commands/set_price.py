@@ -1,7 +1,7 @@
 import json
 
 from billing.services import price_set
-from relay.cli import JsonCommand
+from common.cli import JsonCommand
 
 
 class Command(JsonCommand):

@@ -27,6 +27,9 @@ class Model(models.Model):
     def __str__(self) -> str:
         return self.public_id
 
+    class Meta:
+        db_table = "routing_model"  # kept from when the routing app held the model
+
 
 class Channel(models.Model):
     """One upstream account. Its credential is kept encrypted by the vault."""
@@ -57,6 +60,7 @@ class Channel(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        db_table = "routing_channel"  # kept from when the routing app held the model
         constraints = [
             models.CheckConstraint(condition=Q(weight__gte=1), name="channel_weight_positive"),
             models.CheckConstraint(condition=Q(cost_ratio__gte=0), name="channel_cost_ratio_nonneg"),
@@ -76,6 +80,7 @@ class ChannelModel(models.Model):
     is_enabled = models.BooleanField(default=True)
 
     class Meta:
+        db_table = "routing_channelmodel"  # kept from when the routing app held the model
         constraints = [models.UniqueConstraint(fields=["channel", "model"], name="channelmodel_once")]
 
     def __str__(self) -> str:
@@ -109,6 +114,7 @@ class ChannelHealth(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        db_table = "routing_channelhealth"  # kept from when the routing app held the model
         verbose_name_plural = "channel health"
         constraints = [
             models.CheckConstraint(condition=Q(auto_disabled_kind__in=DisableKind.values), name="channelhealth_kind_known"),
@@ -128,6 +134,7 @@ class ChannelBalanceSnapshot(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        db_table = "routing_channelbalancesnapshot"  # kept from when the routing app held the model
         # the admin's "last balance" column and the history page read the newest per channel
         indexes = [models.Index(fields=["channel", "-created_at"], name="balance_by_channel")]
         constraints = [models.CheckConstraint(condition=~Q(currency=""), name="balance_currency_set")]
@@ -145,6 +152,7 @@ class ThompsonArm(models.Model):
     computed_at = models.DateTimeField()
 
     class Meta:
+        db_table = "routing_thompsonarm"  # kept from when the routing app held the model
         constraints = [
             models.UniqueConstraint(fields=["channel", "model"], name="thompsonarm_once"),
             models.CheckConstraint(condition=Q(alpha__gt=0, beta__gt=0), name="thompsonarm_positive"),

@@ -1,6 +1,6 @@
 from django.conf import settings
 
-from relay.cli import JsonCommand
+from common.cli import JsonCommand
 
 
 class Command(JsonCommand):
@@ -18,7 +18,7 @@ class Command(JsonCommand):
 
     def run(self, *, source, markup, apply, accept_proposed, **_):
         from billing.sync import price_changes_accept_open
-        from routing.tasks import prices_sync_from_source
+        from channels.tasks import prices_sync_from_source
 
         if accept_proposed:
             accepted = price_changes_accept_open()

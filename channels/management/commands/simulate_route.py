@@ -1,6 +1,6 @@
-from relay.cli import JsonCommand
-from routing.simulator import simulate
-from routing.strategies import MODES
+from common.cli import JsonCommand
+from channels.simulator import simulate
+from channels.strategies import MODES
 
 
 class Command(JsonCommand):

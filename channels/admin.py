@@ -3,11 +3,11 @@
     Channels        live state (cooling, failure streak, last probe, last balance), with
                     actions: enable, disable with a reason, test (a tiny real request)
     Channel models  enable / disable a model on a channel (the reason goes to the admin history)
-    Route tree      /admin/routing/channel/route-tree/: type -> brand -> channel -> models ->
+    Route tree      /admin/channels/channel/route-tree/: type -> brand -> channel -> models ->
                     primary/backup order, with health
-    Simulator       /admin/routing/channel/simulator/: model, group, mode (and seed) -> ranked
+    Simulator       /admin/channels/channel/simulator/: model, group, mode (and seed) -> ranked
                     candidates with scores, skipped ones with reasons; nothing is sent
-    Request routes  /admin/routing/channel/requests/: for any request, the candidates it
+    Request routes  /admin/channels/channel/requests/: for any request, the candidates it
                     considered, why each was skipped, and the attempts it made
 """
 
@@ -98,7 +98,7 @@ class ChannelAdmin(admin.ModelAdmin):
     readonly_fields = ("status", "status_reason", "status_changed_at", "created_at", "updated_at")
     inlines = (ChannelModelInline, ChannelHealthInline)
     actions = ("enable_channels", "disable_channels", "test_channels")
-    change_list_template = "admin/routing/channel/change_list.html"
+    change_list_template = "admin/channels/channel/change_list.html"
 
     def get_queryset(self, request):
         newest = ChannelBalanceSnapshot.objects.filter(channel=OuterRef("pk")).order_by("-created_at")
@@ -158,7 +158,7 @@ class ChannelAdmin(admin.ModelAdmin):
             return None
         return TemplateResponse(
             request,
-            "admin/routing/disable_reason.html",
+            "admin/channels/disable_reason.html",
             {**self.admin_site.each_context(request), "title": "Disable channels", "objects": queryset, "form": form,
              "action": "disable_channels", "opts": self.model._meta, "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME},
         )
@@ -178,9 +178,9 @@ class ChannelAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         own = [
-            path("route-tree/", self.admin_site.admin_view(self.route_tree_view), name="routing_route_tree"),
-            path("simulator/", self.admin_site.admin_view(self.simulator_view), name="routing_simulator"),
-            path("requests/", self.admin_site.admin_view(self.requests_view), name="routing_requests"),
+            path("route-tree/", self.admin_site.admin_view(self.route_tree_view), name="channels_route_tree"),
+            path("simulator/", self.admin_site.admin_view(self.simulator_view), name="channels_simulator"),
+            path("requests/", self.admin_site.admin_view(self.requests_view), name="channels_requests"),
         ]
         return own + super().get_urls()
 
@@ -192,7 +192,7 @@ class ChannelAdmin(admin.ModelAdmin):
     def route_tree_view(self, request):
         from .simulator import route_tree
 
-        return self._page(request, "admin/routing/route_tree.html", "Route tree", tree=route_tree())
+        return self._page(request, "admin/channels/route_tree.html", "Route tree", tree=route_tree())
 
     def simulator_view(self, request):
         from .simulator import simulate
@@ -205,7 +205,7 @@ class ChannelAdmin(admin.ModelAdmin):
                 result = simulate(model=data["model"], group=data["group"] or "default", mode=data["mode"] or None, seed=data["seed"])
             except ValueError as exc:
                 error = str(exc)
-        return self._page(request, "admin/routing/simulator.html", "Routing simulator", form=form, result=result, error=error)
+        return self._page(request, "admin/channels/simulator.html", "Routing simulator", form=form, result=result, error=error)
 
     def requests_view(self, request):
         from observability.models import RequestLog, RewardLog
@@ -214,7 +214,7 @@ class ChannelAdmin(admin.ModelAdmin):
         selected = RequestLog.objects.filter(request_id=request_id).first() if request_id else None
         rewards = list(RewardLog.objects.filter(request_id=request_id).order_by("attempt")) if selected else []
         recent = [] if selected else list(RequestLog.objects.order_by("-created_at")[:50])
-        return self._page(request, "admin/routing/requests.html", "Why requests went where they went",
+        return self._page(request, "admin/channels/requests.html", "Why requests went where they went",
                           selected=selected, rewards=rewards, recent=recent, request_id=request_id)
 
 
@@ -280,7 +280,7 @@ class ChannelModelAdmin(admin.ModelAdmin):
             return None
         return TemplateResponse(
             request,
-            "admin/routing/disable_reason.html",
+            "admin/channels/disable_reason.html",
             {**self.admin_site.each_context(request), "title": "Disable channel models", "objects": queryset, "form": form,
              "action": "disable_routes", "opts": self.model._meta, "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME},
         )

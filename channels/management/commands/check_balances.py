@@ -1,4 +1,4 @@
-from relay.cli import JsonCommand
+from common.cli import JsonCommand
 
 
 class Command(JsonCommand):
@@ -7,7 +7,7 @@ class Command(JsonCommand):
     atomic = False
 
     def run(self, **_):
-        from routing.tasks import balances_check
+        from channels.tasks import balances_check
 
         counts = balances_check()
         return counts, ", ".join(f"{k} {v}" for k, v in counts.items())

@@ -11,7 +11,7 @@
                        latency   mean latency / the tier's highest (unknown: the tier's mean)
                        failure   smoothed failure rate, (failures + 1) / (attempts + 10)
                      score = 1 - sum(mode weight x term); higher goes first
-    thompson         a draw from each route's Beta posterior of success (routing.thompson)
+    thompson         a draw from each route's Beta posterior of success (channels.thompson)
 
 Ties (and `weighted` itself) are broken by an Efraimidis–Spirakis key u^(1/weight), one draw
 per route in table order, so that the same seed gives the same order: the simulator relies on
@@ -30,7 +30,6 @@ from django.conf import settings
 
 from billing.ratecard import ratecard_aget, ratecard_get
 
-from .errors import InvalidRequest
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +89,14 @@ def seeded(seed: int | None) -> _Random:
 # --- the mode of a request ------------------------------------------------------------------
 
 
+class UnknownMode(ValueError):
+    """A routing mode that does not exist; the message says which ones do (routing maps it to a 400)."""
+
+
 def mode_check(value: str) -> str:
     mode = value.strip().lower()
     if mode not in MODES:
-        raise InvalidRequest(
-            f"Unknown X-TokenHub-Mode {value!r}; use one of: {', '.join(MODES)}.", param="X-TokenHub-Mode", code="invalid_mode"
-        )
+        raise UnknownMode(f"Unknown X-TokenHub-Mode {value!r}; use one of: {', '.join(MODES)}.")
     return mode
 
 
@@ -126,7 +127,7 @@ def mode_for_sync(*, key_mode: str = "", group: str = "default", header: str | N
 
 @dataclass(frozen=True, slots=True)
 class Scored:
-    route: object  # routing.table.Route
+    route: object  # channels.table.Route
     score: float
     terms: dict  # what the score was made of, for explanations
 

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta, timezone
 from django.conf import settings
 
 from observability.writer import BatchWriter
-from relay.snapshot import Snapshot
+from common.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ def _task_function(task_name: str):
     """The plain function behind a Celery task (the runner calls it directly, no broker)."""
     import billing.tasks  # noqa: F401  (registers billing.reconcile_holds)
 
-    from . import tasks  # noqa: F401
+    from channels import tasks  # noqa: F401
 
     return app.tasks[task_name].run
 

@@ -17,7 +17,7 @@
 
 Disabling a channel is a different, durable thing (its `status` in the database): auth and
 exhausted-balance errors disable at once, with the reason and time; a high error rate over a
-window disables it from the health sweep (`routing.tasks`), never one stray error. The prober
+window disables it from the health sweep (`channels.tasks`), never one stray error. The prober
 re-enables what TokenHub disabled when a trial request succeeds.
 
 Where the state lives: process memory by default; Redis when REDIS_URL is set, shared by
@@ -601,7 +601,7 @@ class Board:
             return
         if time.monotonic() - self._last_flush < settings.ROUTING_HEALTH_FLUSH_S:
             return
-        from . import background
+        from common import background
 
         self._flushing = True
         background.spawn(self._aflush_then_clear_flag())
@@ -666,7 +666,7 @@ async def attempt_observe(*, call, route, error: ProviderError | None, latency_m
     if error.kind in (ErrorKind.AUTH, ErrorKind.QUOTA):
         from asgiref.sync import sync_to_async
 
-        from . import background
+        from common import background
 
         kind = "auth" if error.kind is ErrorKind.AUTH else "quota"
         reason = f"upstream {'refused the credential' if kind == 'auth' else 'says the balance is exhausted'}: {failure_reason(error)}"

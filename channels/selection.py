@@ -4,7 +4,7 @@
     2. drop what cannot be used, with the reason: disabled (and why), unusable (vault locked,
        base URL refused), not serving the tenant's group, cooling down (until when, and why)
     3. priority tiers, highest first: the backups are lower tiers, in order
-    4. inside a tier, the request's mode orders the routes (routing.strategies)
+    4. inside a tier, the request's mode orders the routes (channels.strategies)
 
 `plan_scored` is pure given its inputs (routes, health view, Thompson arms, randomness), so
 the what-if simulator calls it with the same inputs and gets the router's answer.

@@ -1,4 +1,4 @@
-from relay.cli import JsonCommand
+from common.cli import JsonCommand
 
 
 class Command(JsonCommand):
@@ -14,9 +14,9 @@ class Command(JsonCommand):
         parser.add_argument("--model", default=None, help="probe this public model id (default: the channel's first)")
 
     def run(self, *, channels, model, **_):
-        from routing.health import channel_probe
-        from routing.models import Channel
-        from routing.tasks import probes_run
+        from channels.health import channel_probe
+        from channels.models import Channel
+        from channels.tasks import probes_run
 
         if not channels:
             result = probes_run()

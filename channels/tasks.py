@@ -1,5 +1,5 @@
 """Background jobs. Celery runs them (worker + beat) when a broker is configured; otherwise the
-web process runs the same functions on the same schedule (routing.jobs). Each returns a small
+web process runs the same functions on the same schedule (relay.jobs). Each returns a small
 dict of counts, which is what the worker logs and the tests read.
 
     routing.probe_channels     error-rate sweep, then a tiny real request to every channel
@@ -44,12 +44,12 @@ def probes_run(*, limit: int = 50) -> dict:
     }
 
 
-@shared_task(name="routing.probe_channels")
+@shared_task(name="channels.probe_channels")
 def probe_channels() -> dict:
     return probes_run()
 
 
-@shared_task(name="routing.thompson_refresh")
+@shared_task(name="channels.thompson_refresh")
 def thompson_refresh() -> dict:
     from .thompson import arms_refresh
 
@@ -224,7 +224,7 @@ def balances_check() -> dict:
     return counts
 
 
-@shared_task(name="routing.balance_monitor")
+@shared_task(name="channels.balance_monitor")
 def balance_monitor() -> dict:
     return balances_check()
 
@@ -274,7 +274,7 @@ def prices_sync_from_source(*, source: str, markup: str = "1", apply: bool = Fal
     return report
 
 
-@shared_task(name="routing.pricing_sync")
+@shared_task(name="channels.pricing_sync")
 def pricing_sync() -> dict:
     if not settings.PRICING_SYNC_SOURCE:
         return {"skipped": "PRICING_SYNC_SOURCE is not set"}
@@ -310,6 +310,6 @@ def logs_prune(*, now: datetime | None = None) -> dict:
     }
 
 
-@shared_task(name="routing.retention")
+@shared_task(name="channels.retention")
 def retention() -> dict:
     return logs_prune()

@@ -11,7 +11,7 @@ from decimal import Decimal
 from django.conf import settings
 
 from providers.base import Timeouts
-from relay.snapshot import Snapshot
+from common.snapshot import Snapshot
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,5 @@
-from relay.cli import csv_list, JsonCommand
-from routing.services import model_set
+from common.cli import csv_list, JsonCommand
+from channels.services import model_set
 
 
 class Command(JsonCommand):

@@ -1,6 +1,6 @@
-from relay.cli import JsonCommand, csv_list
-from routing.models import BillingClass, ProviderType
-from routing.services import channel_create, parse_model_specs
+from common.cli import JsonCommand, csv_list
+from channels.models import BillingClass, ProviderType
+from channels.services import channel_create, parse_model_specs
 
 
 class Command(JsonCommand):
