@@ -22,6 +22,7 @@ SCHEDULE = {
     "pricing-sync": ("channels.pricing_sync", "JOBS_PRICING_EVERY_S"),
     "retention": ("channels.retention", "JOBS_RETENTION_EVERY_S"),
     "reconcile-holds": ("billing.reconcile_holds", "JOBS_RECONCILE_EVERY_S"),
+    "idempotency-prune": ("routing.idempotency_prune", "JOBS_RETENTION_EVERY_S"),
 }
 
 

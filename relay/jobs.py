@@ -31,9 +31,9 @@ def is_embedded_wanted() -> bool:
 
 def _task_function(task_name: str):
     """The plain function behind a Celery task (the runner calls it directly, no broker)."""
-    import billing.tasks  # noqa: F401  (registers billing.reconcile_holds)
-
-    from channels import tasks  # noqa: F401
+    import billing.tasks  # noqa: F401  (each import registers that app's tasks)
+    import channels.tasks  # noqa: F401
+    import routing.tasks  # noqa: F401
 
     return app.tasks[task_name].run
 

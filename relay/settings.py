@@ -156,6 +156,9 @@ HOLD_RECONCILE_AFTER_S = env.float("HOLD_RECONCILE_AFTER_S", default=900.0)  # l
 TOKENHUB_UPSTREAM_ALLOW_CIDRS = env.list("TOKENHUB_UPSTREAM_ALLOW_CIDRS", default=[])
 TOKENHUB_VAULT_PASSWORD = env.str("TOKENHUB_VAULT_PASSWORD", default="")
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+IDEMPOTENCY_TTL_S = env.int("IDEMPOTENCY_TTL_S", default=86400)  # an Idempotency-Key's answer is replayed this long
+IDEMPOTENCY_WAIT_S = env.float("IDEMPOTENCY_WAIT_S", default=30.0)  # a duplicate waits this long for the first, then 409
+IDEMPOTENCY_MAX_BYTES = env.int("IDEMPOTENCY_MAX_BYTES", default=8 * 1024 * 1024)  # larger answers are not kept
 RESPONSES_STORE_TTL_S = env.int("RESPONSES_STORE_TTL_S", default=30 * 86400)  # previous_response_id reaches back this far
 CORS_ALLOW_ORIGINS = env.list("CORS_ALLOW_ORIGINS", default=["*"])  # /v1 only; keys are bearer tokens, no cookies
 CORS_EXPOSE_HEADERS = [

@@ -30,7 +30,7 @@ from common.db import run_db
 
 from common import background
 
-from . import embeddings, inbound_anthropic, model_list, responses, upstream
+from . import embeddings, idempotency, inbound_anthropic, model_list, responses, upstream
 from . import dashboard
 from .errors import RequestTooLarge, TokenHubError
 from .journey import Call, chat_completions, check_key, record
@@ -93,7 +93,14 @@ async def serve(request: Request, handler: Handler, *, endpoint: str, protocol: 
         )
         body = await request.body()
         call.body_size = len(body)
-        return to_response(await handler(call, body))
+        once_key = idempotency.presented_key(request.headers) if request.method == "POST" else None
+        if once_key is None:
+            return to_response(await handler(call, body))
+        result = await idempotency.run_once(
+            tenant_id=policy.tenant_id, key=once_key, fingerprint=idempotency.fingerprint_of(request.method, request.url.path, body),
+            run=lambda: handler(call, body), headers=call.headers,
+        )
+        return to_response(result)
     except TokenHubError as error:
         if call is not None and not call.attempts:
             record(call, status=error.status, error=error, meter=Meter(call, None, {}))
