@@ -57,6 +57,7 @@ class ApiKey(models.Model):
     daily_cap_micros = models.BigIntegerField(null=True, blank=True)  # in the tenant's Credit currency
     monthly_cap_micros = models.BigIntegerField(null=True, blank=True)
     mode = models.CharField(max_length=32, blank=True, default="")  # routing mode override
+    allows_directives = models.BooleanField(default=True)  # X-TokenHub-* headers and @tokenhub lines
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
 

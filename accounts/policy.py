@@ -25,6 +25,7 @@ class KeyPolicy:
     daily_cap_micros: int | None
     monthly_cap_micros: int | None
     mode: str
+    allows_directives: bool = True
 
     def allows_model(self, model: str) -> bool:
         return not self.allowed_models or model in self.allowed_models

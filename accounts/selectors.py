@@ -48,4 +48,5 @@ def key_policy_from(key: ApiKey) -> KeyPolicy:
         daily_cap_micros=key.daily_cap_micros,
         monthly_cap_micros=key.monthly_cap_micros,
         mode=key.mode,
+        allows_directives=key.allows_directives,
     )

@@ -46,6 +46,7 @@ def api_key_create(
     monthly_cap_micros: int | None = None,
     expires_at: datetime | None = None,
     mode: str = "",
+    allows_directives: bool = True,
 ) -> tuple[ApiKey, str]:
     """Make a key; returns it and its secret, which is never stored and never shown again."""
     for value, label in ((rpm, "rpm"), (tpm, "tpm"), (daily_cap_micros, "daily cap"), (monthly_cap_micros, "monthly cap")):
@@ -70,6 +71,7 @@ def api_key_create(
         monthly_cap_micros=monthly_cap_micros,
         expires_at=expires_at,
         mode=mode,
+        allows_directives=allows_directives,
     )
     return key, secret
 

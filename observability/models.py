@@ -29,6 +29,7 @@ class RequestLog(models.Model):
     overhead_ms = models.FloatField(default=0)
     is_stream = models.BooleanField(default=False)
     finish_reason = models.CharField(max_length=32, blank=True, default="")
+    directives = models.JSONField(default=dict, blank=True)  # the X-TokenHub-* / @tokenhub directives it carried
     created_at = models.DateTimeField(db_index=True)
 
     class Meta:

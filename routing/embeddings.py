@@ -19,7 +19,7 @@ from providers.registry import get_adapter
 
 from . import upstream
 from .errors import InvalidRequest, NoAvailableChannel, TokenHubError
-from .journey import Call, candidates_for, check_rate, generate, parse_body, record, resolve_model, send
+from .journey import Call, candidates_for, check_rate, generate, parse_body, record, resolve_model, send, steer
 from .metering import Meter
 from .replies import Reply, StreamReply
 from channels.table import Route, table_aget
@@ -40,6 +40,7 @@ async def embeddings(call: Call, body: bytes) -> Reply:
         )
     if request.get("encoding_format") not in _ENCODINGS:
         raise InvalidRequest("'encoding_format' must be 'float' or 'base64'.", param="encoding_format", code="invalid_value")
+    steer(call, None)
     table = await table_aget()
     info = resolve_model(call, table, request["model"])
     await check_rate(call)
@@ -75,6 +76,7 @@ async def completions(call: Call, body: bytes) -> Reply | StreamReply:
         raise InvalidRequest("'max_tokens' must be a positive integer.", param="max_tokens", code="invalid_value")
     if not isinstance(request.get("stream", False), bool):
         raise InvalidRequest("'stream' must be a boolean.", param="stream", code="invalid_value")
+    steer(call, None)
     table = await table_aget()
     info = resolve_model(call, table, request["model"])
     await check_rate(call)

@@ -27,6 +27,7 @@ from providers.openai import parse_usage
 from providers.translate import anthropic as translate
 from providers.translate.common import text_of
 
+from .directives import anthropic_system_strip
 from .errors import InvalidRequest
 from .journey import Call, chat, estimate_usage, parse_body, resolve_model
 from .replies import Reply, StreamReply
@@ -41,6 +42,7 @@ async def messages(call: Call, body: bytes) -> Reply | StreamReply:
     native = parse_body(body)
     _validate(native, needs_max_tokens=True)
     request = _to_openai(native)
+    anthropic_system_strip(native)  # the translated request keeps the line for the journey
     request[NATIVE_ANTHROPIC] = {"body": native, "beta": call.request_headers.get("anthropic-beta", "")}
     result = await chat(call, request)
     is_native = call.route is not None and call.route.provider_type == "anthropic"

@@ -40,6 +40,8 @@ from .errors import (
     UpstreamError,
 )
 from channels.health import attempt_observe
+from .directives import NONE as NO_DIRECTIVES
+from .directives import Directives, directives_take
 from .metering import Meter
 from .replies import Reply, StreamReply
 from channels.selection import describe_skipped, plan_for
@@ -88,6 +90,7 @@ class Call:
         self.rate_headers: dict[str, str] = {}
         self.body_size = 0  # bytes of the request body
         self.prompt_tokens: int | None = None  # the relay's own count, once the meter made it
+        self.directives: Directives = NO_DIRECTIVES  # how the caller steers this request (routing.directives)
 
     def measure_overhead(self) -> float:
         self.overhead_ms = (time.perf_counter() - self.started - self.upstream_s) * 1000.0
@@ -113,6 +116,11 @@ class Call:
 
 
 # --- admission -----------------------------------------------------------------------------
+
+
+def steer(call: Call, request: dict | None) -> None:
+    """Take the caller's directives (headers, or an @tokenhub line removed from `request`)."""
+    call.directives = directives_take(headers=call.request_headers, request=request, is_allowed=call.policy.allows_directives)
 
 
 def check_key(policy: KeyPolicy | None, client_ip: str | None) -> KeyPolicy:
@@ -199,7 +207,7 @@ async def candidates_for(call: Call, table, info: ModelInfo) -> list[Route]:
     routes = table.routes.get(info.public_id, ())
     group = call.policy.tenant_group
     try:
-        call.mode = await mode_for(header=call.request_headers.get("x-tokenhub-mode"), key_mode=call.policy.mode, group=group)
+        call.mode = await mode_for(header=call.directives.mode, key_mode=call.policy.mode, group=group)
     except UnknownMode as error:
         raise InvalidRequest(str(error), param="X-TokenHub-Mode", code="invalid_mode") from None
     call.plan = await plan_for(routes, group=group, model=info.public_id, mode=call.mode)
@@ -209,6 +217,24 @@ async def candidates_for(call: Call, table, info: ModelInfo) -> list[Route]:
         if not routes:
             raise NoAvailableChannel(f"No channel serves the model '{info.public_id}'.")
         raise NoAvailableChannel(f"No available channel for model '{info.public_id}': {describe_skipped(skipped)}.")
+    return _steered(call, ordered, info)
+
+
+def _steered(call: Call, ordered: list[Route], info: ModelInfo) -> list[Route]:
+    """The plan's order with the caller's brand directives applied (routing.directives)."""
+    directives = call.directives
+    if directives.exclude_brands:
+        kept = [r for r in ordered if r.brand.lower() not in directives.exclude_brands]
+        if not kept:
+            raise NoAvailableChannel(
+                f"No available channel for model '{info.public_id}': every route is of an excluded brand "
+                f"({', '.join(directives.exclude_brands)})."
+            )
+        ordered = kept
+    if directives.prefer_brands:
+        rank = {brand: n for n, brand in enumerate(directives.prefer_brands)}
+        # stable: preferred brands first (in the order given), each keeping the mode's order
+        ordered = sorted(ordered, key=lambda r: rank.get(r.brand.lower(), len(rank)))
     return ordered
 
 
@@ -264,6 +290,9 @@ async def _try_routes(call: Call, routes: list[Route], meter: Meter, operation):
         timeouts = route.timeouts
         if timeouts.first_byte_s > remaining_s:
             timeouts = Timeouts(min(timeouts.connect_s, remaining_s), remaining_s, timeouts.idle_s)
+        if call.directives.latency_budget_ms is not None:
+            budget_s = call.directives.latency_budget_ms / 1000
+            timeouts = Timeouts(min(timeouts.connect_s, budget_s), min(timeouts.first_byte_s, budget_s), timeouts.idle_s)
         began = time.perf_counter()
         try:
             outcome = await operation(adapter, target, timeouts)
@@ -317,6 +346,7 @@ async def chat_completions(call: Call, body: bytes) -> Reply | StreamReply:
 async def chat(call: Call, request: dict) -> Reply | StreamReply:
     """An OpenAI chat request (already parsed; other protocols translate into this)."""
     validate_chat(request)
+    steer(call, request)
     table = await table_aget()
     info = resolve_model(call, table, request["model"])
     await check_rate(call)
@@ -482,6 +512,7 @@ def record(
             "overhead_ms": round(call.overhead_ms, 3),
             "is_stream": call.is_stream,
             "finish_reason": finish_reason or "",
+            "directives": call.directives.given,
             "created_at": call.created_at,
         }
     )

@@ -109,6 +109,14 @@ class Meter:
         worst = Usage(prompt_tokens=self._prompt_tokens, completion_tokens=self._max_output_tokens)
         floor_usage = Usage(prompt_tokens=self._prompt_tokens)
         amount, cap_amount, kind, currency = self._quote(route, worst)
+        ceiling = self.call.directives.max_cost_micros
+        if ceiling is not None and cap_amount > ceiling:
+            reason = (
+                f"On this route the request could cost up to ${cap_amount / 1_000_000:.6f}, more than its "
+                f"max_cost directive of ${ceiling / 1_000_000:.6f}; lower max_tokens or raise max_cost."
+            )
+            self._refusals.append(reason)
+            return reason
         floor, _, _, _ = self._quote(route, floor_usage)
         await self.release()
         policy = self.call.policy

@@ -22,8 +22,9 @@ class Command(JsonCommand):
         parser.add_argument("--monthly-cap", help="USD per month")
         parser.add_argument("--expires", help="ISO 8601 date or time (UTC unless given)")
         parser.add_argument("--mode", default="", help="routing mode for this key (cheap, normal, thompson, ...)")
+        parser.add_argument("--no-directives", action="store_true", help="refuse X-TokenHub-* headers and @tokenhub lines")
 
-    def run(self, *, tenant, name, models, ips, rpm, tpm, daily_cap, monthly_cap, expires, mode, **_):
+    def run(self, *, tenant, name, models, ips, rpm, tpm, daily_cap, monthly_cap, expires, mode, no_directives=False, **_):
         owner = tenant_get(ref=tenant)
         allowed = csv_list(models)
         unknown = sorted(set(allowed) - model_ids_existing(ids=allowed))
@@ -50,6 +51,7 @@ class Command(JsonCommand):
             monthly_cap_micros=parse_micros(monthly_cap, what="monthly cap") if monthly_cap is not None else None,
             expires_at=expires_at,
             mode=mode,
+            allows_directives=not no_directives,
         )
         result = {
             "id": key.pk,
@@ -65,5 +67,6 @@ class Command(JsonCommand):
             "monthly_cap_micros": key.monthly_cap_micros,
             "expires_at": key.expires_at.isoformat() if key.expires_at else None,
             "mode": key.mode,
+            "allows_directives": key.allows_directives,
         }
         return result, f"created key {key.pk} for {owner.name}: {secret}\n(shown this once; it is not stored)"
