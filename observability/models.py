@@ -30,6 +30,7 @@ class RequestLog(models.Model):
     is_stream = models.BooleanField(default=False)
     finish_reason = models.CharField(max_length=32, blank=True, default="")
     directives = models.JSONField(default=dict, blank=True)  # the X-TokenHub-* / @tokenhub directives it carried
+    parent_request_id = models.CharField(max_length=64, blank=True, default="", db_index=True)  # an orchestration step's run
     created_at = models.DateTimeField(db_index=True)
 
     class Meta:

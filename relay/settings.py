@@ -159,6 +159,8 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 IDEMPOTENCY_TTL_S = env.int("IDEMPOTENCY_TTL_S", default=86400)  # an Idempotency-Key's answer is replayed this long
 IDEMPOTENCY_WAIT_S = env.float("IDEMPOTENCY_WAIT_S", default=30.0)  # a duplicate waits this long for the first, then 409
 IDEMPOTENCY_MAX_BYTES = env.int("IDEMPOTENCY_MAX_BYTES", default=8 * 1024 * 1024)  # larger answers are not kept
+ORCHESTRATION_DEADLINE_S = env.float("ORCHESTRATION_DEADLINE_S", default=300.0)  # a tokenhub/* run ends by then
+ORCHESTRATION_STEP_MAX_TOKENS = env.int("ORCHESTRATION_STEP_MAX_TOKENS", default=1024)  # each step's output limit unless max_tokens
 RESPONSES_STORE_TTL_S = env.int("RESPONSES_STORE_TTL_S", default=30 * 86400)  # previous_response_id reaches back this far
 CORS_ALLOW_ORIGINS = env.list("CORS_ALLOW_ORIGINS", default=["*"])  # /v1 only; keys are bearer tokens, no cookies
 CORS_EXPOSE_HEADERS = [

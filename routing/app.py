@@ -30,10 +30,10 @@ from common.db import run_db
 
 from common import background
 
-from . import embeddings, idempotency, inbound_anthropic, model_list, responses, upstream
+from . import embeddings, idempotency, inbound_anthropic, model_list, orchestration, responses, upstream
 from . import dashboard
 from .errors import RequestTooLarge, TokenHubError
-from .journey import Call, chat_completions, check_key, record
+from .journey import Call, check_key, record
 from .metering import Meter
 from .replies import Reply, StreamReply
 from channels.table import table_aget
@@ -190,7 +190,7 @@ async def readyz(_request: Request) -> Response:
 
 
 ROUTES = [
-    Route("/v1/chat/completions", endpoint_for(chat_completions, endpoint="chat.completions"), methods=["POST"]),
+    Route("/v1/chat/completions", endpoint_for(orchestration.chat_completions, endpoint="chat.completions"), methods=["POST"]),
     Route("/v1/models", model_endpoint(model_list.list_models, endpoint="models"), methods=["GET"]),
     Route("/v1/models/{model_id:path}", model_endpoint(model_list.retrieve_model, endpoint="models.retrieve"), methods=["GET"]),
     Route("/v1/responses", endpoint_for(responses.responses, endpoint="responses"), methods=["POST"]),

@@ -91,6 +91,7 @@ class Call:
         self.body_size = 0  # bytes of the request body
         self.prompt_tokens: int | None = None  # the relay's own count, once the meter made it
         self.directives: Directives = NO_DIRECTIVES  # how the caller steers this request (routing.directives)
+        self.parent_request_id: str | None = None  # set on an orchestration step: the run it belongs to
 
     def measure_overhead(self) -> float:
         self.overhead_ms = (time.perf_counter() - self.started - self.upstream_s) * 1000.0
@@ -339,14 +340,11 @@ def _attempt(route: Route, began: float, outcome: str, status: int | None) -> di
 # --- the endpoint ------------------------------------------------------------------------------
 
 
-async def chat_completions(call: Call, body: bytes) -> Reply | StreamReply:
-    return await chat(call, parse_body(body))
-
-
 async def chat(call: Call, request: dict) -> Reply | StreamReply:
     """An OpenAI chat request (already parsed; other protocols translate into this)."""
     validate_chat(request)
-    steer(call, request)
+    if call.parent_request_id is None:  # an orchestration step inherits its run's directives
+        steer(call, request)
     table = await table_aget()
     info = resolve_model(call, table, request["model"])
     await check_rate(call)
@@ -513,6 +511,7 @@ def record(
             "is_stream": call.is_stream,
             "finish_reason": finish_reason or "",
             "directives": call.directives.given,
+            "parent_request_id": call.parent_request_id or "",
             "created_at": call.created_at,
         }
     )
