@@ -22,4 +22,5 @@ class Command(JsonCommand):
             group = group_set(name=name, ratio=ratio, mode=mode)
         except ArithmeticError:
             raise ValueError(f"ratio {ratio!r} is not a number") from None
+        group.refresh_from_db()
         return {"id": group.pk, "name": group.name, "ratio": str(group.ratio), "mode": group.mode}, f"group {group.name}: ratio {group.ratio}"
