@@ -130,8 +130,9 @@ def test_delete_channel_refuses_one_with_history():
 
 
 def test_set_channel_credential_from_stdin_or_a_file_never_argv(tmp_path):
-    from vault.services import secret_unseal
+    from vault.services import secret_unseal, vault_forget
 
+    vault_forget()  # a key cached by an earlier test belongs to a database since flushed
     channel = _sim_channel()
     done = manage("set_channel_credential", "sim-1", "--json", stdin="sk-from-stdin\n")
     assert done.returncode == 0, done.stderr
