@@ -68,3 +68,18 @@ def test_session_member_cannot_reach_operator_routes(alice):
 def test_token_needs_no_csrf(operator, alice):
     response = operator.post(f"/tenants/{alice.tenant.pk}/keys", json={"name": "ops key"})
     assert response.status_code == 201, response.text
+
+
+def test_read_only_token_is_refused_on_every_write_route(reader, operator, alice, charlie):
+    """Built from the schema: every non-GET operation, with a valid body, is a 403 and changes nothing."""
+    from tests.api_mgmt.test_isolation import SCHEMA, _body, _fill, _snapshot
+    from tests.conftest import make_channel
+
+    channel = make_channel("ro", "sim://", provider_type="simulated")
+    ids = {"tenant_id": alice.tenant.pk, "key_id": alice.key_id, "member_id": charlie.member_id, "channel_id": channel.pk, "name": "default"}
+    before = (_snapshot(alice.tenant.pk), Tenant.objects.count(), list(type(channel).objects.values_list("id", "status", "weight")))
+    writes = [(m.upper(), p, op) for p, ops in SCHEMA["paths"].items() for m, op in ops.items() if m != "get"]
+    assert len(writes) >= 15
+    for method, path, operation in writes:
+        assert_error(reader.request(method, _fill(path, ids), json=_body(operation)), 403, "forbidden")
+    assert before == (_snapshot(alice.tenant.pk), Tenant.objects.count(), list(type(channel).objects.values_list("id", "status", "weight")))
