@@ -21,6 +21,7 @@ from ninja.security import HttpBearer, SessionAuth
 from .models import OperatorToken, Tenant
 from .roles import role_allows
 from .selectors import memberships_of, operator_token_find
+from .services import operator_token_touch
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_ID = 2**63 - 1  # path ids above BIGINT are a 422, not a database error
@@ -65,6 +66,7 @@ class OperatorBearer(HttpBearer):
             return None  # the next method (a session) may still let the caller in
         if found.is_read_only and request.method not in SAFE_METHODS:
             raise HttpError(403, "this operator token is read-only")
+        operator_token_touch(token=found)
         return Principal(operator=found)
 
 

@@ -178,3 +178,10 @@ def operator_token_revoke(*, token: OperatorToken) -> OperatorToken:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
     return token
+
+
+def operator_token_touch(*, token: OperatorToken) -> None:
+    """Note the token's use, at most once a minute (the admin shows it; stale tokens get revoked)."""
+    now = timezone.now()
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+        OperatorToken.objects.filter(pk=token.pk).update(last_used_at=now)

@@ -27,6 +27,7 @@ def test_operator_token_is_stored_hashed_and_works(operator, alice):
     assert secret not in (token.token_hash, token.prefix) and len(token.token_hash) == 64
     names = [t["name"] for t in operator.get("/tenants").json()]
     assert {"alice", "bob"} <= set(names)
+    assert OperatorToken.objects.get(pk=operator.token_id).last_used_at is not None
 
 
 def test_read_only_token_reads_but_cannot_write(reader, alice):
