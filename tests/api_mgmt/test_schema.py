@@ -22,7 +22,7 @@ def test_every_endpoint_matches_its_schema(relay_server, cast, operator):
 
     for operation in operations:
 
-        @settings(max_examples=12, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=8, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy())
         def call(case):
             response = case.call(base_url=relay_server.url, headers=headers)
