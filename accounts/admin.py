@@ -1,7 +1,9 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 
-from .models import ApiKey, Membership, Tenant
-from .services import api_key_revoke, tenant_set_status
+from . import keycache
+from .models import ApiKey, Membership, OperatorToken, Tenant
+from .services import api_key_create, api_key_revoke, operator_token_revoke, tenant_set_status
 
 
 @admin.register(Tenant)
@@ -22,24 +24,50 @@ class TenantAdmin(admin.ModelAdmin):
             tenant_set_status(tenant=tenant, status=Tenant.Status.ACTIVE)
 
 
+class ApiKeyAddForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ("tenant", "name", "allowed_models", "allowed_ips", "rpm", "tpm", "daily_cap_micros", "monthly_cap_micros", "expires_at", "mode")
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    """Keys are made by their owners (or `create_api_key`); the secret is never stored."""
+    """Keys are made here, by their owners or by `create_api_key`, always through
+    accounts.services.api_key_create; the secret is shown once (a message) and never stored."""
 
     list_display = ("prefix", "name", "tenant", "status", "rpm", "tpm", "daily_cap_micros", "monthly_cap_micros", "expires_at", "last_used_at")
     list_filter = ("status",)
     search_fields = ("prefix", "name", "tenant__name")
-    readonly_fields = ("key_hash", "prefix", "tenant", "created_at", "last_used_at")
+    readonly_fields = ("key_hash", "prefix", "tenant", "created_by", "created_at", "last_used_at")
     actions = ("revoke",)
 
-    def has_add_permission(self, request):
-        return False
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = ApiKeyAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj is not None else ()
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ApiKeyAddForm.Meta.fields
+        return super().get_fields(request, obj)
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        from . import keycache
-
-        keycache.invalidate(key_hash=obj.key_hash)
+        if change:
+            super().save_model(request, obj, form, change)
+            keycache.invalidate(key_hash=obj.key_hash)
+            return
+        data = form.cleaned_data
+        key, secret = api_key_create(
+            tenant=data["tenant"], name=data["name"], allowed_models=data["allowed_models"] or [], allowed_ips=data["allowed_ips"] or [],
+            rpm=data["rpm"], tpm=data["tpm"], daily_cap_micros=data["daily_cap_micros"], monthly_cap_micros=data["monthly_cap_micros"],
+            expires_at=data["expires_at"], mode=data["mode"], created_by=request.user,
+        )
+        obj.pk, obj.key_hash, obj.prefix, obj.created_at = key.pk, key.key_hash, key.prefix, key.created_at
+        obj._state.adding, obj._state.db = False, key._state.db
+        self.message_user(request, f"The new key is {secret} — copy it now: it is shown only this once.", messages.WARNING)
 
     @admin.action(description="Revoke (takes effect at once)")
     def revoke(self, request, queryset):
@@ -51,3 +79,24 @@ class ApiKeyAdmin(admin.ModelAdmin):
 class MembershipAdmin(admin.ModelAdmin):
     list_display = ("user", "tenant", "role", "created_at")
     list_filter = ("role",)
+
+
+@admin.register(OperatorToken)
+class OperatorTokenAdmin(admin.ModelAdmin):
+    """Tokens are made by `create_operator_token` (the secret is printed once); here they are
+    listed and revoked."""
+
+    list_display = ("prefix", "name", "is_read_only", "created_at", "revoked_at")
+    list_filter = ("is_read_only",)
+    search_fields = ("name", "prefix")
+    readonly_fields = ("name", "prefix", "is_read_only", "created_at", "revoked_at", "last_used_at")
+    exclude = ("token_hash",)
+    actions = ("revoke",)
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Revoke (refused at once)")
+    def revoke(self, request, queryset):
+        for token in queryset:
+            operator_token_revoke(token=token)

@@ -26,6 +26,7 @@ class Tenant(models.Model):
 class Membership(models.Model):
     class Role(models.TextChoices):
         OWNER = "owner"
+        ADMIN = "admin"
         MEMBER = "member"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
@@ -60,8 +61,13 @@ class ApiKey(models.Model):
     allows_directives = models.BooleanField(default=True)  # X-TokenHub-* headers and @tokenhub lines
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # who made it, when a portal member did: a member manages only the keys they made
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="api_keys_created"
+    )
 
     class Meta:
+        verbose_name = "API key"
         constraints = [
             models.CheckConstraint(
                 condition=Q(daily_cap_micros__isnull=True) | Q(daily_cap_micros__gte=0), name="apikey_daily_cap_nonneg"
@@ -74,3 +80,22 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.name or 'unnamed'})"
+
+
+class OperatorToken(models.Model):
+    """A bearer token for the management API. Only its SHA-256 is kept; `prefix` is for display.
+    A read-only token may call every GET and nothing else."""
+
+    name = models.CharField(max_length=100)
+    token_hash = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=16)
+    is_read_only = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=~Q(name=""), name="operatortoken_name_nonempty")]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name})"

@@ -3,7 +3,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 
-from .models import ApiKey, Tenant
+from .models import ApiKey, Membership, OperatorToken, Tenant
 from .policy import KeyPolicy
 
 
@@ -50,3 +50,32 @@ def key_policy_from(key: ApiKey) -> KeyPolicy:
         mode=key.mode,
         allows_directives=key.allows_directives,
     )
+
+
+def operator_token_find(*, secret: str) -> OperatorToken | None:
+    """The live token with this secret, or None (unknown or revoked)."""
+    return OperatorToken.objects.filter(token_hash=key_hash(secret), revoked_at__isnull=True).first()
+
+
+def operator_token_get(*, ref: str | int) -> OperatorToken:
+    """A token by id, or by name when exactly one token has it. Raises OperatorToken.DoesNotExist."""
+    ref = str(ref)
+    if ref.isdigit():
+        token = OperatorToken.objects.filter(pk=int(ref)).first()
+    else:
+        found = list(OperatorToken.objects.filter(name=ref)[:2])
+        if len(found) > 1:
+            raise ValueError(f"several tokens are named {ref!r}; give the id")
+        token = found[0] if found else None
+    if token is None:
+        raise OperatorToken.DoesNotExist(f"no operator token named or numbered {ref!r}")
+    return token
+
+
+def memberships_of(*, user) -> dict[int, str]:
+    """tenant id -> role, for every tenant the user belongs to."""
+    return dict(Membership.objects.filter(user=user).values_list("tenant_id", "role"))
+
+
+def api_key_get(*, key_id: int) -> ApiKey:
+    return ApiKey.objects.select_related("tenant").get(pk=key_id)

@@ -107,6 +107,7 @@ class LedgerEntry(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
+        verbose_name_plural = "ledger entries"
         constraints = [
             models.CheckConstraint(condition=~Q(amount_micros=0), name="ledger_nonzero"),
             models.CheckConstraint(condition=Q(balance_after_micros__gte=0), name="ledger_after_nonneg"),
@@ -166,6 +167,7 @@ class KeySpend(models.Model):
     held_micros = models.BigIntegerField(default=0)
 
     class Meta:
+        verbose_name_plural = "key spend"
         constraints = [
             models.UniqueConstraint(fields=["key_id", "period", "starts_on"], name="keyspend_once"),
             models.CheckConstraint(condition=Q(spent_micros__gte=0, held_micros__gte=0), name="keyspend_nonneg"),

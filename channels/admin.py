@@ -28,7 +28,10 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from .health import board, channel_operator_set, channel_probe
+from observability.selectors import channel_has_history, channels_with_history
+
 from .models import Channel, ChannelBalanceSnapshot, ChannelHealth, ChannelModel, Model, ThompsonArm
+from .services import channel_credential_set, channel_delete
 from .strategies import MODES
 
 _records_cache: tuple[float, dict] = (0.0, {})
@@ -84,6 +87,21 @@ class ChannelHealthInline(admin.StackedInline):
                        "is_balance_low")
 
 
+class ChannelForm(forms.ModelForm):
+    """The upstream credential is write-only: typed here, sealed by the vault, never shown back."""
+
+    new_api_key = forms.CharField(
+        label="New upstream API key", required=False, strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only: leave empty to keep the current credential. It is never displayed.",
+    )
+    clear_api_key = forms.BooleanField(label="Remove the credential", required=False)
+
+    class Meta:
+        model = Channel
+        exclude = ("credential",)
+
+
 class DisableForm(forms.Form):
     reason = forms.CharField(max_length=250, help_text="Shown to operators beside the channel and in every skipped request's log.")
 
@@ -94,11 +112,50 @@ class ChannelAdmin(admin.ModelAdmin):
     list_filter = ("status", "provider_type", "brand", "billing")
     search_fields = ("name", "brand", "base_url")
     ordering = ("-priority", "name")
-    exclude = ("credential",)  # a vault token: set through add_channel, never shown
+    form = ChannelForm
+    exclude = ("credential",)  # a vault token: set through the write-only field below, never shown
     readonly_fields = ("status", "status_reason", "status_changed_at", "created_at", "updated_at")
     inlines = (ChannelModelInline, ChannelHealthInline)
-    actions = ("enable_channels", "disable_channels", "test_channels")
+    actions = ("enable_channels", "disable_channels", "test_channels", "delete_unused_channels")
     change_list_template = "admin/channels/channel/change_list.html"
+
+    @admin.display(description="credential")
+    def credential_state(self, channel):
+        return "set (hidden)" if channel.credential else "none"
+
+    def get_readonly_fields(self, request, obj=None):
+        return (*super().get_readonly_fields(request, obj), "credential_state")
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if form.cleaned_data.get("new_api_key"):
+            channel_credential_set(channel=obj, api_key=form.cleaned_data["new_api_key"])
+            self.message_user(request, f"The credential of {obj.name} was replaced.", messages.SUCCESS)
+        elif form.cleaned_data.get("clear_api_key"):
+            channel_credential_set(channel=obj, api_key="")
+
+    def has_delete_permission(self, request, obj=None):
+        # a channel that served requests is kept: its logs point at it (disable it instead)
+        if obj is not None and channel_has_history(channel_id=obj.pk):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # would delete channels with history too
+        return actions
+
+    @admin.action(description="Delete selected channels that never served a request", permissions=["delete"])
+    def delete_unused_channels(self, request, queryset):
+        with_history = channels_with_history(channel_ids=[c.pk for c in queryset])
+        kept = [c.name for c in queryset if c.pk in with_history]
+        unused = [c for c in queryset if c.pk not in with_history]
+        if unused:
+            self.log_deletions(request, unused)
+        for channel in unused:
+            channel_delete(channel=channel)  # checks the history again, inside its transaction
+        if kept:
+            self.message_user(request, f"Kept (they have request history; disable them instead): {', '.join(kept)}.", messages.WARNING)
 
     def get_queryset(self, request):
         newest = ChannelBalanceSnapshot.objects.filter(channel=OuterRef("pk")).order_by("-created_at")

@@ -100,7 +100,7 @@ class DisableKind(models.TextChoices):
 class ChannelHealth(models.Model):
     """What the background jobs know about a channel: whether TokenHub disabled it and why
     (the reason and time are on the channel itself), its last probe, its balance warning.
-    Made on first need; live cooldowns are not here (see routing.health)."""
+    Made on first need; live cooldowns are not here (see channels.health)."""
 
     channel = models.OneToOneField(Channel, on_delete=models.CASCADE, related_name="health")
     auto_disabled_kind = models.CharField(max_length=16, choices=DisableKind.choices, blank=True, default="")
@@ -130,7 +130,7 @@ class ChannelBalanceSnapshot(models.Model):
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="balance_snapshots")
     amount_micros = models.BigIntegerField()  # may be negative: some upstreams let accounts overdraw
     currency = models.CharField(max_length=3)
-    source = models.CharField(max_length=32)  # which balance endpoint answered (routing.tasks.BALANCE_READERS)
+    source = models.CharField(max_length=32)  # which balance endpoint answered (channels.tasks.BALANCE_READERS)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

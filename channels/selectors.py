@@ -11,3 +11,30 @@ def model_ids_existing(*, ids: list[str]) -> set[str]:
         for model in Model.objects.exclude(aliases=[]).only("aliases"):
             found |= missing & set(model.aliases or ())
     return found
+
+
+def channel_get(*, ref: str | int):
+    """A channel by its unique name, or by its id. Raises Channel.DoesNotExist."""
+    from .models import Channel
+
+    ref = str(ref)
+    channel = Channel.objects.filter(name=ref).first()
+    if channel is None and ref.isdigit():
+        channel = Channel.objects.filter(pk=int(ref)).first()
+    if channel is None:
+        raise Channel.DoesNotExist(f"no channel named or numbered {ref!r}")
+    return channel
+
+
+def channel_describe(channel) -> dict:
+    """A channel as commands and the API show it: never its credential, only whether it has one."""
+    return {
+        "id": channel.pk, "name": channel.name, "provider_type": channel.provider_type, "brand": channel.brand,
+        "base_url": channel.base_url, "groups": list(channel.groups), "billing": channel.billing, "priority": channel.priority,
+        "weight": channel.weight, "cost_ratio": str(channel.cost_ratio), "discount_ratio": str(channel.discount_ratio),
+        "status": channel.status, "status_reason": channel.status_reason, "has_credential": bool(channel.credential),
+        "models": [
+            {"model": cm.model.public_id, "upstream_name": cm.upstream_name, "is_enabled": cm.is_enabled}
+            for cm in channel.channel_models.select_related("model").order_by("model__public_id")
+        ],
+    }

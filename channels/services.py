@@ -136,3 +136,79 @@ def channel_set_status(*, channel: Channel, is_enabled: bool, reason: str = "") 
     channel.status_changed_at = timezone.now()
     channel.save(update_fields=["status", "status_reason", "status_changed_at", "updated_at"])
     return channel
+
+
+class ChannelHasHistory(ValueError):
+    """A channel that served requests is kept (its logs point at it): disable it instead."""
+
+
+CHANNEL_FIELDS = frozenset({"name", "base_url", "brand", "groups", "billing", "priority", "weight", "cost_ratio", "discount_ratio"})
+
+
+@transaction.atomic
+def channel_update(*, channel: Channel, models: list[tuple[str, str]] | None = None, **fields) -> Channel:
+    """Change a channel's settings (any of CHANNEL_FIELDS) and, when given, the models it serves."""
+    unknown = set(fields) - CHANNEL_FIELDS
+    if unknown:
+        raise ValueError(f"cannot change {', '.join(sorted(unknown))}")
+    fields = {k: v for k, v in fields.items() if v is not None}
+    if "name" in fields:
+        fields["name"] = fields["name"].strip()
+        if not fields["name"]:
+            raise ValueError("channel name must not be empty")
+        if Channel.objects.filter(name=fields["name"]).exclude(pk=channel.pk).exists():
+            raise ValueError(f"a channel named {fields['name']!r} exists already")
+    if "billing" in fields and fields["billing"] not in BillingClass.values:
+        raise ValueError(f"billing must be one of {', '.join(BillingClass.values)}")
+    if "weight" in fields and fields["weight"] < 1:
+        raise ValueError("weight must be at least 1")
+    if "groups" in fields:
+        if not fields["groups"] or any(not g or not g.replace("-", "").replace("_", "").isalnum() for g in fields["groups"]):
+            raise ValueError("groups must be a non-empty list of letters, digits, - or _")
+    if "base_url" in fields:
+        fields["base_url"] = fields["base_url"].rstrip("/")
+        if channel.provider_type != ProviderType.SIMULATED:
+            problem = base_url_problem(fields["base_url"])
+            if problem:
+                raise ValueError(problem)
+    for what in ("cost_ratio", "discount_ratio"):
+        if what in fields:
+            fields[what] = _ratio(fields[what], what.replace("_", " "))
+    for name, value in fields.items():
+        setattr(channel, name, value)
+    channel.save()
+    if models is not None:
+        pairs = parse_model_specs([f"{p}={u}" for p, u in models]) if models else parse_model_specs([])
+        channel.channel_models.exclude(model__public_id__in=[p for p, _ in pairs]).delete()
+        for public_id, upstream_name in pairs:
+            ChannelModel.objects.update_or_create(
+                channel=channel, model=model_ensure(public_id=public_id), defaults={"upstream_name": upstream_name}
+            )
+    return channel
+
+
+def channel_credential_set(*, channel: Channel, api_key: str) -> Channel:
+    """Replace the upstream credential (sealed by the vault; an empty one clears it)."""
+    api_key = api_key.strip()
+    if any(c.isspace() for c in api_key):
+        raise ValueError("the credential must be one line without spaces")
+    channel.credential = secret_seal(plaintext=api_key) if api_key else ""
+    channel.save(update_fields=["credential", "updated_at"])
+    return channel
+
+
+@transaction.atomic
+def channel_delete(*, channel: Channel, disable_instead: bool = False) -> bool:
+    """Delete a channel that never served a request. One that did is refused (ChannelHasHistory),
+    or with `disable_instead` disabled and kept. Returns whether it was deleted."""
+    from observability.selectors import channel_has_history
+
+    if channel_has_history(channel_id=channel.pk):
+        if not disable_instead:
+            raise ChannelHasHistory(f"channel {channel.name!r} has request history; disable it instead")
+        from .health import channel_operator_set
+
+        channel_operator_set(channel=channel, is_enabled=False, reason="disabled instead of deleted: it has request history")
+        return False
+    channel.delete()
+    return True

@@ -48,6 +48,8 @@ INSTALLED_APPS = [
     "routing",
     "observability",
     "vault",
+    # the management API's docs page serves Swagger UI from ninja's own static files (no CDN)
+    "ninja",
 ]
 
 # The /v1 API does not go through this stack: relay.asgi sends it to routing's lean app.
