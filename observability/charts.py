@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date, timedelta
 from html import escape
 
+from billing.money import format_micros
+
 PALETTE = ["#1f5fbf", "#c2410c", "#15803d", "#7e22ce", "#b91c1c", "#0e7490", "#a16207", "#4338ca"]
 WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM = 720, 240, 56, 28
 
@@ -30,7 +32,7 @@ def spend_chart_svg(rows: list[dict], *, first_day: date, days: int) -> dict:
         f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="chart-title" class="chart" '
         f'xmlns="http://www.w3.org/2000/svg"><title id="chart-title">Spend by day and model, {currency}</title>',
         f'<line x1="{PAD_LEFT}" y1="{8 + plot_h}" x2="{WIDTH - 8}" y2="{8 + plot_h}" stroke="#555"/>',
-        f'<text x="{PAD_LEFT - 6}" y="14" text-anchor="end" font-size="11">{top / 1_000_000:.2f}</text>',
+        f'<text x="{PAD_LEFT - 6}" y="14" text-anchor="end" font-size="11">{format_micros(top)}</text>',
         f'<text x="{PAD_LEFT - 6}" y="{8 + plot_h}" text-anchor="end" font-size="11">0</text>',
     ]
     for i in range(days):
@@ -42,7 +44,7 @@ def spend_chart_svg(rows: list[dict], *, first_day: date, days: int) -> dict:
             y -= h
             parts.append(
                 f'<rect x="{x + 2:.1f}" y="{y:.1f}" width="{bar_w - 4:.1f}" height="{h:.1f}" fill="{colours[model]}">'
-                f"<title>{day.isoformat()} {escape(model)}: {micros / 1_000_000:.6f} {currency}</title></rect>"
+                f"<title>{day.isoformat()} {escape(model)}: {format_micros(micros)} {currency}</title></rect>"
             )
         if i % 2 == 0:
             parts.append(
