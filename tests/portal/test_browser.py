@@ -24,7 +24,6 @@ PASSWORD = "a long and unusual passphrase 42"
 SHOTS = Path(django_settings.BASE_DIR) / "var" / "screenshots"
 DESKTOP, PHONE = {"width": 1280, "height": 900}, {"width": 390, "height": 844}
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (.ci/run installs it)")
 
 
 def off_loop(fn, *args, **kwargs):
@@ -53,6 +52,9 @@ def collected_static():
 @pytest.fixture
 def browser(collected_static):
     from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("the portal's browser tests need Debian's chromium: apt-get install chromium (.ci/run does)")
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
