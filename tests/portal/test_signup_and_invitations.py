@@ -7,7 +7,7 @@ import re
 import pytest
 from django.core import mail
 
-from tests.portal.conftest import PASSWORD
+from tests.conftest import PORTAL_PASSWORD as PASSWORD
 
 
 def _link(message, pattern: str) -> str:
