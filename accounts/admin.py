@@ -29,7 +29,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_display = ("prefix", "name", "tenant", "status", "rpm", "tpm", "daily_cap_micros", "monthly_cap_micros", "expires_at", "last_used_at")
     list_filter = ("status",)
     search_fields = ("prefix", "name", "tenant__name")
-    readonly_fields = ("key_hash", "prefix", "tenant", "created_at", "last_used_at")
+    readonly_fields = ("key_hash", "prefix", "tenant", "created_at", "last_used_at",
+                       "previous_key_hash", "previous_expires_at", "created_by")  # rotation: the portal's services
     actions = ("revoke",)
 
     def has_add_permission(self, request):
@@ -40,6 +41,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
         from . import keycache
 
         keycache.invalidate(key_hash=obj.key_hash)
+        if obj.previous_key_hash:
+            keycache.invalidate(key_hash=obj.previous_key_hash)
 
     @admin.action(description="Revoke (takes effect at once)")
     def revoke(self, request, queryset):

@@ -96,3 +96,10 @@ def test_the_401_points_to_the_portals_keys_page(relay, channel):
     client = openai.OpenAI(base_url=relay.url + "/v1", api_key="sk-unknown", max_retries=0)
     with pytest.raises(openai.AuthenticationError, match="TokenHub portal at /keys/"):
         client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_the_admin_shows_a_rotated_key_without_letting_its_hashes_be_edited(admin_client, alice):
+    key, _ = api_key_rotate(key_id=alice.key_id, overlap_s=600)
+    page = admin_client.get(f"/admin/accounts/apikey/{key.pk}/change/")
+    assert page.status_code == 200
+    assert 'name="previous_key_hash"' not in page.content.decode() and 'name="key_hash"' not in page.content.decode()
