@@ -38,7 +38,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_display = ("prefix", "name", "tenant", "status", "rpm", "tpm", "daily_cap_micros", "monthly_cap_micros", "expires_at", "last_used_at")
     list_filter = ("status",)
     search_fields = ("prefix", "name", "tenant__name")
-    readonly_fields = ("key_hash", "prefix", "tenant", "created_by", "created_at", "last_used_at")
+    readonly_fields = ("key_hash", "prefix", "tenant", "created_at", "last_used_at",
+                       "previous_key_hash", "previous_expires_at", "created_by")  # rotation: the portal's services
     actions = ("revoke",)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
@@ -58,6 +59,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             keycache.invalidate(key_hash=obj.key_hash)
+            if obj.previous_key_hash:
+                keycache.invalidate(key_hash=obj.previous_key_hash)
             return
         data = form.cleaned_data
         key, secret = api_key_create(

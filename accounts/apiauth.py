@@ -20,7 +20,7 @@ from ninja.security import HttpBearer, SessionAuth
 
 from .models import OperatorToken, Tenant
 from .roles import role_allows
-from .selectors import memberships_of, operator_token_find
+from .selectors import membership_roles_of, operator_token_find
 from .services import operator_token_touch
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -77,7 +77,7 @@ class MemberSession(SessionAuth):
         user = getattr(request, "user", None)
         if user is None or not user.is_authenticated:
             return None
-        return Principal(user=user, roles=memberships_of(user=user))
+        return Principal(user=user, roles=membership_roles_of(user=user))
 
 
 API_AUTH = [OperatorBearer(), MemberSession()]

@@ -48,6 +48,9 @@ class ApiKey(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100, blank=True, default="")
     key_hash = models.CharField(max_length=64, unique=True)
+    # A rotated key's old secret keeps working until previous_expires_at (the overlap window).
+    previous_key_hash = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    previous_expires_at = models.DateTimeField(null=True, blank=True)
     prefix = models.CharField(max_length=16)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     expires_at = models.DateTimeField(null=True, blank=True)
@@ -76,6 +79,11 @@ class ApiKey(models.Model):
                 condition=Q(monthly_cap_micros__isnull=True) | Q(monthly_cap_micros__gte=0),
                 name="apikey_monthly_cap_nonneg",
             ),
+            models.CheckConstraint(
+                condition=Q(previous_key_hash__isnull=True, previous_expires_at__isnull=True)
+                | Q(previous_key_hash__isnull=False, previous_expires_at__isnull=False),
+                name="apikey_previous_has_window",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -99,3 +107,19 @@ class OperatorToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.name})"
+class Invitation(models.Model):
+    """A teammate invited by email. Only the SHA-256 of the link's token is kept."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=16, choices=Membership.Role.choices, default=Membership.Role.MEMBER)
+    token_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=~Q(role="owner"), name="invitation_not_owner"),
+        ]

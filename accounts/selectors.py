@@ -3,6 +3,8 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 
+from django.db.models import Q
+
 from .models import ApiKey, Membership, OperatorToken, Tenant
 from .policy import KeyPolicy
 
@@ -23,14 +25,23 @@ def tenant_get(*, ref: str | int) -> Tenant:
 
 
 def key_policy_get(*, key_hash: str) -> KeyPolicy | None:
-    key = ApiKey.objects.select_related("tenant").filter(key_hash=key_hash).first()
+    """The policy of the key with this secret: its current one, or the one it had before a
+    rotation, which expires when the overlap window ends."""
+    key = (
+        ApiKey.objects.select_related("tenant")
+        .filter(Q(key_hash=key_hash) | Q(previous_key_hash=key_hash))
+        .first()
+    )
     if key is None:
         return None
-    return key_policy_from(key)
+    return key_policy_from(key, is_previous=key.key_hash != key_hash)
 
 
-def key_policy_from(key: ApiKey) -> KeyPolicy:
+def key_policy_from(key: ApiKey, *, is_previous: bool = False) -> KeyPolicy:
     tenant = key.tenant
+    expires_at = key.expires_at
+    if is_previous:
+        expires_at = key.previous_expires_at if expires_at is None else min(expires_at, key.previous_expires_at)
     return KeyPolicy(
         key_id=key.pk,
         key_prefix=key.prefix,
@@ -40,7 +51,7 @@ def key_policy_from(key: ApiKey) -> KeyPolicy:
         tenant_timezone=tenant.timezone,
         is_tenant_active=tenant.status == Tenant.Status.ACTIVE,
         is_revoked=key.status == ApiKey.Status.REVOKED,
-        expires_at=key.expires_at,
+        expires_at=expires_at,
         allowed_models=frozenset(key.allowed_models or ()),
         allowed_networks=tuple(ipaddress.ip_network(c, strict=False) for c in key.allowed_ips or ()),
         rpm=key.rpm,
@@ -72,10 +83,24 @@ def operator_token_get(*, ref: str | int) -> OperatorToken:
     return token
 
 
-def memberships_of(*, user) -> dict[int, str]:
+def membership_roles_of(*, user) -> dict[int, str]:
     """tenant id -> role, for every tenant the user belongs to."""
     return dict(Membership.objects.filter(user=user).values_list("tenant_id", "role"))
 
 
 def api_key_get(*, key_id: int) -> ApiKey:
     return ApiKey.objects.select_related("tenant").get(pk=key_id)
+def memberships_of(*, user) -> list[Membership]:
+    return list(Membership.objects.filter(user=user).select_related("tenant").order_by("tenant__name"))
+
+
+def api_keys_visible(*, tenant_id: int, user=None) -> list[ApiKey]:
+    """A tenant's keys, newest first; only those `user` made when one is given."""
+    keys = ApiKey.objects.filter(tenant_id=tenant_id).order_by("-created_at", "-id")
+    if user is not None:
+        keys = keys.filter(created_by=user)
+    return list(keys)
+
+
+def api_key_names(*, tenant_id: int) -> dict[int, str]:
+    return {pk: f"{name or 'unnamed'} ({prefix}…)" for pk, name, prefix in ApiKey.objects.filter(tenant_id=tenant_id).values_list("pk", "name", "prefix")}

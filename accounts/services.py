@@ -1,15 +1,19 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from django.db import transaction
+from billing.services import balance_credit
 
 from . import keycache
-from .models import ApiKey, Membership, OperatorToken, Tenant
+from .models import ApiKey, Invitation, Membership, OperatorToken, Tenant
 from .selectors import key_hash
 
 KEY_PREFIX = "sk-"
@@ -52,14 +56,7 @@ def api_key_create(
     created_by=None,
 ) -> tuple[ApiKey, str]:
     """Make a key; returns it and its secret, which is never stored and never shown again."""
-    for value, label in ((rpm, "rpm"), (tpm, "tpm"), (daily_cap_micros, "daily cap"), (monthly_cap_micros, "monthly cap")):
-        if value is not None and value < 0:
-            raise InvalidInput(f"{label} must not be negative")
-    for cidr in allowed_ips or ():
-        try:
-            ipaddress.ip_network(cidr, strict=False)
-        except ValueError:
-            raise InvalidInput(f"{cidr!r} is not an IP address or CIDR") from None
+    _check_limits(rpm=rpm, tpm=tpm, daily_cap_micros=daily_cap_micros, monthly_cap_micros=monthly_cap_micros, allowed_ips=allowed_ips)
     secret = KEY_PREFIX + secrets.token_urlsafe(36)
     key = ApiKey.objects.create(
         tenant=tenant,
@@ -81,17 +78,80 @@ def api_key_create(
 
 
 def api_key_revoke(*, key: ApiKey) -> ApiKey:
+    """Both the current secret and one still inside a rotation's window stop at once."""
     ApiKey.objects.filter(pk=key.pk).update(status=ApiKey.Status.REVOKED)
-    key.status = ApiKey.Status.REVOKED
-    keycache.invalidate(key_hash=key.key_hash)
+    key.refresh_from_db(fields=["status", "key_hash", "previous_key_hash"])
+    for hashed in (key.key_hash, key.previous_key_hash):
+        if hashed:
+            keycache.invalidate(key_hash=hashed)
     return key
 
 
+@transaction.atomic
+def api_key_rotate(*, key_id: int, overlap_s: int) -> tuple[ApiKey, str]:
+    """Give a key a new secret. The old one keeps working for `overlap_s` seconds (0: it stops
+    now), then stops; a secret from an earlier rotation stops at once. Limits, caps and spend
+    stay with the key."""
+    if overlap_s < 0 or overlap_s > settings.KEY_ROTATION_MAX_OVERLAP_S:
+        raise InvalidInput(f"the overlap must be between 0 and {settings.KEY_ROTATION_MAX_OVERLAP_S} seconds")
+    key = ApiKey.objects.select_for_update().get(pk=key_id)
+    if key.status != ApiKey.Status.ACTIVE:
+        raise InvalidInput("a revoked key cannot be rotated; create a new key instead")
+    stale = [key.key_hash, key.previous_key_hash]
+    secret = KEY_PREFIX + secrets.token_urlsafe(36)
+    if overlap_s:
+        key.previous_key_hash = key.key_hash
+        key.previous_expires_at = timezone.now() + timedelta(seconds=overlap_s)
+    else:
+        key.previous_key_hash = None
+        key.previous_expires_at = None
+    key.key_hash = key_hash(secret)
+    key.prefix = secret[:10]
+    key.save(update_fields=["previous_key_hash", "previous_expires_at", "key_hash", "prefix"])
+    transaction.on_commit(lambda: [keycache.invalidate(key_hash=h) for h in stale if h])
+    return key, secret
+
+
+def api_keys_touch(*, last_used_at_by_key: dict[int, datetime]) -> int:
+    """Record when keys were last used (called by the batched request-log flush, never per
+    request). Only moves forward."""
+    touched = 0
+    for key_id, used_at in last_used_at_by_key.items():
+        touched += ApiKey.objects.filter(pk=key_id).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lt=used_at)
+        ).update(last_used_at=used_at)
+    return touched
+
+
+def _check_limits(*, allowed_ips=None, **limits) -> None:
+    for label, value in limits.items():
+        if value is not None and value < 0:
+            raise InvalidInput(f"{label.replace('_micros', '').replace('_', ' ')} must not be negative")
+    for cidr in allowed_ips or ():
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise InvalidInput(f"{cidr!r} is not an IP address or CIDR") from None
+
+
+UPDATABLE = frozenset({"name", "allowed_models", "allowed_ips", "rpm", "tpm", "daily_cap_micros", "monthly_cap_micros", "expires_at", "mode"})
+
+
 def api_key_update(*, key: ApiKey, **fields) -> ApiKey:
+    """Change a key's name or limits (never its secret, tenant or status: rotate and revoke do)."""
+    unknown = set(fields) - UPDATABLE
+    if unknown:
+        raise InvalidInput(f"cannot change {', '.join(sorted(unknown))} of a key")
+    _check_limits(
+        allowed_ips=fields.get("allowed_ips"),
+        **{k: fields[k] for k in ("rpm", "tpm", "daily_cap_micros", "monthly_cap_micros") if k in fields},
+    )
     for name, value in fields.items():
         setattr(key, name, value)
     key.save(update_fields=list(fields))
-    keycache.invalidate(key_hash=key.key_hash)
+    for hashed in (key.key_hash, key.previous_key_hash):
+        if hashed:
+            keycache.invalidate(key_hash=hashed)
     return key
 
 
@@ -141,15 +201,73 @@ def membership_create(*, tenant: Tenant, user, role: str = Membership.Role.MEMBE
     return Membership.objects.create(tenant=tenant, user=user, role=_role(role))
 
 
-def _owners_left(membership: Membership) -> int:
-    return Membership.objects.filter(tenant_id=membership.tenant_id, role=Membership.Role.OWNER).exclude(pk=membership.pk).count()
+# --- the portal: sign-up and teams -----------------------------------------------------------
+
+
+def _free_tenant_name(base: str) -> str:
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "-", base).strip("-")[:80] or "team"
+    name, n = base, 1
+    while Tenant.objects.filter(name=name).exists():
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+@transaction.atomic
+def tenant_signup(*, user) -> Membership:
+    """A new portal user's own tenant, which they own; with SIGNUP_CREDIT_USD on its Credit
+    balance when that is set (once per user: the ledger key names the user)."""
+    tenant = tenant_create(name=_free_tenant_name(user.email.split("@")[0]))
+    membership = Membership.objects.create(user=user, tenant=tenant, role=Membership.Role.OWNER)
+    if settings.SIGNUP_CREDIT_USD and settings.SIGNUP_CREDIT_USD != "0":
+        balance_credit(
+            tenant_id=tenant.pk, kind="credit", amount=settings.SIGNUP_CREDIT_USD,
+            idempotency_key=f"signup:{user.pk}", note="sign-up credit",
+        )
+    return membership
+
+
+def invitation_create(*, tenant: Tenant, email: str, role: str, invited_by) -> tuple[Invitation, str]:
+    """An invitation and its token (for the emailed link; only its hash is kept)."""
+    email = email.strip().lower()
+    if role not in (Membership.Role.ADMIN, Membership.Role.MEMBER):
+        raise InvalidInput("an invitation makes an admin or a member; ownership is not handed out by email")
+    if Membership.objects.filter(tenant=tenant, user__email__iexact=email).exists():
+        raise InvalidInput(f"{email} is in this team already")
+    token = secrets.token_urlsafe(32)
+    invitation = Invitation.objects.create(
+        tenant=tenant, email=email, role=role, token_hash=key_hash(token), invited_by=invited_by,
+        expires_at=timezone.now() + timedelta(seconds=settings.INVITATION_TTL_S),
+    )
+    return invitation, token
+
+
+@transaction.atomic
+def invitation_accept(*, token: str, user) -> Membership:
+    """Join the team the link invites to. The link works once, before it expires, and only for
+    the address it was sent to."""
+    invitation = Invitation.objects.select_for_update().filter(token_hash=key_hash(token)).first()
+    if invitation is None or invitation.accepted_at is not None or invitation.expires_at <= timezone.now():
+        raise InvalidInput("this invitation is not valid any more; ask the team for a new one")
+    if invitation.email.lower() != (user.email or "").lower():
+        raise InvalidInput(f"this invitation was sent to {invitation.email}; sign in with that address to accept it")
+    invitation.accepted_at = timezone.now()
+    invitation.save(update_fields=["accepted_at"])
+    membership, created = Membership.objects.get_or_create(
+        user=user, tenant=invitation.tenant, defaults={"role": invitation.role}
+    )
+    return membership
+
+
+def invitation_revoke(*, invitation: Invitation) -> None:
+    invitation.delete()
 
 
 @transaction.atomic
 def membership_set_role(*, membership: Membership, role: str) -> Membership:
     role = _role(role)
-    if membership.role == Membership.Role.OWNER and role != Membership.Role.OWNER and not _owners_left(membership):
-        raise InvalidInput("a tenant keeps at least one owner")
+    if membership.role == Membership.Role.OWNER and role != Membership.Role.OWNER:
+        _keep_an_owner(membership)
     membership.role = role
     membership.save(update_fields=["role"])
     return membership
@@ -157,8 +275,8 @@ def membership_set_role(*, membership: Membership, role: str) -> Membership:
 
 @transaction.atomic
 def membership_remove(*, membership: Membership) -> None:
-    if membership.role == Membership.Role.OWNER and not _owners_left(membership):
-        raise InvalidInput("a tenant keeps at least one owner")
+    if membership.role == Membership.Role.OWNER:
+        _keep_an_owner(membership)
     membership.delete()
 
 
@@ -187,3 +305,9 @@ def operator_token_touch(*, token: OperatorToken) -> None:
     now = timezone.now()
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         OperatorToken.objects.filter(pk=token.pk).update(last_used_at=now)
+
+
+def _keep_an_owner(membership: Membership) -> None:
+    others = Membership.objects.filter(tenant_id=membership.tenant_id, role=Membership.Role.OWNER).exclude(pk=membership.pk)
+    if not others.exists():
+        raise InvalidInput("a team keeps at least one owner; make someone else owner first")

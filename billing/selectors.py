@@ -21,3 +21,11 @@ def usage_total_micros(*, tenant_id: int, kind: str, since=None, until=None) -> 
     if until is not None:
         entries = entries.filter(created_at__lt=until)
     return -(entries.aggregate(total=Sum("amount_micros"))["total"] or 0)
+
+
+def ledger_entries(*, tenant_id: int, limit: int | None = None) -> list:
+    """Every movement of a tenant's balances, newest first, with its balance's kind and currency."""
+    from .models import LedgerEntry
+
+    entries = LedgerEntry.objects.filter(balance__tenant_id=tenant_id).select_related("balance").order_by("-id")
+    return list(entries[:limit] if limit else entries)

@@ -1,6 +1,84 @@
+"""Reads of request logs: the portal's (always within one tenant) and the management API's."""
+
 from __future__ import annotations
 
+from datetime import datetime
+
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, Sum
+from django.db.models.functions import TruncDate
+
 from .models import RequestLog, RewardLog
+
+
+def _of_tenant(tenant_id: int, since: datetime | None, until: datetime | None):
+    logs = RequestLog.objects.filter(tenant_id=tenant_id)
+    if since is not None:
+        logs = logs.filter(created_at__gte=since)
+    if until is not None:
+        logs = logs.filter(created_at__lt=until)
+    return logs
+
+
+def usage_rows(*, tenant_id: int, since: datetime | None = None, until: datetime | None = None) -> list[dict]:
+    """Requests, tokens and cost by day (UTC), model, key and the currency that paid."""
+    rows = (
+        _of_tenant(tenant_id, since, until)
+        .annotate(day=TruncDate("created_at"))
+        .values("day", "model", "key_id", "balance_kind", "currency")
+        .annotate(
+            requests=Count("id"),
+            prompt_tokens=Sum("prompt_tokens"),
+            completion_tokens=Sum("completion_tokens"),
+            cost_micros=Sum("cost_micros"),
+        )
+        .order_by("-day", "model", "key_id")
+    )
+    return list(rows)
+
+
+def request_logs_page(
+    *,
+    tenant_id: int,
+    page: int = 1,
+    per_page: int = 50,
+    key_id: int | None = None,
+    model: str = "",
+    status: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Page:
+    logs = _of_tenant(tenant_id, since, until).order_by("-created_at", "-id")
+    if key_id is not None:
+        logs = logs.filter(key_id=key_id)
+    if model:
+        logs = logs.filter(model=model)
+    if status is not None:
+        logs = logs.filter(status=status)
+    return Paginator(logs.defer("candidates"), per_page).get_page(page)
+
+
+def request_log_get(*, tenant_id: int, log_id: int) -> RequestLog:
+    """Raises RequestLog.DoesNotExist for another tenant's log."""
+    return RequestLog.objects.get(tenant_id=tenant_id, pk=log_id)
+
+
+def request_log_models(*, tenant_id: int) -> list[str]:
+    return sorted(m for m in RequestLog.objects.filter(tenant_id=tenant_id).values_list("model", flat=True).distinct() if m)
+
+
+def attempts_public(log: RequestLog) -> list[dict]:
+    """A request's attempts in the customer's terms: what happened and how long it took, never
+    which channel or upstream served it."""
+    return [
+        {
+            "number": n,
+            "outcome": attempt.get("outcome") or "",
+            "error": attempt.get("error_class") or "",
+            "latency_ms": attempt.get("latency_ms"),
+        }
+        for n, attempt in enumerate(log.attempts or (), start=1)
+    ]
 
 
 def channel_has_history(*, channel_id: int) -> bool:

@@ -83,9 +83,19 @@ class BatchWriter:
 
 
 def _write_request_logs(batch: list[dict]) -> None:
+    from accounts.services import api_keys_touch  # imported late: this module loads before the app registry
+
     from .models import RequestLog
 
     RequestLog.objects.bulk_create([RequestLog(**entry) for entry in batch], ignore_conflicts=True)
+    # Keys' last use moves here, one UPDATE per key per batch, never per request.
+    last_used: dict = {}
+    for entry in batch:
+        key_id, at = entry.get("key_id"), entry.get("created_at")
+        if key_id is not None and at is not None and (key_id not in last_used or at > last_used[key_id]):
+            last_used[key_id] = at
+    if last_used:
+        api_keys_touch(last_used_at_by_key=last_used)
 
 
 def flush_all() -> int:

@@ -199,3 +199,32 @@ JOBS_BALANCE_EVERY_S = env.float("JOBS_BALANCE_EVERY_S", default=900.0)
 JOBS_PRICING_EVERY_S = env.float("JOBS_PRICING_EVERY_S", default=86400.0)
 JOBS_RETENTION_EVERY_S = env.float("JOBS_RETENTION_EVERY_S", default=3600.0)
 JOBS_RECONCILE_EVERY_S = env.float("JOBS_RECONCILE_EVERY_S", default=300.0)
+# --- customer portal (issue 11; docs/portal.md) ---
+SIGNUP_CREDIT_USD = env.str("SIGNUP_CREDIT_USD", default="0")  # on a new tenant's Credit balance
+KEY_ROTATION_MAX_OVERLAP_S = env.int("KEY_ROTATION_MAX_OVERLAP_S", default=7 * 86400)  # longest rotation window
+INVITATION_TTL_S = env.int("INVITATION_TTL_S", default=7 * 86400)  # an invitation link works this long
+PORTAL_BASE_URL = env.str("PORTAL_BASE_URL", default="")  # shown in the quickstart; empty: the request's host
+PORTAL_PAGE_SIZE = env.int("PORTAL_PAGE_SIZE", default=50)  # request logs per page
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="TokenHub <noreply@localhost>")
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")  # SMTP, with EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+INSTALLED_APPS += ["allauth", "allauth.account", "django_htmx"]
+MIDDLEWARE += ["allauth.account.middleware.AccountMiddleware", "django_htmx.middleware.HtmxMiddleware"]
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",  # the admin's username login
+    "allauth.account.auth_backends.AuthenticationBackend",  # the portal's email login
+]
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_EMAIL_VERIFICATION = env.str("ACCOUNT_EMAIL_VERIFICATION", default="mandatory")
+ACCOUNT_CONFIRM_EMAIL_ON_GET = False  # a link preview must not confirm: the page asks for a click
+ACCOUNT_LOGOUT_REDIRECT_URL = "/login/"
+ACCOUNT_ADAPTER = "accounts.adapter.PortalAccountAdapter"
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[TokenHub] "
+TEMPLATES[0]["OPTIONS"]["context_processors"] += ["accounts.portal.portal_context"]

@@ -126,7 +126,7 @@ def steer(call: Call, request: dict | None) -> None:
 
 def check_key(policy: KeyPolicy | None, client_ip: str | None) -> KeyPolicy:
     if policy is None:
-        raise AuthenticationFailed("Incorrect API key provided. You can find your API keys in the TokenHub portal.")
+        raise AuthenticationFailed("Incorrect API key provided. You can find your API keys in the TokenHub portal at /keys/.")
     if policy.is_revoked:
         raise AuthenticationFailed("This API key has been revoked.")
     if policy.expires_at is not None and policy.expires_at <= datetime.now(timezone.utc):

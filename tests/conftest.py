@@ -3,6 +3,7 @@
 - `relay`: TokenHub's real ASGI app under uvicorn on 127.0.0.1 in a thread, with the test
   database (file SQLite, or PostgreSQL when DATABASE_URL is set) and Redis when REDIS_URL is set.
 - `alice`: a tenant with a key; `charlie`: another tenant, who must never see alice's things.
+- `cast` (the portal's people): alice and bob own separate tenants, charlie is a member of alice's.
 - Fake upstreams are real HTTP servers on loopback (`tests/fakes`).
 """
 
@@ -186,6 +187,51 @@ def flush_logs() -> None:
 
     settle_background()
     flush_all()
+
+
+# --- the portal's cast (issue 11): alice and bob own separate tenants, charlie is a member of
+# alice's. People with verified email addresses; `login(person)` signs the test client in.
+PORTAL_PASSWORD = "a long and unusual passphrase 42"
+
+
+@dataclass
+class Person:
+    user: object
+    email: str
+    tenant: object
+    role: str
+
+
+def make_person(email: str, tenant, role: str) -> Person:
+    from allauth.account.models import EmailAddress
+    from django.contrib.auth import get_user_model
+
+    from accounts.services import membership_add
+
+    user = get_user_model().objects.create_user(username=email, email=email, password=PORTAL_PASSWORD)
+    EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
+    membership_add(user=user, tenant=tenant, role=role)
+    return Person(user, email, tenant, role)
+
+
+@pytest.fixture
+def cast(transactional_db) -> dict[str, Person]:
+    alice_tenant = make_tenant("alice-team")
+    bob_tenant = make_tenant("bob-team")
+    return {
+        "alice": make_person("alice@example.com", alice_tenant, "owner"),
+        "bob": make_person("bob@example.com", bob_tenant, "owner"),
+        "charlie": make_person("charlie@example.com", alice_tenant, "member"),
+    }
+
+
+@pytest.fixture
+def login(client):
+    def sign_in(person: Person):
+        client.force_login(person.user, backend="django.contrib.auth.backends.ModelBackend")
+        return client
+
+    return sign_in
 
 
 os.environ.setdefault("TOKENHUB_TEST", "1")
