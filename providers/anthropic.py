@@ -131,7 +131,7 @@ def classify_anthropic_error(
     status: int | None, body: bytes, headers: Mapping[str, str] | None, api_key: str | None
 ) -> ProviderError:
     error = classify_error(status, body, headers, api_key)
-    if error.kind is not ErrorKind.QUOTA:
+    if error.kind is not ErrorKind.QUOTA and status != 400:  # a 400 is about the request, never the account
         try:
             parsed = orjson.loads(body)
             kind = (parsed.get("error") or {}).get("type") if isinstance(parsed, dict) else None

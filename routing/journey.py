@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -40,7 +41,8 @@ from .errors import (
 from .health import attempt_observe
 from .metering import Meter
 from .replies import Reply, StreamReply
-from .selection import describe_skipped, plan_for
+from .scrub import public_text
+from .selection import describe_for_customer, first_ready_at, plan_for
 from .strategies import mode_for
 from .table import ModelInfo, Route, table_aget
 
@@ -186,15 +188,20 @@ async def candidates_for(call: Call, table, info: ModelInfo) -> list[Route]:
     ordered, skipped = call.plan.ordered, call.plan.skipped
     call.candidates = call.plan.explain()
     if not ordered:
-        if not routes:
+        # The full story (channel names, notes) is in the request log; the customer reads
+        # their own group's candidates in public terms, and when to come back.
+        explained = describe_for_customer(skipped)
+        if not explained:
             raise NoAvailableChannel(f"No channel serves the model '{info.public_id}'.")
-        raise NoAvailableChannel(f"No available channel for model '{info.public_id}': {describe_skipped(skipped)}.")
+        ready_at = first_ready_at(skipped)
+        headers = {"retry-after": str(max(1, math.ceil(ready_at - time.time())))} if ready_at is not None else None
+        raise NoAvailableChannel(f"No available channel for model '{info.public_id}': {explained}.", headers=headers)
     return ordered
 
 
 def _client_error(error: ProviderError) -> TokenHubError:
     code = "context_length_exceeded" if error.kind is ErrorKind.CONTEXT_OVERFLOW else "upstream_bad_request"
-    return InvalidRequest(f"The upstream refused the request: {error.message}", code=code)
+    return InvalidRequest(f"The upstream refused the request: {public_text(error.message)}", code=code)
 
 
 def chat_operation(call: Call, request: dict):
@@ -224,7 +231,8 @@ async def send(call: Call, routes: list[Route], meter: Meter, operation):
 
 async def _try_routes(call: Call, routes: list[Route], meter: Meter, operation):
     deadline = call.started + settings.ROUTING_DEADLINE_S
-    failures: list[str] = []
+    failures: list[str] = []  # the customer's view: numbered attempts, no channel names
+    rate_limited_waits: list[float] = []  # seconds each rate-limited attempt asked us to wait
     tried = 0
     for route in routes:
         if tried >= settings.ROUTING_MAX_ATTEMPTS:
@@ -236,7 +244,7 @@ async def _try_routes(call: Call, routes: list[Route], meter: Meter, operation):
         refusal = await meter.reserve(route)
         if refusal:
             call.attempts.append({"channel": route.channel_name, "outcome": "skipped", "error_class": "insufficient_quota"})
-            failures.append(f"{route.channel_name}: {refusal}")
+            failures.append(f"candidate {len(call.attempts)}: {refusal}")
             continue
         tried += 1
         adapter = get_adapter(route.provider_type)
@@ -254,14 +262,16 @@ async def _try_routes(call: Call, routes: list[Route], meter: Meter, operation):
             if not error.kind.is_retryable:
                 raise _client_error(error) from None
             log.info("channel %s failed (%s); cooling until %.0f", route.channel_name, error.kind.value, cooldown.until)
-            failures.append(f"{route.channel_name}: {_reason(error)}")
+            failures.append(f"attempt {tried}: {_reason(error)}")
+            if error.kind is ErrorKind.RATE_LIMITED:
+                rate_limited_waits.append(error.retry_after_s or max(0.0, cooldown.until - time.time()))
             continue
         except Exception:
             call.upstream_s += time.perf_counter() - began
             log.exception("adapter %s raised an unexpected error", route.provider_type)
             call.attempts.append(_attempt(route, began, "internal", None))
             await attempt_observe(call=call, route=route, error=ProviderError(ErrorKind.TRANSIENT, "unexpected error"), latency_ms=0)
-            failures.append(f"{route.channel_name}: unexpected error")
+            failures.append(f"attempt {tried}: unexpected error")
             continue
         call.upstream_s += time.perf_counter() - began
         call.attempts.append(_attempt(route, began, "ok", 200))
@@ -270,6 +280,13 @@ async def _try_routes(call: Call, routes: list[Route], meter: Meter, operation):
         return route, outcome
     if tried == 0 and failures:
         raise meter.refusal_error()
+    if tried and len(rate_limited_waits) == tried:
+        # Every upstream said "too many requests": the client should come back, not give up.
+        wait_s = max(1, math.ceil(min(rate_limited_waits)))
+        raise RateLimited(
+            f"Every upstream for this model is rate limited right now. Try again in {wait_s}s.",
+            headers={"retry-after": str(wait_s)},
+        )
     raise UpstreamError(f"All {tried} upstream attempt(s) failed: " + "; ".join(failures) + ".")
 
 
@@ -359,7 +376,7 @@ async def relay_stream(call: Call, stream: ChatStream, request: dict, include_us
         yield DONE
     except ProviderError as error:
         tally.error = error
-        yield b"data: " + UpstreamError(f"The upstream stream broke: {error.message}").render_openai() + b"\n\n"
+        yield b"data: " + UpstreamError(f"The upstream stream broke: {public_text(error.message)}").render_openai() + b"\n\n"
     finally:
         # The client may be gone and this task cancelled: finish in a task of its own.
         background.spawn(_finish_stream(call, stream, request, tally, meter))
