@@ -6,6 +6,8 @@ from datetime import datetime
 
 from django.db import transaction
 
+from relay.config_version import config_changed
+
 from . import keycache
 from .models import ApiKey, Membership, Tenant
 from .selectors import key_hash
@@ -78,6 +80,7 @@ def api_key_revoke(*, key: ApiKey) -> ApiKey:
     ApiKey.objects.filter(pk=key.pk).update(status=ApiKey.Status.REVOKED)
     key.status = ApiKey.Status.REVOKED
     keycache.invalidate(key_hash=key.key_hash)
+    config_changed()  # update() sends no signal
     return key
 
 
