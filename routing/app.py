@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from accounts import keycache
 from accounts.selectors import key_hash
+from relay.config_version import config_sync
 from relay.db import run_db
 
 from . import background, embeddings, inbound_anthropic, upstream
@@ -79,6 +80,7 @@ async def serve(request: Request, handler: Handler, *, endpoint: str, protocol: 
     started = time.perf_counter()
     call: Call | None = None
     try:
+        await config_sync()  # a change made anywhere is in force for this request
         policy, client_ip = await authenticate(request)
         call = Call(
             request_id=request_id, policy=policy, client_ip=client_ip, endpoint=endpoint,

@@ -41,6 +41,7 @@ from .errors import (
 from .health import attempt_observe
 from .metering import Meter
 from .replies import Reply, StreamReply
+from .schemas import ChatRequest, request_check
 from .scrub import public_text
 from .selection import describe_for_customer, first_ready_at, plan_for
 from .strategies import mode_for
@@ -152,18 +153,8 @@ def parse_body(body: bytes) -> dict:
 
 
 def validate_chat(request: dict) -> None:
-    model = request.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("You must provide a model parameter.", param="model", code="missing_model")
-    messages = request.get("messages")
-    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-        raise InvalidRequest("'messages' must be a non-empty array of message objects.", param="messages", code="invalid_messages")
-    for name in ("max_tokens", "max_completion_tokens"):
-        value = request.get(name)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise InvalidRequest(f"'{name}' must be a positive integer.", param=name, code="invalid_value")
-    if not isinstance(request.get("stream", False), bool):
-        raise InvalidRequest("'stream' must be a boolean.", param="stream", code="invalid_value")
+    """Every field checked before anything is held or sent (routing.schemas)."""
+    request_check(ChatRequest, request)
 
 
 def resolve_model(call: Call, table, name: str) -> ModelInfo:
@@ -261,10 +252,10 @@ async def _try_routes(call: Call, routes: list[Route], meter: Meter, operation):
             cooldown = await attempt_observe(call=call, route=route, error=error, latency_ms=call.attempts[-1]["latency_ms"])
             if not error.kind.is_retryable:
                 raise _client_error(error) from None
-            log.info("channel %s failed (%s); cooling until %.0f", route.channel_name, error.kind.value, cooldown.until)
+            log.info("channel %s failed (%s); cooling until %.0f", route.channel_name, error.kind.value, cooldown.until if cooldown else 0)
             failures.append(f"attempt {tried}: {_reason(error)}")
             if error.kind is ErrorKind.RATE_LIMITED:
-                rate_limited_waits.append(error.retry_after_s or max(0.0, cooldown.until - time.time()))
+                rate_limited_waits.append(error.retry_after_s or (max(0.0, cooldown.until - time.time()) if cooldown else 1.0))
             continue
         except Exception:
             call.upstream_s += time.perf_counter() - began
