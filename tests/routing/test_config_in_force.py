@@ -87,3 +87,23 @@ def test_changes_are_in_force_at_the_next_request_of_another_process(web, alice,
     tenant_set_status(tenant=Tenant.objects.get(pk=alice.tenant.pk), status=Tenant.Status.SUSPENDED)
     answer = ask(web, alice.key)
     assert answer.status_code == 401 and "suspended" in answer.text
+
+
+def test_a_tenant_suspended_in_the_admin_change_form_is_refused_by_the_next_request(web, alice, upstream_factory):
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    fake = upstream_factory(name="cfg-admin", chunks=1)
+    make_price("gpt-test", "1", "2")
+    make_channel("only", fake.url + "/v1", models=["gpt-test"])
+    assert ask(web, alice.key).status_code == 200  # cached over there now
+    operator = Client()
+    operator.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
+    tenant = alice.tenant
+    changed = operator.post(
+        f"/admin/accounts/tenant/{tenant.pk}/change/",
+        {"name": tenant.name, "group": tenant.group, "status": "suspended", "timezone": tenant.timezone or "UTC"},
+    )
+    assert changed.status_code == 302, changed.content[:2000]
+    answer = ask(web, alice.key)
+    assert answer.status_code == 401 and "suspended" in answer.text
