@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 
+from common.config_version import config_follow
 from common.db import run_db
 from django.conf import settings
 
@@ -54,6 +55,9 @@ def invalidate(*, key_hash: str) -> None:
 
 def clear() -> None:
     _entries.clear()
+
+
+config_follow(clear)
 
 
 async def listen_for_invalidations() -> None:

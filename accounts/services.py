@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from billing.services import balance_credit
+from common.config_version import config_changed
 
 from . import keycache
 from .models import ApiKey, Invitation, Membership, OperatorToken, Tenant
@@ -84,6 +85,7 @@ def api_key_revoke(*, key: ApiKey) -> ApiKey:
     for hashed in (key.key_hash, key.previous_key_hash):
         if hashed:
             keycache.invalidate(key_hash=hashed)
+    config_changed()  # update() sends no signal
     return key
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from common.config_version import config_follow
 from common.snapshot import Snapshot
 
 from .pricing import PriceSnapshot
@@ -57,6 +58,7 @@ def ratecard_build() -> RateCard:
 
 
 _card: Snapshot[RateCard] = Snapshot(ratecard_build, ttl_s=lambda: TTL_S, name="rate card")
+config_follow(_card.invalidate)
 
 
 async def ratecard_aget() -> RateCard:

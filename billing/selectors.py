@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from django.db.models import F
+
 from .models import Balance
 
 
@@ -7,6 +9,12 @@ def balances_get(*, tenant_id: int) -> dict[str, Balance]:
     from .services import balances_open
 
     return {b.kind: b for b in balances_open(tenant_id=tenant_id)}
+
+
+def balance_available_any(*, tenant_id: int) -> bool:
+    """Whether any of the tenant's balances has something left that no hold reserves: a cheap
+    lower bound (one indexed read, nothing locked) checked before expensive work on a request."""
+    return Balance.objects.filter(tenant_id=tenant_id, amount_micros__gt=F("held_micros")).exists()
 
 
 def usage_total_micros(*, tenant_id: int, kind: str, since=None, until=None) -> int:

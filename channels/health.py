@@ -658,7 +658,7 @@ async def attempt_observe(*, call, route, error: ProviderError | None, latency_m
         await board.asucceeded(route.channel_id, model, latency_ms=latency_ms, view=plan.health if plan else None)
         thompson.reward_observe(call=call, route=route, outcome="ok", reward=1.0, latency_ms=latency_ms)
         return None
-    if not error.kind.is_retryable:
+    if not error.kind.counts_against_channel:
         thompson.reward_observe(call=call, route=route, outcome=error.kind.value, reward=None, latency_ms=latency_ms)
         return None
     cooldown = await board.afailed(route.channel_id, model, error, latency_ms=latency_ms)

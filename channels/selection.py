@@ -12,7 +12,9 @@ the what-if simulator calls it with the same inputs and gets the router's answer
 
 from __future__ import annotations
 
+import math
 import random
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import groupby
@@ -25,7 +27,9 @@ from .table import Route
 @dataclass(frozen=True, slots=True)
 class Skipped:
     route: Route
-    reason: str
+    reason: str  # the operator's view: channel state, its notes, cooldown reasons
+    public: str = ""  # the customer's view, in public terms; "" for a route of another group
+    ready_at: float | None = None  # wall clock when a cooling route may be tried again
 
 
 @dataclass(slots=True)
@@ -78,7 +82,7 @@ def plan_scored(
         seen.add(route.channel_id)
         reason = _why_not(route, group, model, health)
         if reason:
-            skipped.append(Skipped(route, reason))
+            skipped.append(Skipped(route, reason, *_public_why_not(route, group, model, health)))
         else:
             eligible.append(route)
     if mode == "thompson" and arms is None:
@@ -128,5 +132,46 @@ def _why_not(route: Route, group: str, model: str, health: HealthView | None) ->
     return ""
 
 
+_COOLING_CAUSES = {
+    "rate_limited": " after a rate limit",
+    "transient": " after upstream errors",
+    "auth": " after the upstream refused it",
+    "quota": " after the upstream refused it",
+    "manual": " for maintenance",
+}
+
+
+def _public_why_not(route: Route, group: str, model: str, health: HealthView | None) -> tuple[str, float | None]:
+    """What a customer of `group` may read about a skipped route: no names, addresses or
+    operator notes. ("", None) for a route that does not serve the group: not theirs to see."""
+    if group not in route.groups:
+        return "", None
+    if not route.is_enabled:
+        automatic = route.status_reason.startswith("auto:")
+        return ("disabled after upstream failures" if automatic else "disabled by the operator"), None
+    if route.unusable_reason:
+        return "not usable at the moment", None
+    cooldown = health.cooldown(route.channel_id, model) if health is not None else None
+    if cooldown is not None:
+        seconds = max(1, math.ceil(cooldown.until - time.time()))
+        return f"cooling down for {seconds} s{_COOLING_CAUSES.get(cooldown.kind, '')}", cooldown.until
+    return "", None
+
+
 def describe_skipped(skipped: list[Skipped]) -> str:
+    """The operator's explanation (request log, admin, simulator)."""
     return "; ".join(f"{s.route.channel_name}: {s.reason}" for s in skipped)
+
+
+def describe_for_customer(skipped: list[Skipped]) -> str:
+    """The customer's explanation: their group's candidates, numbered, in public terms."""
+    return "; ".join(f"candidate {n}: {s.public}" for n, s in enumerate((s for s in skipped if s.public), start=1))
+
+
+def first_ready_at(skipped: list[Skipped]) -> float | None:
+    """When the first of the customer's candidates may be tried again, if every one of them is
+    only cooling down (a disabled one will not come back by waiting)."""
+    mine = [s for s in skipped if s.public]
+    if not mine or any(s.ready_at is None for s in mine):
+        return None
+    return min(s.ready_at for s in mine)

@@ -1,6 +1,8 @@
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from common.config_version import config_changed
+
 from .models import Channel, ChannelModel, Model
 from .table import table_invalidate
 
@@ -10,3 +12,4 @@ from .table import table_invalidate
 @receiver([post_save, post_delete], sender=Model)
 def _routing_changed(**_kwargs) -> None:
     table_invalidate()
+    config_changed()  # every other process, at its next request (after commit)

@@ -11,6 +11,7 @@ from decimal import Decimal
 from django.conf import settings
 
 from providers.base import Timeouts
+from common.config_version import config_follow
 from common.snapshot import Snapshot
 
 
@@ -122,6 +123,7 @@ def table_build() -> RoutingTable:
 
 
 _table: Snapshot[RoutingTable] = Snapshot(table_build, ttl_s=lambda: settings.ROUTING_TABLE_TTL_S, name="routing table")
+config_follow(_table.invalidate)
 
 
 async def table_aget() -> RoutingTable:

@@ -28,6 +28,7 @@ class Snapshot(Generic[T]):
         self._loaded_at = 0.0
         self._is_stale = True
         self._refreshing: asyncio.Task | None = None
+        self._generation = 0  # moves on invalidate(): a build begun before it is not installed
 
     def _is_old(self) -> bool:
         return time.monotonic() - self._loaded_at > self._ttl_s()
@@ -56,8 +57,11 @@ class Snapshot(Generic[T]):
         return value
 
     async def _refresh(self) -> None:
+        generation = self._generation
         try:
-            self._install(await run_db(self._build))
+            value = await run_db(self._build)
+            if generation == self._generation:  # else a change came meanwhile: this build may predate it
+                self._install(value)
         except Exception:
             log.exception("%s refresh failed; keeping the previous one", self._name)
         finally:
@@ -65,6 +69,7 @@ class Snapshot(Generic[T]):
 
     def invalidate(self) -> None:
         self._is_stale = True
+        self._generation += 1
 
     def forget(self) -> None:
         self._value = None

@@ -51,6 +51,7 @@ __all__ = ["AnthropicAdapter", "ANTHROPIC_VERSION", "classify_anthropic_error"]
 
 ANTHROPIC_VERSION = "2023-06-01"
 _QUOTA_TYPES = frozenset({"billing_error"})
+_CREDIT_TOO_LOW = "Your credit balance is too low"
 
 
 class AnthropicAdapter:
@@ -131,7 +132,11 @@ def classify_anthropic_error(
     status: int | None, body: bytes, headers: Mapping[str, str] | None, api_key: str | None
 ) -> ProviderError:
     error = classify_error(status, body, headers, api_key)
-    if error.kind is not ErrorKind.QUOTA:
+    if status == 400 and error.kind is ErrorKind.BAD_REQUEST and error.message.startswith(_CREDIT_TOO_LOW):
+        # Anthropic says "out of credit" with a 400: try another channel, blame none (the
+        # text could be an echo; validation messages start with a field path, this does not).
+        return ProviderError(ErrorKind.SUSPECTED_QUOTA, f"upstream {status}: the upstream account may be out of credit", status=status)
+    if error.kind is not ErrorKind.QUOTA and status != 400:  # a 400 is about the request, never the account
         try:
             parsed = orjson.loads(body)
             kind = (parsed.get("error") or {}).get("type") if isinstance(parsed, dict) else None

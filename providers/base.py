@@ -12,6 +12,7 @@ Errors raised by adapters (all `ProviderError`), with what the router does about
      ├── (401/403)                 AUTH                 cool for long, fail over
      ├── (402, billing exhausted)  QUOTA               cool for long, fail over
      ├── (400, 404, 422)           BAD_REQUEST          answer the client 400, no failover
+     ├── (400, vendor credit text) SUSPECTED_QUOTA      fail over; never cools or disables
      └── (context too long)        CONTEXT_OVERFLOW     answer the client 400, no failover
 
 A failure *after* the first chunk reached the client cannot fail over; adapters raise the
@@ -48,6 +49,14 @@ class ErrorKind(str, enum.Enum):
     QUOTA = "quota"
     BAD_REQUEST = "bad_request"
     CONTEXT_OVERFLOW = "context_overflow"
+    # A 400 whose text is a vendor's own out-of-credit message: worth another channel, but
+    # never held against this one (no cooldown, no disable): a 400's text may be the
+    # customer's words echoed back.
+    SUSPECTED_QUOTA = "suspected_quota"
+
+    @property
+    def counts_against_channel(self) -> bool:
+        return self.is_retryable and self is not ErrorKind.SUSPECTED_QUOTA
 
     @property
     def is_retryable(self) -> bool:

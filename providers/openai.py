@@ -19,10 +19,12 @@ Timeouts: `connect_s` to connect; `first_byte_s` for the response headers and (s
 first chunk together; `idle_s` between two chunks of a stream (see `ChunkStream`).
 
 Error classification (`classify_error`), most specific first:
-    body says insufficient quota/balance (any status, e.g. OpenAI's 429) -> QUOTA
+    401/402/403/429 whose code, type or text says insufficient quota/balance -> QUOTA
     429 -> RATE_LIMITED (Retry-After / retry-after-ms)   402 -> QUOTA   401, 403 -> AUTH
+    other 4xx (not 408/409): context length exceeded -> CONTEXT_OVERFLOW, else BAD_REQUEST;
+        never QUOTA, whatever the text says (it may echo the request)
+    a quota code (not text) on a 5xx or a stream's error event -> QUOTA
     408, 409, 5xx, connect/read/protocol errors, timeouts -> TRANSIENT
-    context length exceeded (code or message) -> CONTEXT_OVERFLOW   other 4xx -> BAD_REQUEST
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ __all__ = [
 ]
 
 _MESSAGE_LIMIT = 500
+MAX_ANSWER_BYTES = 32 * 1024 * 1024  # a whole (non-streamed) upstream answer; more is an upstream fault
 _DONE = b"[DONE]"
 _DRAIN_S = 0.5  # after [DONE], how long to wait for the body's end before giving up on reuse
 _QUOTA_CODES = frozenset(
@@ -232,18 +235,36 @@ async def request_whole(
     body: Any = None,
 ) -> httpx.Response:
     """Send a request (`body` as JSON) whose answer is read whole within `first_byte_s`; any
-    adapter may use it. A connection failure or timeout is a TRANSIENT ProviderError."""
+    adapter may use it. A connection failure or timeout is a TRANSIENT ProviderError, and so is
+    an answer longer than `MAX_ANSWER_BYTES` (read no further: a lying upstream cannot fill
+    the relay's memory)."""
+    http_request = client.build_request(
+        method,
+        url,
+        content=None if body is None else orjson.dumps(body),
+        headers=headers,
+        params=params,
+        timeout=http_timeout(timeouts, timeouts.first_byte_s),
+    )
     try:
-        return await client.request(
-            method,
-            url,
-            content=None if body is None else orjson.dumps(body),
-            headers=headers,
-            params=params,
-            timeout=http_timeout(timeouts, timeouts.first_byte_s),
-        )
+        response = await client.send(http_request, stream=True)
+        try:
+            parts: list[bytes] = []
+            size = 0
+            async for part in response.aiter_bytes():
+                size += len(part)
+                if size > MAX_ANSWER_BYTES:
+                    raise ProviderError(
+                        ErrorKind.TRANSIENT, f"upstream answer is larger than {MAX_ANSWER_BYTES} bytes", status=502
+                    )
+                parts.append(part)
+        finally:
+            await response.aclose()
     except httpx.HTTPError as exc:
         raise transport_error(exc, api_key) from None
+    # Already decoded: the copy must not be decoded again.
+    kept = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+    return httpx.Response(response.status_code, headers=kept, content=b"".join(parts), request=http_request)
 
 
 async def open_chunk_stream(
@@ -534,7 +555,12 @@ def classify_error(
     def error(kind: ErrorKind, text: str, retry_after_s: float | None = None) -> ProviderError:
         return ProviderError(kind, text, status=status, retry_after_s=retry_after_s, code=code)
 
-    if code in _QUOTA_CODES or any(phrase in haystack for phrase in _QUOTA_PHRASES):
+    # The vendor's code or type decides first; phrases are read only on the statuses where an
+    # account problem is plausible (401/402/403/429), because any other answer may echo the
+    # customer's own words back ("role": "insufficient quota") and must not disable a channel.
+    is_quota_code = code in _QUOTA_CODES or kind_hint in _QUOTA_CODES
+    says_quota = any(phrase in haystack for phrase in _QUOTA_PHRASES)
+    if status in (401, 402, 403, 429) and (is_quota_code or says_quota):
         return error(ErrorKind.QUOTA, f"{label}: the upstream account is out of quota")
     if status == 429:
         retry_after_s = parse_retry_after(headers) if headers is not None else None
@@ -544,11 +570,15 @@ def classify_error(
     if status in (401, 403):
         # The upstream's text may quote part of our key: never show it.
         return error(ErrorKind.AUTH, f"{label}: the upstream refused the channel's credentials")
-    if code in _CONTEXT_CODES or any(phrase in haystack for phrase in _CONTEXT_PHRASES):
-        if status is None or 400 <= status < 500:
-            return error(ErrorKind.CONTEXT_OVERFLOW, shown or "context length exceeded")
     if status is not None and 400 <= status < 500 and status not in (408, 409):
+        # A 4xx is about the request: answered to the client, never held against the channel.
+        if code in _CONTEXT_CODES or any(phrase in haystack for phrase in _CONTEXT_PHRASES):
+            return error(ErrorKind.CONTEXT_OVERFLOW, shown or "context length exceeded")
         return error(ErrorKind.BAD_REQUEST, shown or f"{label}: bad request")
+    if is_quota_code:  # an error event inside a stream, or a 5xx, with the vendor's quota code
+        return error(ErrorKind.QUOTA, f"{label}: the upstream account is out of quota")
+    if status is None and (code in _CONTEXT_CODES or any(phrase in haystack for phrase in _CONTEXT_PHRASES)):
+        return error(ErrorKind.CONTEXT_OVERFLOW, shown or "context length exceeded")
     return error(ErrorKind.TRANSIENT, f"{label}: {shown}" if shown else label)
 
 

@@ -11,6 +11,9 @@ One deliberate leniency: at end of stream, complete lines still waiting for thei
 are dispatched (some servers end with `data: [DONE]\\n`), while a half-received line is
 dropped, so a cut in the middle of JSON never reaches the caller as if it were whole.
 
+Bounded: an event that grows past `max_event_bytes` (default `MAX_EVENT_BYTES`) without its
+blank line raises a TRANSIENT `ProviderError`; the buffer never holds more than that.
+
 Hot path: the common OpenAI event (`data: {...}\\n\\n`, one line) costs one `find` and one
 slice; the general line split only runs for multi-line or named events.
 """
@@ -19,7 +22,11 @@ from __future__ import annotations
 
 from typing import AsyncIterable, AsyncIterator
 
-__all__ = ["SSEDecoder", "iter_sse"]
+from providers.base import ErrorKind, ProviderError
+
+__all__ = ["MAX_EVENT_BYTES", "SSEDecoder", "iter_sse"]
+
+MAX_EVENT_BYTES = 8 * 1024 * 1024  # one event still waiting for its blank line; beyond: the upstream is broken
 
 SSEEvent = tuple[str, bytes]
 
@@ -28,9 +35,10 @@ _BOM = b"\xef\xbb\xbf"
 
 
 class SSEDecoder:
-    __slots__ = ("_buf", "_scan_from", "_pending_cr", "_at_start")
+    __slots__ = ("_buf", "_scan_from", "_pending_cr", "_at_start", "_max_event_bytes")
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+        self._max_event_bytes = max_event_bytes
         self._buf = b""  # bytes after the last complete event; never contains b"\n\n"
         self._scan_from = 0
         self._pending_cr = False  # a trailing CR may be the first half of a CRLF
@@ -64,6 +72,10 @@ class SSEDecoder:
             start = pos + 2
             pos = buf.find(b"\n\n", start)
         rest = buf[start:] if start else buf
+        if len(rest) > self._max_event_bytes:
+            raise ProviderError(
+                ErrorKind.TRANSIENT, f"upstream stream event is larger than {self._max_event_bytes} bytes", status=502
+            )
         self._buf = rest
         # A separator may straddle the boundary: rescan the last byte we already saw.
         self._scan_from = len(rest) - 1 if rest else 0

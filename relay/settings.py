@@ -152,6 +152,12 @@ ROUTING_AUTH_COOLDOWN_S = env.float("ROUTING_AUTH_COOLDOWN_S", default=600.0)
 ROUTING_TABLE_TTL_S = env.float("ROUTING_TABLE_TTL_S", default=2.0)
 KEY_CACHE_TTL_S = env.float("KEY_CACHE_TTL_S", default=10.0)
 REQUEST_MAX_BYTES = env.int("REQUEST_MAX_BYTES", default=20 * 1024 * 1024)
+
+# --- edges (issue 9): request schemas and token counting ---
+REQUEST_MAX_N = env.int("REQUEST_MAX_N", default=16)  # most choices (`n`, `best_of`) one request may ask for
+TOKEN_COUNT_EXACT_MAX_BYTES = env.int("TOKEN_COUNT_EXACT_MAX_BYTES", default=256 * 1024)  # larger bodies: tokens estimated by length (routing.counting)
+TOKEN_COUNT_THREADS = env.int("TOKEN_COUNT_THREADS", default=2)  # the tokenizer's own pool, apart from the database's
+# --- end edges ---
 REQUEST_LOG_FLUSH_S = env.float("REQUEST_LOG_FLUSH_S", default=0.5)
 DEFAULT_MAX_OUTPUT_TOKENS = env.int("DEFAULT_MAX_OUTPUT_TOKENS", default=4096)
 HOLD_RECONCILE_AFTER_S = env.float("HOLD_RECONCILE_AFTER_S", default=900.0)  # longer than any stream may last

@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from accounts import keycache
 from accounts.selectors import key_hash
+from common.config_version import config_sync
 from common.db import run_db
 
 from common import background
@@ -83,15 +84,13 @@ async def serve(request: Request, handler: Handler, *, endpoint: str, protocol: 
     started = time.perf_counter()
     call: Call | None = None
     try:
+        await config_sync()  # a change made anywhere is in force for this request
         policy, client_ip = await authenticate(request)
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.REQUEST_MAX_BYTES:
-            raise RequestTooLarge(f"Request body is {length} bytes; the limit is {settings.REQUEST_MAX_BYTES}.")
         call = Call(
             request_id=request_id, policy=policy, client_ip=client_ip, endpoint=endpoint,
             request_headers=request.headers, query=request.query_params, path_params=request.path_params,
         )
-        body = await request.body()
+        body = await read_body(request, limit=settings.REQUEST_MAX_BYTES)
         call.body_size = len(body)
         once_key = idempotency.presented_key(request.headers) if request.method == "POST" else None
         if once_key is None:
@@ -111,6 +110,22 @@ async def serve(request: Request, handler: Handler, *, endpoint: str, protocol: 
         log.exception("request %s failed", request_id)
         error = TokenHubError("The server had an error while processing your request. Request id: " + request_id)
         return error_response(error, request_id, protocol=protocol, overhead_ms=_overhead_ms(started, call))
+
+
+async def read_body(request: Request, *, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it would pass `limit` bytes: a declared length
+    is checked before reading, a chunked body while it arrives (never buffered whole)."""
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit:
+        raise RequestTooLarge(f"Request body is {length} bytes; the limit is {limit}.")
+    parts: list[bytes] = []
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise RequestTooLarge(f"Request body is larger than the limit of {limit} bytes.")
+        parts.append(part)
+    return b"".join(parts)
 
 
 def _overhead_ms(started: float, call: Call | None) -> float:
@@ -251,9 +266,10 @@ async def shutdown() -> None:
 
 
 async def _not_found(request: Request, _exc) -> Response:
+    started = time.perf_counter()
     error = TokenHubError(f"Unknown endpoint {request.method} {request.url.path}.", code="unknown_url")
     error.status, error.type = 404, "invalid_request_error"
-    return error_response(error, new_request_id(), overhead_ms=0.0)
+    return error_response(error, new_request_id(), overhead_ms=_overhead_ms(started, None))
 
 
 # Browser clients (chat front-ends in client mode, playgrounds) call /v1 from other origins with
@@ -270,4 +286,40 @@ def cors_middleware() -> Middleware:
     )
 
 
-v1_app = Starlette(routes=ROUTES, middleware=[cors_middleware()], exception_handlers={404: _not_found, 405: _not_found})
+
+async def _method_not_allowed(request: Request, exc) -> Response:
+    started = time.perf_counter()
+    allow = (getattr(exc, "headers", None) or {}).get("Allow", "")
+    error = TokenHubError(
+        f"{request.method} is not allowed on {request.url.path}; use {allow or 'another method'}.", code="method_not_allowed"
+    )
+    error.status, error.type, error.should_retry = 405, "invalid_request_error", False
+    error.headers = {"allow": allow} if allow else {}
+    protocol = "anthropic" if request.url.path.startswith("/v1/messages") else "openai"
+    return error_response(error, new_request_id(), protocol=protocol, overhead_ms=_overhead_ms(started, None))
+
+
+def with_request_id(app):
+    """Every answer carries `x-request-id`: those that made none (health probes, metrics)
+    get a fresh one here."""
+
+    async def wrapped(scope, receive, send):
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                if not any(name.lower() == b"x-request-id" for name, _ in headers):
+                    headers.append((b"x-request-id", new_request_id().encode()))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await app(scope, receive, send_with_id)
+
+    return wrapped
+
+
+v1_app = with_request_id(
+    Starlette(routes=ROUTES, middleware=[cors_middleware()], exception_handlers={404: _not_found, 405: _method_not_allowed})
+)

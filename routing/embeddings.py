@@ -18,28 +18,18 @@ from providers.base import Usage
 from providers.registry import get_adapter
 
 from . import upstream
-from .errors import InvalidRequest, NoAvailableChannel, TokenHubError
+from .errors import NoAvailableChannel, TokenHubError
 from .journey import Call, candidates_for, check_rate, generate, parse_body, record, resolve_model, send, steer
 from .metering import Meter
 from .replies import Reply, StreamReply
+from .schemas import CompletionsRequest, EmbeddingsRequest, request_check
 from channels.table import Route, table_aget
 
 __all__ = ["completions", "embeddings"]
 
-_ENCODINGS = (None, "float", "base64")
-
-
 async def embeddings(call: Call, body: bytes) -> Reply:
     request = parse_body(body)
-    _require_model(request)
-    if not _is_input(request.get("input")):
-        raise InvalidRequest(
-            "'input' must be a non-empty string, array of strings, array of tokens or array of token arrays.",
-            param="input",
-            code="invalid_input",
-        )
-    if request.get("encoding_format") not in _ENCODINGS:
-        raise InvalidRequest("'encoding_format' must be 'float' or 'base64'.", param="encoding_format", code="invalid_value")
+    request_check(EmbeddingsRequest, request)
     steer(call, None)
     table = await table_aget()
     info = resolve_model(call, table, request["model"])
@@ -68,14 +58,7 @@ async def embeddings(call: Call, body: bytes) -> Reply:
 
 async def completions(call: Call, body: bytes) -> Reply | StreamReply:
     request = parse_body(body)
-    _require_model(request)
-    if not _is_input(request.get("prompt")):
-        raise InvalidRequest("'prompt' must be a non-empty string, array of strings or array of tokens.", param="prompt", code="invalid_prompt")
-    value = request.get("max_tokens")
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        raise InvalidRequest("'max_tokens' must be a positive integer.", param="max_tokens", code="invalid_value")
-    if not isinstance(request.get("stream", False), bool):
-        raise InvalidRequest("'stream' must be a boolean.", param="stream", code="invalid_value")
+    request_check(CompletionsRequest, request)
     steer(call, None)
     table = await table_aget()
     info = resolve_model(call, table, request["model"])
@@ -89,24 +72,6 @@ async def completions(call: Call, body: bytes) -> Reply | StreamReply:
         return await adapter.completions(upstream.client(), target, request, timeouts)
 
     return await generate(call, request, info, routes, operation, text_of=_choices_text)
-
-
-def _require_model(request: dict) -> None:
-    model = request.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("You must provide a model parameter.", param="model", code="missing_model")
-
-
-def _is_input(value) -> bool:
-    if isinstance(value, str):
-        return bool(value)
-    if not isinstance(value, list) or not value:
-        return False
-    if all(isinstance(item, str) for item in value):
-        return True
-    if all(isinstance(item, int) and not isinstance(item, bool) for item in value):
-        return True
-    return all(isinstance(item, list) and item and all(isinstance(t, int) for t in item) for item in value)
 
 
 def _able(routes: list[Route], method: str, public_id: str) -> list[Route]:

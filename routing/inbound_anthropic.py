@@ -19,9 +19,7 @@ from __future__ import annotations
 from typing import AsyncIterator
 
 import orjson
-from asgiref.sync import sync_to_async
 
-from providers import tokens
 from providers.base import NATIVE_ANTHROPIC, ProviderError, Usage
 from providers.openai import parse_usage
 from providers.translate import anthropic as translate
@@ -29,18 +27,17 @@ from providers.translate.common import text_of
 
 from .directives import anthropic_system_strip
 from .errors import InvalidRequest
-from .journey import Call, chat, estimate_usage, parse_body, resolve_model
+from . import counting
+from .journey import Call, chat, check_rate, estimate_usage, parse_body, resolve_model
 from .replies import Reply, StreamReply
+from .schemas import CountTokensRequest, MessagesRequest, request_check
 from channels.table import table_aget
 
 __all__ = ["count_tokens", "messages"]
 
-_ROLES = ("user", "assistant")
-
-
 async def messages(call: Call, body: bytes) -> Reply | StreamReply:
     native = parse_body(body)
-    _validate(native, needs_max_tokens=True)
+    request_check(MessagesRequest, native, protocol="anthropic")
     request = _to_openai(native)
     anthropic_system_strip(native)  # the translated request keeps the line for the journey
     request[NATIVE_ANTHROPIC] = {"body": native, "beta": call.request_headers.get("anthropic-beta", "")}
@@ -68,10 +65,11 @@ async def messages(call: Call, body: bytes) -> Reply | StreamReply:
 
 async def count_tokens(call: Call, body: bytes) -> Reply:
     native = parse_body(body)
-    _validate(native, needs_max_tokens=False)
+    request_check(CountTokensRequest, native, protocol="anthropic")
     resolve_model(call, await table_aget(), native["model"])
+    await check_rate(call)  # counting is work done for the key: it counts against its RPM
     request = _to_openai(native)
-    count = await sync_to_async(tokens.estimate_request_prompt_tokens, thread_sensitive=False)(request)
+    count = await counting.prompt_tokens_acount(request, body_size=call.body_size)
     return Reply(200, orjson.dumps({"input_tokens": count}), {**call.headers(), "request-id": call.request_id})
 
 
@@ -82,32 +80,7 @@ def _to_openai(native: dict) -> dict:
         raise InvalidRequest(error.message, code="unsupported_content") from None
 
 
-def _validate(body: dict, *, needs_max_tokens: bool) -> None:
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("model: Field required", param="model", code="missing_model")
-    max_tokens = body.get("max_tokens")
-    if needs_max_tokens and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
-        raise InvalidRequest("max_tokens: Field required (a positive integer)", param="max_tokens", code="invalid_value")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise InvalidRequest("messages: at least one message is required", param="messages", code="invalid_messages")
-    for number, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in _ROLES:
-            raise InvalidRequest(f"messages.{number}.role: must be 'user' or 'assistant'", param="messages", code="invalid_messages")
-        content = message.get("content")
-        if not isinstance(content, (str, list)):
-            raise InvalidRequest(f"messages.{number}.content: must be a string or a list of content blocks", param="messages", code="invalid_messages")
-        if isinstance(content, list) and not all(isinstance(block, dict) for block in content):
-            raise InvalidRequest(f"messages.{number}.content: blocks must be objects", param="messages", code="invalid_messages")
-    system = body.get("system")
-    if system is not None and not isinstance(system, (str, list)):
-        raise InvalidRequest("system: must be a string or a list of text blocks", param="system", code="invalid_value")
-    if not isinstance(body.get("stream", False), bool):
-        raise InvalidRequest("stream: must be a boolean", param="stream", code="invalid_value")
-
-
-async def _events(chunks: AsyncIterator[bytes], *, is_native: bool, model: str, message_id: str, input_tokens: int) -> AsyncIterator[bytes]:
+async def _events(chunks: AsyncIterator[bytes], *, is_native: bool, model: str, message_id: str) -> AsyncIterator[bytes]:
     """The journey's stream (OpenAI SSE lines, or an Anthropic upstream's own events) as
     Anthropic events."""
     state = translate.ChunkEvents(message_id=message_id, model=model, input_tokens=input_tokens)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -44,7 +45,9 @@ from .directives import NONE as NO_DIRECTIVES
 from .directives import Directives, directives_take
 from .metering import Meter
 from .replies import Reply, StreamReply
-from channels.selection import describe_skipped, plan_for
+from .schemas import ChatRequest, request_check
+from .scrub import public_text
+from channels.selection import describe_for_customer, first_ready_at, plan_for
 from channels.strategies import UnknownMode, mode_for
 from channels.table import ModelInfo, Route, table_aget
 
@@ -176,18 +179,8 @@ def parse_body(body: bytes) -> dict:
 
 
 def validate_chat(request: dict) -> None:
-    model = request.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("You must provide a model parameter.", param="model", code="missing_model")
-    messages = request.get("messages")
-    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-        raise InvalidRequest("'messages' must be a non-empty array of message objects.", param="messages", code="invalid_messages")
-    for name in ("max_tokens", "max_completion_tokens"):
-        value = request.get(name)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise InvalidRequest(f"'{name}' must be a positive integer.", param=name, code="invalid_value")
-    if not isinstance(request.get("stream", False), bool):
-        raise InvalidRequest("'stream' must be a boolean.", param="stream", code="invalid_value")
+    """Every field checked before anything is held or sent (routing.schemas)."""
+    request_check(ChatRequest, request)
 
 
 def resolve_model(call: Call, table, name: str) -> ModelInfo:
@@ -215,9 +208,14 @@ async def candidates_for(call: Call, table, info: ModelInfo) -> list[Route]:
     ordered, skipped = call.plan.ordered, call.plan.skipped
     call.candidates = call.plan.explain()
     if not ordered:
-        if not routes:
+        # The full story (channel names, notes) is in the request log; the customer reads
+        # their own group's candidates in public terms, and when to come back.
+        explained = describe_for_customer(skipped)
+        if not explained:
             raise NoAvailableChannel(f"No channel serves the model '{info.public_id}'.")
-        raise NoAvailableChannel(f"No available channel for model '{info.public_id}': {describe_skipped(skipped)}.")
+        ready_at = first_ready_at(skipped)
+        headers = {"retry-after": str(max(1, math.ceil(ready_at - time.time())))} if ready_at is not None else None
+        raise NoAvailableChannel(f"No available channel for model '{info.public_id}': {explained}.", headers=headers)
     return _steered(call, ordered, info)
 
 
@@ -241,7 +239,7 @@ def _steered(call: Call, ordered: list[Route], info: ModelInfo) -> list[Route]:
 
 def _client_error(error: ProviderError) -> TokenHubError:
     code = "context_length_exceeded" if error.kind is ErrorKind.CONTEXT_OVERFLOW else "upstream_bad_request"
-    return InvalidRequest(f"The upstream refused the request: {error.message}", code=code)
+    return InvalidRequest(f"The upstream refused the request: {public_text(error.message)}", code=code)
 
 
 def chat_operation(call: Call, request: dict):
@@ -271,7 +269,8 @@ async def send(call: Call, routes: list[Route], meter: Meter, operation):
 
 async def _try_routes(call: Call, routes: list[Route], meter: Meter, operation):
     deadline = call.started + settings.ROUTING_DEADLINE_S
-    failures: list[str] = []
+    failures: list[str] = []  # the customer's view: numbered attempts, no channel names
+    rate_limited_waits: list[float] = []  # seconds each rate-limited attempt asked us to wait
     tried = 0
     for route in routes:
         if tried >= settings.ROUTING_MAX_ATTEMPTS:
@@ -283,7 +282,7 @@ async def _try_routes(call: Call, routes: list[Route], meter: Meter, operation):
         refusal = await meter.reserve(route)
         if refusal:
             call.attempts.append({"channel": route.channel_name, "outcome": "skipped", "error_class": "insufficient_quota"})
-            failures.append(f"{route.channel_name}: {refusal}")
+            failures.append(f"candidate {len(call.attempts)}: {refusal}")
             continue
         tried += 1
         adapter = get_adapter(route.provider_type)
@@ -303,15 +302,17 @@ async def _try_routes(call: Call, routes: list[Route], meter: Meter, operation):
             cooldown = await attempt_observe(call=call, route=route, error=error, latency_ms=call.attempts[-1]["latency_ms"])
             if not error.kind.is_retryable:
                 raise _client_error(error) from None
-            log.info("channel %s failed (%s); cooling until %.0f", route.channel_name, error.kind.value, cooldown.until)
-            failures.append(f"{route.channel_name}: {_reason(error)}")
+            log.info("channel %s failed (%s); cooling until %.0f", route.channel_name, error.kind.value, cooldown.until if cooldown else 0)
+            failures.append(f"attempt {tried}: {_reason(error)}")
+            if error.kind is ErrorKind.RATE_LIMITED:
+                rate_limited_waits.append(error.retry_after_s or (max(0.0, cooldown.until - time.time()) if cooldown else 1.0))
             continue
         except Exception:
             call.upstream_s += time.perf_counter() - began
             log.exception("adapter %s raised an unexpected error", route.provider_type)
             call.attempts.append(_attempt(route, began, "internal", None))
             await attempt_observe(call=call, route=route, error=ProviderError(ErrorKind.TRANSIENT, "unexpected error"), latency_ms=0)
-            failures.append(f"{route.channel_name}: unexpected error")
+            failures.append(f"attempt {tried}: unexpected error")
             continue
         call.upstream_s += time.perf_counter() - began
         call.attempts.append(_attempt(route, began, "ok", 200))
@@ -320,6 +321,13 @@ async def _try_routes(call: Call, routes: list[Route], meter: Meter, operation):
         return route, outcome
     if tried == 0 and failures:
         raise meter.refusal_error()
+    if tried and len(rate_limited_waits) == tried:
+        # Every upstream said "too many requests": the client should come back, not give up.
+        wait_s = max(1, math.ceil(min(rate_limited_waits)))
+        raise RateLimited(
+            f"Every upstream for this model is rate limited right now. Try again in {wait_s}s.",
+            headers={"retry-after": str(wait_s)},
+        )
     raise UpstreamError(f"All {tried} upstream attempt(s) failed: " + "; ".join(failures) + ".")
 
 
@@ -407,7 +415,7 @@ async def relay_stream(call: Call, stream: ChatStream, request: dict, include_us
         yield DONE
     except ProviderError as error:
         tally.error = error
-        yield b"data: " + UpstreamError(f"The upstream stream broke: {error.message}").render_openai() + b"\n\n"
+        yield b"data: " + UpstreamError(f"The upstream stream broke: {public_text(error.message)}").render_openai() + b"\n\n"
     finally:
         # The client may be gone and this task cancelled: finish in a task of its own.
         background.spawn(_finish_stream(call, stream, request, tally, meter))

@@ -7,25 +7,24 @@ to a route billed from the other balance, the hold moves with it. Failed attempt
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from decimal import Decimal
 
 from django.conf import settings
 
+from billing import selectors as billing_selectors
 from billing import services as billing
 from billing.models import BalanceKind
 from billing.pricing import PriceSnapshot, charge_micros, list_cost_micros
 from billing.ratecard import ratecard_aget
-from providers import tokens
 from providers.base import Usage
 from common.db import run_db
 
+from . import counting
 from .errors import InsufficientQuota, ModelNotPriced
 
 log = logging.getLogger(__name__)
 
-LONG_BODY_BYTES = 64 * 1024
 
 BILLING_TO_BALANCE = {"official": BalanceKind.CREDIT, "routed": BalanceKind.WALLET}
 BALANCE_CURRENCY = billing.DEFAULT_CURRENCY
@@ -65,11 +64,12 @@ class Meter:
         if price.is_free:
             return
         if self._prompt_tokens is None:
-            if self.call.body_size > LONG_BODY_BYTES:
-                # counting takes about 10 ms per 100k tokens: off the event loop, where streams wait
-                self._prompt_tokens = await asyncio.to_thread(tokens.estimate_request_prompt_tokens, self.request)
-            else:
-                self._prompt_tokens = tokens.estimate_request_prompt_tokens(self.request)
+            if self.call.body_size > counting.INLINE_MAX_BYTES and not await run_db(
+                billing_selectors.balance_available_any, tenant_id=self.call.policy.tenant_id
+            ):
+                # Nothing left to hold against: refused before the tokenizer spends any time on it.
+                raise InsufficientQuota("Insufficient balance: every balance of this account is used up or reserved.")
+            self._prompt_tokens = await counting.prompt_tokens_acount(self.request, body_size=self.call.body_size)
         self.call.prompt_tokens = self._prompt_tokens
         if self._max_output_tokens is None:
             self._max_output_tokens = (

@@ -127,9 +127,19 @@ def test_it_explains_no_available_channel_per_candidate(relay, alice, upstream, 
         ask(client_for(relay, alice.key))
     assert caught.value.status_code == 503 and caught.value.code == "no_available_channel"
     message = caught.value.message
-    assert "off: disabled (maintenance)" in message
-    assert "vip-only: does not serve group 'default'" in message
+    # The customer reads their own group's candidate in public terms; nothing of other groups,
+    # no channel names, no operator notes.
+    assert message.endswith("'gpt-test': candidate 1: disabled by the operator.")
+    for hidden in ("off", "vip", "maintenance", "sk-hidden-secret", "127.0.0.1"):
+        assert hidden not in message
     assert "sk-hidden-secret" not in caught.value.response.text
+    # The full story stays in the request log for the operator.
+    from observability.models import RequestLog
+    from tests.conftest import flush_logs
+
+    flush_logs()
+    reasons = {c["channel"]: c["reason"] for c in RequestLog.objects.get().candidates}
+    assert reasons == {"off": "disabled (maintenance)", "vip-only": "does not serve group 'default'"}
 
 
 def test_it_answers_400_for_a_malformed_body(relay, alice, priced):
@@ -161,7 +171,8 @@ def test_it_answers_502_when_every_upstream_fails(relay, alice, priced, upstream
     with pytest.raises(openai.APIStatusError) as caught:
         ask(client_for(relay, alice.key))
     assert caught.value.status_code == 502 and caught.value.code == "upstream_error"
-    assert "main: transient (500)" in caught.value.message
+    assert "attempt 1: transient (500)" in caught.value.message
+    assert "main" not in caught.value.message  # channel names are the operator's
 
 
 def test_every_response_has_a_request_id_and_the_relays_overhead(relay, alice, priced):

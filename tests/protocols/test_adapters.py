@@ -53,11 +53,12 @@ def google_error(code: int, status: str, message: str, details=()) -> bytes:
         (404, error_body("not_found_error", "model: x"), ErrorKind.BAD_REQUEST),
         (413, error_body("request_too_large", "Request exceeds the maximum allowed number of bytes."), ErrorKind.BAD_REQUEST),
         (400, error_body("invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum"), ErrorKind.CONTEXT_OVERFLOW),
-        (400, error_body("invalid_request_error", "Your credit balance is too low to access the Anthropic API."), ErrorKind.QUOTA),
+        (400, error_body("invalid_request_error", "Your credit balance is too low to access the Anthropic API."), ErrorKind.SUSPECTED_QUOTA),  # a 400 never blames the channel: tried elsewhere, not cooled
+        (400, error_body("invalid_request_error", "messages.0.role: 'Your credit balance is too low' is not a role"), ErrorKind.BAD_REQUEST),
         (402, error_body("billing_error", "billing issue"), ErrorKind.QUOTA),
         (None, error_body("overloaded_error", "Overloaded"), ErrorKind.TRANSIENT),
     ],
-    ids=["529", "500", "429", "401", "403", "400", "404", "413", "context", "credit", "billing", "in-stream"],
+    ids=["529", "500", "429", "401", "403", "400", "404", "413", "context", "credit", "credit-echo", "billing", "in-stream"],
 )
 def test_anthropic_errors_are_classified(status, body, kind):
     assert classify_anthropic_error(status, body, {"retry-after": "3"}, "sk-key").kind is kind

@@ -315,7 +315,7 @@ def test_a_malformed_request_is_a_bad_request_in_anthropics_shape(anthropic_clie
 
     assert caught.value.body == {
         "type": "error",
-        "error": {"type": "invalid_request_error", "message": "max_tokens: Field required (a positive integer)"},
+        "error": {"type": "invalid_request_error", "message": "max_tokens: Field required"},
     }
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import gzip
 import socket
 import time
 
@@ -10,7 +11,9 @@ import orjson
 import pytest
 
 from providers.base import Chunk, ErrorKind, ProviderError, Target, Timeouts
-from providers.openai import OpenAIAdapter, classify_error, parse_retry_after
+from providers.openai import MAX_ANSWER_BYTES, OpenAIAdapter, classify_error, parse_retry_after
+from tests.fakes.scripted_upstream import Scripted
+from tests.fakes.server import ServerThread
 from tests.fakes import FakeOpenAI
 
 adapter = OpenAIAdapter()
@@ -345,6 +348,15 @@ def test_retry_after_ms_wins_and_garbage_is_ignored():
         (409, b"", ErrorKind.TRANSIENT),
         (503, b"<html>bad gateway</html>", ErrorKind.TRANSIENT),
         (403, b'{"error": {"message": "key sk-live-abc is blocked"}}', ErrorKind.AUTH),
+        # a 400 is about the request: text (or a code) that says quota never blames the account
+        (400, b'{"error": {"message": "Invalid value: \'insufficient quota\' for role"}}', ErrorKind.BAD_REQUEST),
+        (400, b'{"error": {"message": "x", "code": "insufficient_quota"}}', ErrorKind.BAD_REQUEST),
+        (500, b'{"error": {"message": "echo: insufficient balance"}}', ErrorKind.TRANSIENT),
+        (500, b'{"error": {"message": "x", "code": "insufficient_user_quota"}}', ErrorKind.QUOTA),
+        (None, b'{"error": {"message": "you said insufficient quota"}}', ErrorKind.TRANSIENT),
+        (None, b'{"error": {"message": "x", "type": "insufficient_quota"}}', ErrorKind.QUOTA),
+        (429, b'{"error": {"message": "You exceeded your current quota"}}', ErrorKind.QUOTA),
+        (401, b'{"error": {"message": "Insufficient balance"}}', ErrorKind.QUOTA),
     ],
 )
 def test_classify_error(status, body, kind):
@@ -415,3 +427,24 @@ async def test_two_fakes_behave_independently(client, target, timeouts, upstream
 
     assert caught.value.kind is ErrorKind.RATE_LIMITED
     assert working.finish_reason == "stop"
+
+
+async def test_a_whole_answer_larger_than_the_limit_is_an_upstream_fault(client, timeouts):
+    """A lying upstream cannot fill the relay's memory: reading stops at MAX_ANSWER_BYTES."""
+
+    fake = Scripted()
+    fake.answer(200, b'{"choices": [], "pad": "' + b"a" * MAX_ANSWER_BYTES + b'"}')
+    with ServerThread(fake) as server:
+        with pytest.raises(ProviderError) as caught:
+            await adapter.chat(client, Target(server.url + "/v1", "m"), chat_request(), timeouts)
+    assert caught.value.kind is ErrorKind.TRANSIENT and "larger than" in caught.value.message
+
+
+async def test_a_gzipped_whole_answer_is_read_once_and_decoded(client, timeouts):
+
+    body = b'{"id": "x", "choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}'
+    fake = Scripted()
+    fake.answer(200, gzip.compress(body), headers={"content-encoding": "gzip"})
+    with ServerThread(fake) as server:
+        result = await adapter.chat(client, Target(server.url + "/v1", "m"), chat_request(), timeouts)
+    assert result.body == body and result.usage.prompt_tokens == 3

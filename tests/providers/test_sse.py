@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import random
+
+import pytest
 from typing import AsyncIterator
 
+from providers.base import ErrorKind, ProviderError
 from providers.sse import SSEDecoder, iter_sse
 
 OPENAI_STREAM = (
@@ -107,3 +110,17 @@ async def test_iter_sse_reads_an_async_byte_iterator_and_closes_it():
     await events.aclose()
     assert closed == [True]
     assert [event async for event in iter_sse(source())] == OPENAI_EVENTS
+
+
+def test_an_event_that_never_ends_is_refused_at_the_limit():
+    decoder = SSEDecoder(max_event_bytes=1024)
+    decoder.feed(b"data: " + b"x" * 900)
+    with pytest.raises(ProviderError) as caught:
+        decoder.feed(b"y" * 200)
+    assert caught.value.kind is ErrorKind.TRANSIENT and "larger than 1024 bytes" in caught.value.message
+
+
+def test_events_under_the_limit_pass_however_many():
+    decoder = SSEDecoder(max_event_bytes=64)
+    events = decoder.feed(b"data: 1\n\n" * 1000)
+    assert len(events) == 1000

@@ -142,8 +142,10 @@ def test_no_available_channel_names_the_reason_per_candidate(relay, alice, pair)
     answer = chat(relay, alice.key)
     assert answer.status_code == 503
     message = answer.json()["error"]["message"]
-    assert "primary: cooling down until" in message and "backup: cooling down until" in message
-    assert "(maintenance)" in message
+    assert "candidate 1: cooling down for " in message and "candidate 2: cooling down for " in message
+    assert "s for maintenance" in message
+    assert "primary" not in message and "backup" not in message
+    assert 55 <= int(answer.headers["retry-after"]) <= 60
 
 
 def test_a_request_tries_each_channel_once(relay, alice, upstreams, transactional_db, settings):

@@ -1,0 +1,104 @@
+"""One version of the configuration, shared by every process: a change anywhere is in force
+for the very next request everywhere.
+
+    config_changed()         after a change to channels, models, prices, groups, keys or
+                             tenants (called by signals and services; runs after commit)
+    await config_sync()      once per /v1 request, before anything is read from a cache: if
+                             the version moved since this process last looked, every cache
+                             that follows the configuration (`config_follow`) is dropped, and
+                             the request rebuilds what it needs before routing
+
+Where the version lives: with Redis, a counter (`INCR`; one `GET` per request); on the embedded
+default (no Redis), a small file beside the database that each change rewrites with a fresh
+token (one read of a few bytes per request, no query). An idle process needs no timer: it looks
+at its next request. A change made while a cache is being rebuilt moves the version again, so
+the request after it rebuilds once more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Callable
+
+from django.conf import settings
+from django.db import connection, transaction
+
+log = logging.getLogger(__name__)
+
+_followers: list[Callable[[], None]] = []
+_seen: list[object] = [object()]  # sentinel: the first look always counts as a change
+_redis_clients: dict[int, object] = {}
+
+
+def config_follow(on_change: Callable[[], None]) -> Callable[[], None]:
+    """Call `on_change` (cheap: drop, don't rebuild) whenever the configuration changes."""
+    _followers.append(on_change)
+    return on_change
+
+
+def config_changed() -> None:
+    """Mark the configuration changed: this process at once, every other one at its next
+    request. Inside a transaction this happens after the commit (never before it)."""
+    transaction.on_commit(_bump, robust=True)
+
+
+def _bump() -> None:
+    _drop_caches()
+    try:
+        if settings.REDIS_URL:
+            from redis import Redis
+
+            Redis.from_url(settings.REDIS_URL).incr(_redis_key())
+        else:
+            path = version_path()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            scratch = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            scratch.write_text(uuid.uuid4().hex)
+            os.replace(scratch, path)  # atomic: a reader sees the old token or the new one
+    except Exception:  # the caches' TTLs still bound staleness; say so rather than fail the change
+        log.exception("could not publish a configuration change; other processes see it within their cache TTL")
+
+
+async def config_sync() -> None:
+    version = await _read()
+    if version != _seen[0]:
+        _seen[0] = version
+        _drop_caches()
+
+
+def _drop_caches() -> None:
+    for on_change in _followers:
+        on_change()
+
+
+async def _read() -> object:
+    if settings.REDIS_URL:
+        from redis.asyncio import Redis
+
+        loop_id = id(asyncio.get_running_loop())
+        client = _redis_clients.get(loop_id)
+        if client is None:
+            client = _redis_clients[loop_id] = Redis.from_url(settings.REDIS_URL)
+        return await client.get(_redis_key())
+    try:
+        with open(version_path(), "rb") as handle:
+            return handle.read(64)
+    except FileNotFoundError:
+        return b""
+
+
+def _redis_key() -> str:
+    # Namespaced by database: two deployments (or test runs) on one Redis do not mix.
+    return f"tokenhub:{connection.settings_dict['NAME']}:config:version"
+
+
+def version_path() -> Path:
+    """Beside the SQLite file; for another database, in VAR_DIR under the database's name."""
+    name = str(connection.settings_dict["NAME"])
+    if connection.vendor == "sqlite" and name not in ("", ":memory:") and not name.startswith("file:"):
+        return Path(name + ".config-version")
+    return Path(settings.VAR_DIR) / f"config-version-{Path(name).name}"
