@@ -6,6 +6,8 @@ from datetime import datetime
 
 from django.db import transaction
 
+from billing.selectors import group_exists
+
 from . import keycache
 from .models import ApiKey, Membership, Tenant
 from .selectors import key_hash
@@ -26,6 +28,8 @@ def tenant_create(*, name: str, group: str = "default", timezone: str = "UTC") -
         raise InvalidInput(f"a tenant named {name!r} exists already")
     if not group or not group.replace("-", "").replace("_", "").isalnum():
         raise InvalidInput(f"group {group!r} must be letters, digits, - or _")
+    if not group_exists(name=group):
+        raise InvalidInput(f"unknown group {group!r}: groups are made in the admin (billing > groups) or with import_config")
     return Tenant.objects.create(name=name, group=group, timezone=timezone)
 
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from .models import Balance
+from .models import Balance, Group
+
+DEFAULT_GROUP = "default"  # every tenant created without a group is in it; it always exists
 
 
 def balances_get(*, tenant_id: int) -> dict[str, Balance]:
@@ -21,3 +23,8 @@ def usage_total_micros(*, tenant_id: int, kind: str, since=None, until=None) -> 
     if until is not None:
         entries = entries.filter(created_at__lt=until)
     return -(entries.aggregate(total=Sum("amount_micros"))["total"] or 0)
+
+
+def group_exists(*, name: str) -> bool:
+    """Whether tenants may be put in this price group; `default` always exists."""
+    return name == DEFAULT_GROUP or Group.objects.filter(name=name).exists()

@@ -185,3 +185,6 @@ JOBS_BALANCE_EVERY_S = env.float("JOBS_BALANCE_EVERY_S", default=900.0)
 JOBS_PRICING_EVERY_S = env.float("JOBS_PRICING_EVERY_S", default=86400.0)
 JOBS_RETENTION_EVERY_S = env.float("JOBS_RETENTION_EVERY_S", default=3600.0)
 JOBS_RECONCILE_EVERY_S = env.float("JOBS_RECONCILE_EVERY_S", default=300.0)
+
+# --- operator input checks (issue 14) ---
+CHANNEL_CHECK_TIMEOUT_S = env.float("CHANNEL_CHECK_TIMEOUT_S", default=5.0)  # add_channel/import_config probe of GET <base>/models

@@ -1,5 +1,7 @@
 import json
 
+from django.apps import apps
+
 from billing.services import price_set
 from relay.cli import JsonCommand
 
@@ -21,6 +23,7 @@ class Command(JsonCommand):
         parser.add_argument("--free", action="store_true", help="serve it without charging")
 
     def run(self, *, model, input, output, cached_input, cache_write, request, tiers, free, **_):
+        _require_catalog_model(model)
         parsed_tiers = None
         if tiers:
             from billing.money import parse_micros
@@ -57,3 +60,16 @@ class Command(JsonCommand):
         }
         what = "free" if price.is_free else f"{input} in / {output} out USD per 1M tokens"
         return result, f"price of {price.model} set: {what}"
+
+
+def _require_catalog_model(public_id: str) -> None:
+    """A price for a model nobody serves is a typo waiting to bite: refuse it here (the
+    service stays open for pricing sync, which may price ahead of the catalog)."""
+    # By app label, not an import: billing must not import routing, which owns the catalog.
+    catalog = apps.get_model("routing", "Model")
+    if catalog.objects.filter(public_id=public_id).exists():
+        return
+    owner = next((m.public_id for m in catalog.objects.exclude(aliases=[]) if public_id in (m.aliases or [])), None)
+    if owner:
+        raise ValueError(f"{public_id!r} is an alias of {owner!r}: set the price of {owner!r}")
+    raise ValueError(f"unknown model {public_id!r}: add it first with set_model or add_channel")
