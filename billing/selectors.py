@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from .models import Balance, Group
+from .models import Balance, Group, Price
 
 DEFAULT_GROUP = "default"  # every tenant created without a group is in it; it always exists
 
@@ -28,3 +28,16 @@ def usage_total_micros(*, tenant_id: int, kind: str, since=None, until=None) -> 
 def group_exists(*, name: str) -> bool:
     """Whether tenants may be put in this price group; `default` always exists."""
     return name == DEFAULT_GROUP or Group.objects.filter(name=name).exists()
+
+
+def groups_all() -> list[Group]:
+    return list(Group.objects.order_by("name"))
+
+
+def prices_all() -> list[Price]:
+    return list(Price.objects.order_by("model"))
+
+
+def price_get(*, model: str) -> Price | None:
+    """A model's list price, or None."""
+    return Price.objects.filter(model=model).first()
