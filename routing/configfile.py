@@ -14,17 +14,25 @@ Credentials are references: `api_key_env: NAME` (read from the environment at im
 `api_key_file: PATH` (read from that file); the channel remembers the reference so export
 writes it back. An inline `api_key` is accepted and exported only with `include_secrets`.
 A channel entry without any of them keeps the credential it has.
+
+A config file may come from elsewhere (a colleague, another relay), and a channel's key is sent
+to its base URL: so a reference may not name TokenHub's own secrets. `api_key_env` refuses the
+variables our settings read (SECRET_KEY, DATABASE_URL, TOKENHUB_VAULT_PASSWORD, ...), and
+`api_key_file` refuses files under VAR_DIR and files of more than one line (a key is one line;
+/etc/passwd is not).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
 import yaml
+from django.conf import settings
 from django.db import transaction
 
 from billing.money import parse_micros
@@ -447,21 +455,46 @@ def _credential(entry: dict, environ: Mapping[str, str], base_dir: Path) -> tupl
         return None, ""
     if given[0] == "api_key_env":
         name = str(entry["api_key_env"])
+        if name in own_environment_names():
+            raise ValueError(f"api_key_env: {name} is one of TokenHub's own settings, never a channel key")
         value = environ.get(name, "")
         if not value:
             raise ValueError(f"api_key_env: the environment variable {name} is not set")
         return value.strip(), f"env:{name}"
     if given[0] == "api_key_file":
         path = Path(str(entry["api_key_file"])).expanduser()
-        resolved = path if path.is_absolute() else base_dir / path
+        resolved = (path if path.is_absolute() else base_dir / path).resolve()
+        if resolved.is_relative_to(Path(settings.VAR_DIR).resolve()):
+            raise ValueError(f"api_key_file: {str(path)!r} is in TokenHub's own var directory, never a channel key")
         try:
             value = resolved.read_text().strip()
-        except OSError as exc:
-            raise ValueError(f"api_key_file: cannot read {str(path)!r} ({exc.strerror or exc})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"api_key_file: cannot read {str(path)!r} ({getattr(exc, 'strerror', None) or exc})") from None
         if not value:
             raise ValueError(f"api_key_file: {str(path)!r} is empty")
+        if "\n" in value:
+            raise ValueError(f"api_key_file: {str(path)!r} has more than one line; a key file holds the key alone")
         return value, f"file:{entry['api_key_file']}"
     return str(entry["api_key"]).strip(), ""
+
+
+_SETTINGS_FILE = Path(__file__).resolve().parent.parent / "relay" / "settings.py"
+_ENV_READ = re.compile(r"""env(?:\.\w+)?\(\s*["']([A-Z][A-Z0-9_]*)["']""")
+
+
+# secrets named by ARCHITECTURE.md that a setting may read by other means
+_DOCUMENTED_SECRETS = frozenset({"SECRET_KEY", "TOKENHUB_VAULT_PASSWORD", "METRICS_TOKEN", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"})
+
+
+def own_environment_names() -> frozenset[str]:
+    """Every environment variable relay/settings.py reads: TokenHub's own configuration."""
+    global _own_names
+    if _own_names is None:
+        _own_names = frozenset(_ENV_READ.findall(_SETTINGS_FILE.read_text())) | _DOCUMENTED_SECRETS
+    return _own_names
+
+
+_own_names: frozenset[str] | None = None
 
 
 def _credential_differs(channel: Channel, api_key: str, source: str) -> bool:

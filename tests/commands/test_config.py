@@ -334,3 +334,22 @@ def test_litellm_model_list_becomes_channels_by_account(monkeypatch, settings):
     exported_text = exported()
     assert "api_key_env: OPENAI_API_KEY" in exported_text and "key-of-" not in exported_text
     assert run("import_config", str(SAMPLES / "litellm_config.yaml"), "--no-check")["changes"] == []
+
+
+def test_a_config_cannot_send_tokenhubs_own_secrets_upstream(tmp_path, vendor, settings):
+    from routing.configfile import config_import, own_environment_names
+
+    assert {"SECRET_KEY", "DATABASE_URL", "TOKENHUB_VAULT_PASSWORD", "STRIPE_SECRET_KEY"} <= own_environment_names()
+    for name in sorted(own_environment_names()):
+        document = {"channels": {"x": {"type": "openai", "base_url": vendor.url + "/v1", "models": ["m"], "api_key_env": name}}}
+        with pytest.raises(ValueError, match=f"{name} is one of TokenHub's own settings"):
+            config_import(document=document, check_timeout_s=None, environ={name: "value"})
+    settings.VAR_DIR = tmp_path / "var"
+    settings.VAR_DIR.mkdir()
+    (settings.VAR_DIR / "secret_key").write_text("django-secret")
+    (tmp_path / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/:/sbin/nologin\n")
+    for path, message in ((settings.VAR_DIR / "secret_key", "var directory"), (tmp_path / "passwd", "more than one line")):
+        document = {"channels": {"x": {"type": "openai", "base_url": vendor.url + "/v1", "models": ["m"], "api_key_file": str(path)}}}
+        with pytest.raises(ValueError, match=message):
+            config_import(document=document, check_timeout_s=None)
+    assert not Channel.objects.exists()
