@@ -187,3 +187,16 @@ def test_legacy_completions_default_to_16_tokens(openai_client):
     answer = openai_client.completions.create(model="sim-model", prompt="Tell me a long story")
 
     assert answer.usage.completion_tokens <= 16 and answer.choices[0].finish_reason == "length"
+
+
+def test_claude_clients_get_a_tool_use_block_from_the_demo(relay, alice):
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=relay.url, api_key=alice.key, max_retries=0, timeout=30)
+    tool = {"name": WEATHER["function"]["name"], "input_schema": WEATHER["function"]["parameters"]}
+
+    message = client.messages.create(model="sim-model", max_tokens=200, messages=ASK, tools=[tool])
+
+    assert message.stop_reason == "tool_use"
+    (block,) = [b for b in message.content if b.type == "tool_use"]
+    assert block.name == "get_weather" and {"location", "unit", "days"} <= set(block.input)
