@@ -277,9 +277,13 @@ def _note(report: ImportReport, kind: str, name: str, action: str, fields: list[
 
 
 def _apply_group(name: str, entry: dict, report: ImportReport) -> None:
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise ValueError("a group name is letters, digits, - or _")
     existing = next((g for g in groups_all() if g.name == name), None)
-    ratio = Decimal(str(entry["ratio"])) if "ratio" in entry else None
+    ratio = _decimal(_text_or_none(entry["ratio"]), "ratio") if entry.get("ratio") is not None else None
     mode = entry.get("mode")
+    if mode is not None and not isinstance(mode, str):
+        raise ValueError("mode must be text")
     if existing is None:
         group_set(name=name, ratio=ratio, mode=mode)
         _note(report, "group", name, "create", sorted(entry))
@@ -300,7 +304,7 @@ def _apply_model(public_id: str, entry: dict, report: ImportReport) -> None:
         "context_window": _int_or_none(entry, "context_window"),
         "max_output": _int_or_none(entry, "max_output"),
         "aliases": sorted(_str_list(entry["aliases"], "aliases")) if "aliases" in entry else None,
-        "is_hidden": bool(entry["hidden"]) if "hidden" in entry else None,
+        "is_hidden": _bool_or_none(entry, "hidden"),
     }
     if existing is None:
         model_set(public_id=public_id, **wanted)
@@ -517,6 +521,13 @@ def _int(entry: dict, key: str, default: int) -> int:
     return value
 
 
+def _bool_or_none(entry: dict, key: str) -> bool | None:
+    value = entry.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"{key} must be true or false (got {value!r})")
+    return value
+
+
 def _int_or_none(entry: dict, key: str) -> int | None:
     if entry.get(key) is None:
         return None
@@ -541,6 +552,9 @@ def _text_or_none(value) -> str | None:
 
 def _decimal(value, key: str) -> Decimal:
     try:
-        return Decimal(str(value))
-    except Exception:
+        number = Decimal(str(value))
+    except ArithmeticError:
         raise ValueError(f"{key} {value!r} is not a number") from None
+    if not number.is_finite():
+        raise ValueError(f"{key} {value!r} is not a finite number")
+    return number
