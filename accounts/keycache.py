@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 
-from relay.db import run_db
+from common.db import run_db
 from django.conf import settings
 
 from .policy import KeyPolicy

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from relay.snapshot import Snapshot
+from common.snapshot import Snapshot
 
 from .pricing import PriceSnapshot
 

@@ -14,7 +14,10 @@ from starlette.applications import Starlette  # noqa: E402
 from starlette.routing import Mount  # noqa: E402
 from starlette.staticfiles import StaticFiles  # noqa: E402
 
-from routing.app import shutdown, startup, v1_app  # noqa: E402  (needs Django set up)
+from asgiref.sync import sync_to_async  # noqa: E402
+
+from relay.jobs import embedded_start, embedded_stop  # noqa: E402  (needs Django set up)
+from routing.app import shutdown, startup, v1_app  # noqa: E402
 
 # The admin's CSS and scripts, collected by `manage.py collectstatic` (make run does it): served
 # here because Django serves static files only with DEBUG on.
@@ -47,11 +50,13 @@ async def _lifespan(receive, send) -> None:
         if message["type"] == "lifespan.startup":
             try:
                 await startup()
+                embedded_start()  # periodic jobs in this process when no broker is configured
             except Exception as exc:
                 await send({"type": "lifespan.startup.failed", "message": str(exc)})
                 return
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            await sync_to_async(embedded_stop, thread_sensitive=False)()
             await shutdown()
             await send({"type": "lifespan.shutdown.complete"})
             return

@@ -1,5 +1,5 @@
 """The Celery app and the periodic jobs' schedule. Broker is Redis when REDIS_URL is set; the
-embedded default runs the same schedule in the web process (`routing.jobs`), so no broker is
+embedded default runs the same schedule in the web process (`relay.jobs`), so no broker is
 needed there."""
 
 import os
@@ -16,12 +16,13 @@ app.autodiscover_tasks()
 
 # name: (Celery task name, setting holding the interval in seconds)
 SCHEDULE = {
-    "probe-channels": ("routing.probe_channels", "JOBS_PROBE_EVERY_S"),
-    "thompson-refresh": ("routing.thompson_refresh", "JOBS_THOMPSON_EVERY_S"),
-    "balance-monitor": ("routing.balance_monitor", "JOBS_BALANCE_EVERY_S"),
-    "pricing-sync": ("routing.pricing_sync", "JOBS_PRICING_EVERY_S"),
-    "retention": ("routing.retention", "JOBS_RETENTION_EVERY_S"),
+    "probe-channels": ("channels.probe_channels", "JOBS_PROBE_EVERY_S"),
+    "thompson-refresh": ("channels.thompson_refresh", "JOBS_THOMPSON_EVERY_S"),
+    "balance-monitor": ("channels.balance_monitor", "JOBS_BALANCE_EVERY_S"),
+    "pricing-sync": ("channels.pricing_sync", "JOBS_PRICING_EVERY_S"),
+    "retention": ("channels.retention", "JOBS_RETENTION_EVERY_S"),
     "reconcile-holds": ("billing.reconcile_holds", "JOBS_RECONCILE_EVERY_S"),
+    "idempotency-prune": ("routing.idempotency_prune", "JOBS_RETENTION_EVERY_S"),
 }
 
 

@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "accounts",
     "billing",
+    "channels",
     "routing",
     "observability",
     "vault",
@@ -94,7 +95,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
-# Connections are kept (per thread) and recycled by relay.db.run_db; reconnecting per query cost
+# Connections are kept (per thread) and recycled by common.db.run_db; reconnecting per query cost
 # the /v1 path about a millisecond (bench/).
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -155,8 +156,17 @@ HOLD_RECONCILE_AFTER_S = env.float("HOLD_RECONCILE_AFTER_S", default=900.0)  # l
 TOKENHUB_UPSTREAM_ALLOW_CIDRS = env.list("TOKENHUB_UPSTREAM_ALLOW_CIDRS", default=[])
 TOKENHUB_VAULT_PASSWORD = env.str("TOKENHUB_VAULT_PASSWORD", default="")
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+IDEMPOTENCY_TTL_S = env.int("IDEMPOTENCY_TTL_S", default=86400)  # an Idempotency-Key's answer is replayed this long
+IDEMPOTENCY_WAIT_S = env.float("IDEMPOTENCY_WAIT_S", default=30.0)  # a duplicate waits this long for the first, then 409
+IDEMPOTENCY_MAX_BYTES = env.int("IDEMPOTENCY_MAX_BYTES", default=8 * 1024 * 1024)  # larger answers are not kept
+RESPONSES_STORE_TTL_S = env.int("RESPONSES_STORE_TTL_S", default=30 * 86400)  # previous_response_id reaches back this far
+CORS_ALLOW_ORIGINS = env.list("CORS_ALLOW_ORIGINS", default=["*"])  # /v1 only; keys are bearer tokens, no cookies
+CORS_EXPOSE_HEADERS = [
+    "x-request-id", "x-tokenhub-overhead-ms", "retry-after", "idempotent-replayed",
+    *(f"x-ratelimit-{kind}-{unit}" for kind in ("limit", "remaining", "reset") for unit in ("requests", "tokens")),
+]
 # --- routing intelligence, health and background jobs (docs/routing.md, docs/operations.md) ---
-ROUTING_DEFAULT_MODE = env.str("ROUTING_DEFAULT_MODE", default="weighted")  # see routing.strategies.MODES
+ROUTING_DEFAULT_MODE = env.str("ROUTING_DEFAULT_MODE", default="weighted")  # see channels.strategies.MODES
 ROUTING_MODE_WEIGHTS = env.json("ROUTING_MODE_WEIGHTS", default={})  # {"cheap": {"cost": 0.8, ...}} overrides
 ROUTING_RANDOM_SEED = env.int("ROUTING_RANDOM_SEED", default=None)  # fixed: reproducible routing (tests, drills)
 ROUTING_MAX_COOLDOWN_S = env.float("ROUTING_MAX_COOLDOWN_S", default=600.0)  # exponential backoff stops here

@@ -18,21 +18,25 @@ import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from accounts import keycache
 from accounts.selectors import key_hash
-from relay.db import run_db
+from common.db import run_db
 
-from . import background, embeddings, inbound_anthropic, upstream
+from common import background
+
+from . import embeddings, idempotency, inbound_anthropic, model_list, responses, upstream
 from . import dashboard
 from .errors import RequestTooLarge, TokenHubError
 from .journey import Call, chat_completions, check_key, record
 from .metering import Meter
 from .replies import Reply, StreamReply
-from .table import table_aget
+from channels.table import table_aget
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +89,23 @@ async def serve(request: Request, handler: Handler, *, endpoint: str, protocol: 
             raise RequestTooLarge(f"Request body is {length} bytes; the limit is {settings.REQUEST_MAX_BYTES}.")
         call = Call(
             request_id=request_id, policy=policy, client_ip=client_ip, endpoint=endpoint,
-            request_headers=request.headers, query=request.query_params,
+            request_headers=request.headers, query=request.query_params, path_params=request.path_params,
         )
         body = await request.body()
         call.body_size = len(body)
-        return to_response(await handler(call, body))
+        once_key = idempotency.presented_key(request.headers) if request.method == "POST" else None
+        if once_key is None:
+            return to_response(await handler(call, body))
+        result = await idempotency.run_once(
+            tenant_id=policy.tenant_id, key=once_key, fingerprint=idempotency.fingerprint_of(request.method, request.url.path, body),
+            run=lambda: handler(call, body), headers=call.headers,
+        )
+        return to_response(result)
     except TokenHubError as error:
         if call is not None and not call.attempts:
             record(call, status=error.status, error=error, meter=Meter(call, None, {}))
+        if call is not None:
+            error.headers = {**call.limit_headers(), **error.headers}
         return error_response(error, request_id, protocol=protocol, overhead_ms=_overhead_ms(started, call))
     except Exception:
         log.exception("request %s failed", request_id)
@@ -112,18 +125,14 @@ def endpoint_for(handler: Handler, *, endpoint: str, protocol: str = "openai"):
     return run
 
 
-async def list_models(call: Call, _body: bytes) -> Reply:
-    """The models this key may use: visible, allowed, and served to its group by an enabled channel."""
-    table = await table_aget()
-    group = call.policy.tenant_group
-    data = [
-        {"id": public_id, "object": "model", "created": 0, "owned_by": "tokenhub"}
-        for public_id, info in sorted(table.models.items())
-        if not info.is_hidden
-        and call.policy.allows_model(public_id)
-        and any(r.is_enabled and group in r.groups for r in table.routes.get(public_id, ()))
-    ]
-    return Reply(200, orjson.dumps({"object": "list", "data": data}), call.headers())
+def model_endpoint(handler: Handler, *, endpoint: str):
+    """The model routes answer (errors included) in the protocol of the client that asks."""
+
+    async def run(request: Request) -> Response:
+        protocol = "anthropic" if model_list.wants_anthropic_shape(request.headers) else "openai"
+        return await serve(request, handler, endpoint=endpoint, protocol=protocol)
+
+    return run
 
 
 _LOOPBACK = ("127.", "::1", "localhost")
@@ -182,7 +191,9 @@ async def readyz(_request: Request) -> Response:
 
 ROUTES = [
     Route("/v1/chat/completions", endpoint_for(chat_completions, endpoint="chat.completions"), methods=["POST"]),
-    Route("/v1/models", endpoint_for(list_models, endpoint="models"), methods=["GET"]),
+    Route("/v1/models", model_endpoint(model_list.list_models, endpoint="models"), methods=["GET"]),
+    Route("/v1/models/{model_id:path}", model_endpoint(model_list.retrieve_model, endpoint="models.retrieve"), methods=["GET"]),
+    Route("/v1/responses", endpoint_for(responses.responses, endpoint="responses"), methods=["POST"]),
     Route("/v1/embeddings", endpoint_for(embeddings.embeddings, endpoint="embeddings"), methods=["POST"]),
     Route("/v1/completions", endpoint_for(embeddings.completions, endpoint="completions"), methods=["POST"]),
     Route("/v1/messages", endpoint_for(inbound_anthropic.messages, endpoint="messages", protocol="anthropic"), methods=["POST"]),
@@ -218,22 +229,18 @@ async def startup() -> None:
     await sync_to_async(tokens.count_text, thread_sensitive=False)("warm up")
     if settings.REDIS_URL:
         _listeners.append(asyncio.get_running_loop().create_task(keycache.listen_for_invalidations()))
-    from .health import board
-    from .jobs import embedded_start
+    from channels.health import board
 
     if settings.REDIS_URL:
         _listeners.append(asyncio.get_running_loop().create_task(board.run_flusher()))
-    embedded_start()  # periodic jobs in this process when no broker is configured
 
 
 async def shutdown() -> None:
     from observability.services import request_logs_flush
 
-    from .health import board
-    from .jobs import embedded_stop
-    from .thompson import reward_logs_flush
+    from channels.health import board
+    from channels.thompson import reward_logs_flush
 
-    await sync_to_async(embedded_stop, thread_sensitive=False)()
     await background.drain()
     for task in _listeners:
         task.cancel()
@@ -249,4 +256,18 @@ async def _not_found(request: Request, _exc) -> Response:
     return error_response(error, new_request_id(), overhead_ms=0.0)
 
 
-v1_app = Starlette(routes=ROUTES, exception_handlers={404: _not_found, 405: _not_found})
+# Browser clients (chat front-ends in client mode, playgrounds) call /v1 from other origins with
+# a bearer key and no cookies, so every origin is allowed by default; CORS_ALLOW_ORIGINS narrows it.
+# Preflights are answered here, before any key is asked for.
+def cors_middleware() -> Middleware:
+    return Middleware(
+        CORSMiddleware,
+        allow_origins=settings.CORS_ALLOW_ORIGINS,
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["*"],
+        expose_headers=settings.CORS_EXPOSE_HEADERS,
+        max_age=600,
+    )
+
+
+v1_app = Starlette(routes=ROUTES, middleware=[cors_middleware()], exception_handlers={404: _not_found, 405: _not_found})

@@ -4,6 +4,3 @@ from django.apps import AppConfig
 class RoutingConfig(AppConfig):
     name = "routing"
     default_auto_field = "django.db.models.BigAutoField"
-
-    def ready(self) -> None:
-        from . import signals  # noqa: F401  (routing table invalidation)

@@ -22,7 +22,7 @@ from .errors import InvalidRequest, NoAvailableChannel, TokenHubError
 from .journey import Call, candidates_for, check_rate, generate, parse_body, record, resolve_model, send
 from .metering import Meter
 from .replies import Reply, StreamReply
-from .table import Route, table_aget
+from channels.table import Route, table_aget
 
 __all__ = ["completions", "embeddings"]
 

@@ -30,7 +30,7 @@ from providers.translate.common import text_of
 from .errors import InvalidRequest
 from .journey import Call, chat, estimate_usage, parse_body, resolve_model
 from .replies import Reply, StreamReply
-from .table import table_aget
+from channels.table import table_aget
 
 __all__ = ["count_tokens", "messages"]
 
@@ -47,7 +47,11 @@ async def messages(call: Call, body: bytes) -> Reply | StreamReply:
     message_id = "msg_" + call.request_id.removeprefix("req_")
     headers = {**result.headers, "request-id": call.request_id}
     if isinstance(result, StreamReply):
-        return StreamReply(_events(result.chunks, is_native=is_native, model=native["model"], message_id=message_id), headers)
+        input_tokens = call.prompt_tokens
+        if input_tokens is None and not is_native:  # a free model: the meter did not count
+            input_tokens = await sync_to_async(tokens.estimate_request_prompt_tokens, thread_sensitive=False)(request)
+        events = _events(result.chunks, is_native=is_native, model=native["model"], message_id=message_id, input_tokens=input_tokens or 0)
+        return StreamReply(events, headers)
     if is_native:
         return Reply(200, result.body, headers)
     completion = orjson.loads(result.body)
@@ -101,10 +105,10 @@ def _validate(body: dict, *, needs_max_tokens: bool) -> None:
         raise InvalidRequest("stream: must be a boolean", param="stream", code="invalid_value")
 
 
-async def _events(chunks: AsyncIterator[bytes], *, is_native: bool, model: str, message_id: str) -> AsyncIterator[bytes]:
+async def _events(chunks: AsyncIterator[bytes], *, is_native: bool, model: str, message_id: str, input_tokens: int) -> AsyncIterator[bytes]:
     """The journey's stream (OpenAI SSE lines, or an Anthropic upstream's own events) as
     Anthropic events."""
-    state = translate.ChunkEvents(message_id=message_id, model=model)
+    state = translate.ChunkEvents(message_id=message_id, model=model, input_tokens=input_tokens)
     usage: Usage | None = None
     try:
         async for data in chunks:

@@ -24,7 +24,9 @@ from providers import tokens
 from providers.base import ChatStream, ErrorKind, ProviderError, Target, Timeouts, Usage
 from providers.registry import get_adapter
 
-from . import background, upstream
+from common import background
+
+from . import upstream
 from .errors import (
     AuthenticationFailed,
     Forbidden,
@@ -37,16 +39,17 @@ from .errors import (
     TokenHubError,
     UpstreamError,
 )
-from .health import attempt_observe
+from channels.health import attempt_observe
 from .metering import Meter
 from .replies import Reply, StreamReply
-from .selection import describe_skipped, plan_for
-from .strategies import mode_for
-from .table import ModelInfo, Route, table_aget
+from channels.selection import describe_skipped, plan_for
+from channels.strategies import UnknownMode, mode_for
+from channels.table import ModelInfo, Route, table_aget
 
 log = logging.getLogger(__name__)
 
 DONE = b"data: [DONE]\n\n"
+NO_LIMIT = str(2**31 - 1)  # what x-ratelimit-* report for a unit the key does not limit (docs/protocols.md)
 
 
 class Call:
@@ -61,10 +64,12 @@ class Call:
         endpoint: str,
         request_headers=None,
         query=None,
+        path_params=None,
     ) -> None:
         self.request_id = request_id
         self.request_headers = request_headers or {}  # the client's headers (lower-case names)
         self.query = query or {}  # the URL's query parameters
+        self.path_params = path_params or {}  # parts of the URL's path the route names
         self.policy = policy
         self.client_ip = client_ip
         self.endpoint = endpoint
@@ -74,7 +79,7 @@ class Call:
         self.attempts: list[dict] = []
         self.candidates: list[dict] = []
         self.mode = ""  # routing mode: X-TokenHub-Mode header > key > group > default
-        self.plan = None  # routing.selection.Plan: scores and the health view it saw
+        self.plan = None  # channels.selection.Plan: scores and the health view it saw
         self.model = ""
         self.route: Route | None = None
         self.is_stream = False
@@ -82,6 +87,7 @@ class Call:
         self.overhead_ms = 0.0
         self.rate_headers: dict[str, str] = {}
         self.body_size = 0  # bytes of the request body
+        self.prompt_tokens: int | None = None  # the relay's own count, once the meter made it
 
     def measure_overhead(self) -> float:
         self.overhead_ms = (time.perf_counter() - self.started - self.upstream_s) * 1000.0
@@ -91,8 +97,19 @@ class Call:
         return {
             "x-request-id": self.request_id,
             "x-tokenhub-overhead-ms": f"{self.measure_overhead():.2f}",
-            **self.rate_headers,
+            **self.limit_headers(),
         }
+
+    def limit_headers(self) -> dict[str, str]:
+        """OpenAI's x-ratelimit-* family on every answer to a known key: this request's verdicts,
+        and for a unit the key does not limit, NO_LIMIT as limit and remaining."""
+        headers = dict(self.rate_headers)
+        for unit, limit in (("requests", self.policy.rpm), ("tokens", self.policy.tpm)):
+            if not limit and f"x-ratelimit-limit-{unit}" not in headers:
+                headers.update(
+                    {f"x-ratelimit-limit-{unit}": NO_LIMIT, f"x-ratelimit-remaining-{unit}": NO_LIMIT, f"x-ratelimit-reset-{unit}": "0s"}
+                )
+        return headers
 
 
 # --- admission -----------------------------------------------------------------------------
@@ -181,7 +198,10 @@ def resolve_model(call: Call, table, name: str) -> ModelInfo:
 async def candidates_for(call: Call, table, info: ModelInfo) -> list[Route]:
     routes = table.routes.get(info.public_id, ())
     group = call.policy.tenant_group
-    call.mode = await mode_for(header=call.request_headers.get("x-tokenhub-mode"), key_mode=call.policy.mode, group=group)
+    try:
+        call.mode = await mode_for(header=call.request_headers.get("x-tokenhub-mode"), key_mode=call.policy.mode, group=group)
+    except UnknownMode as error:
+        raise InvalidRequest(str(error), param="X-TokenHub-Mode", code="invalid_mode") from None
     call.plan = await plan_for(routes, group=group, model=info.public_id, mode=call.mode)
     ordered, skipped = call.plan.ordered, call.plan.skipped
     call.candidates = call.plan.explain()

@@ -19,7 +19,7 @@ from billing.pricing import PriceSnapshot, charge_micros, list_cost_micros
 from billing.ratecard import ratecard_aget
 from providers import tokens
 from providers.base import Usage
-from relay.db import run_db
+from common.db import run_db
 
 from .errors import InsufficientQuota, ModelNotPriced
 
@@ -70,6 +70,7 @@ class Meter:
                 self._prompt_tokens = await asyncio.to_thread(tokens.estimate_request_prompt_tokens, self.request)
             else:
                 self._prompt_tokens = tokens.estimate_request_prompt_tokens(self.request)
+        self.call.prompt_tokens = self._prompt_tokens
         if self._max_output_tokens is None:
             self._max_output_tokens = (
                 self.request.get("max_completion_tokens")

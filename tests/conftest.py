@@ -51,9 +51,9 @@ def _fresh_state(settings):
     """Nothing cached by one test reaches the next."""
     from accounts import keycache, limits
     from billing import ratecard
-    from routing import netguard
-    from routing.health import board
-    from routing.table import table_invalidate
+    from channels import netguard
+    from channels.health import board
+    from channels.table import table_invalidate
 
     settings.TOKENHUB_UPSTREAM_ALLOW_CIDRS = ["127.0.0.0/8"]
     if django_settings.REDIS_URL:
@@ -98,7 +98,7 @@ def make_key(tenant, **overrides) -> Actor:
 
 
 def make_channel(name: str, base_url: str, *, models=("gpt-test",), provider_type: str = "openai", **overrides):
-    from routing.services import channel_create
+    from channels.services import channel_create
 
     return channel_create(
         name=name,
@@ -136,7 +136,7 @@ def settle_background(timeout_s: float = 10.0) -> None:
     """Wait until the relay has finished what requests left running (stream settlements)."""
     import time
 
-    from routing import background
+    from common import background
 
     deadline = time.monotonic() + timeout_s
     while any(not t.done() for t in list(background._tasks)) and time.monotonic() < deadline:

@@ -578,11 +578,12 @@ class ChunkEvents:
     closes the block before it.
     """
 
-    __slots__ = ("_id", "_model", "_started", "_block", "_open", "_tools", "_stop_reason")
+    __slots__ = ("_id", "_model", "_input_tokens", "_started", "_block", "_open", "_tools", "_stop_reason")
 
-    def __init__(self, *, message_id: str, model: str) -> None:
+    def __init__(self, *, message_id: str, model: str, input_tokens: int = 0) -> None:
         self._id = message_id
         self._model = model
+        self._input_tokens = input_tokens  # the relay's own count: clients read context size here
         self._started = False
         self._block = -1  # index of the last block opened
         self._open: Any = None  # "text" | "thinking" | ("tool", n) | None
@@ -605,8 +606,9 @@ class ChunkEvents:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            # the upstream tells the counts at the end: message_delta carries them
-            "usage": {"input_tokens": 0, "output_tokens": 0},
+            # the relay's prompt count now (clients read input tokens only here); the upstream's
+            # counts arrive at the end, in message_delta
+            "usage": {"input_tokens": self._input_tokens, "output_tokens": 0},
         }
         return sse_event(b"message_start", {"type": "message_start", "message": message}) + sse_event(b"ping", {"type": "ping"})
 

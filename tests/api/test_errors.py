@@ -117,7 +117,7 @@ def test_it_answers_503_model_not_priced_without_sending(relay, alice, upstream,
 
 
 def test_it_explains_no_available_channel_per_candidate(relay, alice, upstream, transactional_db):
-    from routing.services import channel_set_status
+    from channels.services import channel_set_status
 
     make_price("gpt-test", "1", "2")
     off = make_channel("off", upstream.url + "/v1", models=["gpt-test"])

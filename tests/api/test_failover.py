@@ -33,8 +33,8 @@ def test_a_higher_priority_is_tried_first(openai_client, pair):
 
 @pytest.mark.parametrize("mode", ["429", "500", "slow_first_byte"])
 def test_the_backup_answers_when_the_primary_fails_and_the_primary_cools_down(openai_client, pair, mode, settings):
-    from routing.health import board
-    from routing.models import Channel
+    from channels.health import board
+    from channels.models import Channel
 
     settings.UPSTREAM_FIRST_BYTE_TIMEOUT_S = 0.5
     primary, backup = pair
@@ -51,10 +51,10 @@ def test_the_backup_answers_when_the_primary_fails_and_the_primary_cools_down(op
 
 
 def test_a_channel_that_is_down_fails_over(openai_client, pair):
-    from routing.models import Channel
+    from channels.models import Channel
 
     Channel.objects.filter(name="primary").update(base_url="http://127.0.0.1:9/v1")  # nothing listens on port 9
-    from routing.table import table_invalidate
+    from channels.table import table_invalidate
 
     table_invalidate()
     primary, backup = pair
@@ -90,7 +90,7 @@ def test_a_stream_cut_midway_ends_with_an_error_event(openai_client, pair):
             received.append(chunk.choices[0].delta.content or "")
     assert "".join(received) == "".join(primary.pieces[:2])
     # a channel that cuts streams cools down like one that refuses them
-    from routing.models import Channel
+    from channels.models import Channel
     from tests.conftest import settle_background
 
     settle_background()

@@ -158,7 +158,7 @@ def test_a_key_over_its_daily_cap_gets_402_saying_so(relay, alice, channel):
 
 
 def test_without_max_tokens_the_models_max_output_is_held(relay, alice, channel, transactional_db):
-    from routing.services import model_set
+    from channels.services import model_set
 
     model_set(public_id="gpt-test", max_output=1000)
     poor = make_key(make_tenant("poor", credit="0.001", wallet=None))  # 1000 micro-USD

@@ -14,7 +14,7 @@ from django.core.management.base import CommandError
 from accounts.models import ApiKey, Tenant
 from billing.models import Balance, LedgerEntry, Price
 from billing.services import group_set
-from routing.models import Channel, ChannelModel, Model
+from channels.models import Channel, ChannelModel, Model
 from tests.conftest import subprocess_database_url
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from billing.models import Group, Price
-from routing.models import Channel, ChannelModel, Model
+from channels.models import Channel, ChannelModel, Model
 from tests.conftest import make_key, make_tenant
 from tests.fakes.api_root import ApiRootOnly
 from tests.fakes.server import ServerThread
@@ -340,7 +340,7 @@ def test_litellm_model_list_becomes_channels_by_account(monkeypatch, settings):
 
 
 def test_a_config_cannot_send_tokenhubs_own_secrets_upstream(tmp_path, vendor, settings):
-    from routing.configfile import config_import, own_environment_names
+    from channels.configfile import config_import, own_environment_names
 
     assert {"SECRET_KEY", "DATABASE_URL", "TOKENHUB_VAULT_PASSWORD", "STRIPE_SECRET_KEY"} <= own_environment_names()
     for name in sorted(own_environment_names()):

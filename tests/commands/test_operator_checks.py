@@ -17,7 +17,7 @@ from accounts.models import Tenant
 from billing.models import Group, Price
 from billing.selectors import group_exists
 from billing.services import group_set
-from routing.models import Channel, Model
+from channels.models import Channel, Model
 from tests.conftest import subprocess_database_url
 from tests.fakes.api_root import ApiRootOnly
 from tests.fakes.server import ServerThread

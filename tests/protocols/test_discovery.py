@@ -35,7 +35,7 @@ def channels(db, upstreams):
     ],
 )
 def test_it_proposes_the_models_a_channel_lacks_and_changes_nothing(channels, kind, proposed, existing):
-    from routing.models import ChannelModel
+    from channels.models import ChannelModel
 
     before = ChannelModel.objects.count()
 
@@ -49,7 +49,7 @@ def test_it_proposes_the_models_a_channel_lacks_and_changes_nothing(channels, ki
 
 
 def test_apply_adds_the_rows_with_the_upstreams_limits_once(channels):
-    from routing.models import ChannelModel, Model
+    from channels.models import ChannelModel, Model
 
     first = discover("ge", "--apply")
     second = discover("ge", "--apply")
@@ -75,7 +75,7 @@ def test_an_unknown_channel_is_an_error(db):
 
 
 def test_a_refused_key_is_an_error_and_adds_nothing(channels, upstreams):
-    from routing.models import ChannelModel
+    from channels.models import ChannelModel
 
     upstreams["anthropic"].set_mode("ok", api_key="another-key")
     before = ChannelModel.objects.count()

@@ -39,7 +39,7 @@ import providers
 names = [f"providers.{m.name}" for m in pkgutil.iter_modules(providers.__path__)]
 for name in names:
     importlib.import_module(name)
-ours = ("django", "relay", "accounts", "billing", "routing", "observability", "vault")
+ours = ("django", "relay", "common", "accounts", "billing", "routing", "channels", "observability", "vault")
 leaked = sorted(m for m in sys.modules if m.split(".")[0] in ours)
 assert not leaked, leaked
 print(len(names))

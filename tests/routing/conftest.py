@@ -13,7 +13,7 @@ from tests.fakes.server import ServerThread
 def _fresh_routing(settings):
     """Routing caches start empty. Reward logs still queued belong to another test's database:
     dropped (tests that read rewards flush them while their database is up: `flush_all`)."""
-    from routing import strategies, thompson
+    from channels import strategies, thompson
 
     thompson.reward_logs.discard()
     strategies.rng_seed(None)
@@ -106,8 +106,8 @@ def chat(relay, key: str, *, model: str = "gpt-test", mode: str | None = None, *
 
 
 def flush_all() -> None:
-    from routing.health import board
-    from routing.thompson import reward_logs_flush
+    from channels.health import board
+    from channels.thompson import reward_logs_flush
     from tests.conftest import flush_logs
 
     flush_logs()

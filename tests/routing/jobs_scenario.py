@@ -24,8 +24,8 @@ DOCUMENT = {"gpt-test": {"input_cost_per_token": 2e-06, "output_cost_per_token":
 
 def set_the_scene(vendor) -> dict:
     from observability.models import RequestLog, RewardLog
-    from routing.health import channel_auto_disable
-    from routing.services import model_ensure
+    from channels.health import channel_auto_disable
+    from channels.services import model_ensure
     from vault.services import vault_forget
 
     # The vault key this process remembers belongs to an earlier test's database: derive it
@@ -53,7 +53,7 @@ def set_the_scene(vendor) -> dict:
 def effects() -> dict[str, bool]:
     from billing.models import Price, PriceChange
     from observability.models import RequestLog
-    from routing.models import Channel, ChannelBalanceSnapshot, ThompsonArm
+    from channels.models import Channel, ChannelBalanceSnapshot, ThompsonArm
 
     price = Price.objects.filter(model="gpt-test").first()
     return {

@@ -26,27 +26,27 @@ def operator(client, transactional_db):
 
 
 def channel(name):
-    from routing.models import Channel
+    from channels.models import Channel
 
     return Channel.objects.get(name=name)
 
 
 def test_the_channel_list_shows_live_health_and_why_a_channel_is_disabled(operator, channels):
-    from routing.health import board
-    from routing.health import channel_operator_set
+    from channels.health import board
+    from channels.health import channel_operator_set
 
     board.cool(channel("primary").pk, seconds=60, reason="rate limited (429)")
     channel_operator_set(channel=channel("backup"), is_enabled=False, reason="contract ended")
-    import routing.admin
+    import channels.admin
 
-    routing.admin._records_cache = (0.0, {})
-    page = operator.get(reverse("admin:routing_channel_changelist")).content.decode()
+    channels.admin._records_cache = (0.0, {})
+    page = operator.get(reverse("admin:channels_channel_changelist")).content.decode()
     assert "cooling until" in page and "rate limited (429)" in page
     assert "contract ended" in page and "disabled</span> since" in page
 
 
 def test_disable_asks_for_a_reason_then_disables(operator, channels):
-    url = reverse("admin:routing_channel_changelist")
+    url = reverse("admin:channels_channel_changelist")
     pk = channel("primary").pk
     form = operator.post(url, {"action": "disable_channels", "_selected_action": [pk]})
     assert form.status_code == 200 and b"reason" in form.content
@@ -63,7 +63,7 @@ def test_disable_asks_for_a_reason_then_disables(operator, channels):
 
 def test_test_channel_sends_a_tiny_real_request(operator, channels):
     primary, _ = channels
-    url = reverse("admin:routing_channel_changelist")
+    url = reverse("admin:channels_channel_changelist")
     response = operator.post(url, {"action": "test_channels", "_selected_action": [channel("primary").pk]}, follow=True)
     assert b"rimary / gpt-test: answered in" in response.content  # the admin capitalizes messages
     sent = primary.requests[-1].json
@@ -71,20 +71,20 @@ def test_test_channel_sends_a_tiny_real_request(operator, channels):
     primary.set_mode("500")
     response = operator.post(url, {"action": "test_channels", "_selected_action": [channel("primary").pk]}, follow=True)
     assert b"rimary / gpt-test: failed after" in response.content
-    from routing.models import ChannelHealth
+    from channels.models import ChannelHealth
 
     assert ChannelHealth.objects.get(channel=channel("primary")).last_probe_ok is False
 
 
 def test_the_route_tree_shows_type_brand_channel_models_and_order(operator, channels):
-    page = operator.get(reverse("admin:routing_route_tree")).content.decode()
+    page = operator.get(reverse("admin:channels_route_tree")).content.decode()
     assert page.index("<h2>openai</h2>") < page.index(">acme</h3>") < page.index(">primary</a>") < page.index(">backup</a>")
     assert "primary</span>" in page and "backup 1</span>" in page
 
 
 def test_the_simulator_page_ranks_candidates_without_sending(operator, channels):
     primary, backup = channels
-    page = operator.get(reverse("admin:routing_simulator"), {"model": "gpt-test", "group": "default", "mode": "weighted", "seed": "1"})
+    page = operator.get(reverse("admin:channels_simulator"), {"model": "gpt-test", "group": "default", "mode": "weighted", "seed": "1"})
     text = page.content.decode()
     assert '<b id="choice">primary</b>' in text
     assert text.count('class="candidate"') == 2
@@ -96,22 +96,22 @@ def test_the_requests_page_explains_where_a_request_went(operator, relay, alice,
     primary.set_mode("500")
     request_id = chat(relay, alice.key).headers["x-request-id"]
     flush_all()
-    page = operator.get(reverse("admin:routing_requests"), {"request_id": request_id}).content.decode()
+    page = operator.get(reverse("admin:channels_requests"), {"request_id": request_id}).content.decode()
     assert "answered by <b>backup</b>" in page
     assert "transient" in page and "weighted" in page
 
 
 def test_someone_without_staff_access_is_sent_to_login(client, channels):
-    for name in ("routing_route_tree", "routing_simulator", "routing_requests", "routing_channel_changelist"):
+    for name in ("channels_route_tree", "channels_simulator", "channels_requests", "channels_channel_changelist"):
         response = client.get(reverse(f"admin:{name}"))
         assert response.status_code == 302 and "/admin/login/" in response["location"]
 
 
 def test_channel_models_can_be_disabled_with_a_reason(operator, channels):
-    from routing.models import ChannelModel
+    from channels.models import ChannelModel
 
     link = ChannelModel.objects.get(channel__name="primary")
-    url = reverse("admin:routing_channelmodel_changelist")
+    url = reverse("admin:channels_channelmodel_changelist")
     operator.post(url, {"action": "disable_routes", "_selected_action": [link.pk], "apply": "1", "reason": "model retired upstream"})
     link.refresh_from_db()
     assert link.is_enabled is False

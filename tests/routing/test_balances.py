@@ -18,20 +18,20 @@ def monitored(vendor, transactional_db):
 
 
 def latest(name):
-    from routing.models import ChannelBalanceSnapshot
+    from channels.models import ChannelBalanceSnapshot
 
     snap = ChannelBalanceSnapshot.objects.filter(channel__name=name).order_by("-created_at", "-id").first()
     return (snap.amount_micros, snap.currency, snap.source) if snap else None
 
 
 def channel(name):
-    from routing.models import Channel
+    from channels.models import Channel
 
     return Channel.objects.get(name=name)
 
 
 def test_it_reads_each_brands_balance_and_keeps_history(monitored):
-    from routing.tasks import balances_check
+    from channels.tasks import balances_check
 
     monitored.total_usage_cents = 2500
     counts = balances_check()
@@ -41,21 +41,21 @@ def test_it_reads_each_brands_balance_and_keeps_history(monitored):
     assert latest("relay") == (75_000_000, "USD", "openai_billing")
     assert latest("sim") is None
     balances_check()
-    from routing.models import ChannelBalanceSnapshot
+    from channels.models import ChannelBalanceSnapshot
 
     assert ChannelBalanceSnapshot.objects.filter(channel__name="ds").count() == 2
 
 
 def test_it_sends_the_channel_key(monitored):
-    from routing.tasks import balances_check
+    from channels.tasks import balances_check
 
     balances_check()
     assert "/user/balance" in monitored.paths
 
 
 def test_low_balance_is_flagged_and_zero_disables_then_a_top_up_re_enables(monitored):
-    from routing.models import ChannelHealth
-    from routing.tasks import balances_check
+    from channels.models import ChannelHealth
+    from channels.tasks import balances_check
 
     monitored.deepseek_balance = "3.00"
     balances_check()
@@ -75,8 +75,8 @@ def test_low_balance_is_flagged_and_zero_disables_then_a_top_up_re_enables(monit
 
 
 def test_a_channel_an_operator_disabled_is_left_alone(monitored):
-    from routing.health import channel_operator_set
-    from routing.tasks import balances_check
+    from channels.health import channel_operator_set
+    from channels.tasks import balances_check
 
     channel_operator_set(channel=channel("ds"), is_enabled=False, reason="paused")
     monitored.deepseek_balance = "50.00"

@@ -23,6 +23,6 @@ def test_a_worker_with_beat_runs_every_job(vendor, transactional_db, tmp_path):
         worker.stop()
     log = worker.log()
     assert seen == {k: True for k in seen}, log
-    for task in ("routing.probe_channels", "routing.thompson_refresh", "routing.balance_monitor", "routing.pricing_sync",
-                 "routing.retention", "billing.reconcile_holds"):
+    for task in ("channels.probe_channels", "channels.thompson_refresh", "channels.balance_monitor", "channels.pricing_sync",
+                 "channels.retention", "billing.reconcile_holds"):
         assert f"Task {task}[" in log and "succeeded" in log, f"{task} never ran:\n{log}"

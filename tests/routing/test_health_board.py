@@ -6,7 +6,7 @@ import time
 import pytest
 
 from providers.base import ErrorKind, ProviderError
-from routing.health import DEGRADED, DOWN, HEALTHY, board
+from channels.health import DEGRADED, DOWN, HEALTHY, board
 
 
 def error(kind=ErrorKind.TRANSIENT, status=500, retry_after_s=None):

@@ -20,7 +20,7 @@ def pair(upstreams, transactional_db):
 
 
 def channel(name):
-    from routing.models import Channel
+    from channels.models import Channel
 
     return Channel.objects.get(name=name)
 
@@ -38,7 +38,7 @@ def test_one_stray_error_cools_but_never_disables(relay, alice, pair):
     primary, backup = pair
     primary.set_mode("500")
     assert chat(relay, alice.key).json()["choices"][0]["message"]["content"] == backup.text
-    from routing.tasks import probes_run
+    from channels.tasks import probes_run
 
     flush_all()
     probes_run()  # the error-rate sweep sees one error in one attempt
@@ -46,7 +46,7 @@ def test_one_stray_error_cools_but_never_disables(relay, alice, pair):
 
 
 def test_an_auth_error_disables_the_channel_with_reason_and_time(relay, alice, pair):
-    from routing.models import ChannelHealth
+    from channels.models import ChannelHealth
 
     primary, backup = pair
     primary.set_mode("401")
@@ -59,8 +59,8 @@ def test_an_auth_error_disables_the_channel_with_reason_and_time(relay, alice, p
 
 
 def test_exhausted_quota_disables_and_a_successful_probe_re_enables(relay, alice, pair):
-    from routing.health import board
-    from routing.tasks import probes_run
+    from channels.health import board
+    from channels.tasks import probes_run
 
     primary, backup = pair
     primary.set_mode("quota")
@@ -77,14 +77,14 @@ def test_exhausted_quota_disables_and_a_successful_probe_re_enables(relay, alice
     enabled = channel("primary")
     assert (enabled.status, enabled.status_reason) == ("enabled", "")
     assert board.cooldown(enabled.pk) is None
-    from routing.table import table_invalidate
+    from channels.table import table_invalidate
 
     table_invalidate()
     assert chat(relay, alice.key).json()["choices"][0]["message"]["content"] == primary.text
 
 
 def test_a_high_error_rate_over_the_window_disables(relay, alice, pair, settings):
-    from routing.tasks import probes_run
+    from channels.tasks import probes_run
 
     settings.ROUTING_TRANSIENT_COOLDOWN_S = 0  # let every request try the primary again
     primary, _ = pair
@@ -101,8 +101,8 @@ def test_a_high_error_rate_over_the_window_disables(relay, alice, pair, settings
 
 
 def test_an_operator_disabled_channel_is_never_re_enabled_by_probes(relay, alice, pair):
-    from routing.health import channel_operator_set
-    from routing.tasks import probes_run
+    from channels.health import channel_operator_set
+    from channels.tasks import probes_run
 
     channel_operator_set(channel=channel("primary"), is_enabled=False, reason="contract ended")
     probes_run()
@@ -110,8 +110,8 @@ def test_an_operator_disabled_channel_is_never_re_enabled_by_probes(relay, alice
 
 
 def test_a_cooling_channel_in_a_streak_is_probed_half_open_and_closed_on_success(relay, alice, pair, settings):
-    from routing.health import board
-    from routing.tasks import probes_run
+    from channels.health import board
+    from channels.tasks import probes_run
 
     primary, _ = pair
     primary.set_mode("500")
@@ -125,7 +125,7 @@ def test_a_cooling_channel_in_a_streak_is_probed_half_open_and_closed_on_success
 
 
 def test_a_rate_limited_channel_is_left_alone_until_its_retry_after(relay, alice, pair):
-    from routing.tasks import probes_run
+    from channels.tasks import probes_run
 
     primary, _ = pair
     primary.set_mode("429", retry_after="30")
@@ -135,7 +135,7 @@ def test_a_rate_limited_channel_is_left_alone_until_its_retry_after(relay, alice
 
 
 def test_no_available_channel_names_the_reason_per_candidate(relay, alice, pair):
-    from routing.health import board
+    from channels.health import board
 
     board.cool(channel("primary").pk, seconds=60, reason="maintenance")
     board.cool(channel("backup").pk, seconds=60, reason="maintenance")
@@ -180,7 +180,7 @@ def test_the_log_explains_candidates_and_attempts(relay, alice, pair):
 def test_a_request_costs_one_redis_round_trip_for_health(relay, alice, pair, settings):
     """Health is read with one pipelined round trip (none when a read younger than
     ROUTING_HEALTH_CACHE_S is at hand); a success writes nothing until the periodic flush."""
-    from routing.health import board
+    from channels.health import board
 
     settings.ROUTING_HEALTH_CACHE_S = 0  # every request reads
     settings.ROUTING_HEALTH_FLUSH_S = 3600  # no flush during the count

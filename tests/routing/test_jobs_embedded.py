@@ -1,11 +1,11 @@
-"""Without a broker, the web process runs the periodic jobs itself (routing.jobs.Runner): the
+"""Without a broker, the web process runs the periodic jobs itself (relay.jobs.Runner): the
 same task functions, on the same schedule. Here every interval is shortened."""
 
 from tests.routing import jobs_scenario
 
 
 def test_the_embedded_runner_runs_every_job(vendor, transactional_db, settings):
-    from routing.jobs import SCHEDULE, Runner
+    from relay.jobs import SCHEDULE, Runner
 
     for name, value in jobs_scenario.SETTINGS.items():
         setattr(settings, name, value)
@@ -22,7 +22,7 @@ def test_the_embedded_runner_runs_every_job(vendor, transactional_db, settings):
 
 
 def test_it_starts_only_without_a_broker(settings):
-    from routing import jobs
+    from relay import jobs
 
     settings.REDIS_URL = ""
     settings.CELERY_BROKER_URL = "memory://"
@@ -35,7 +35,7 @@ def test_it_starts_only_without_a_broker(settings):
 
 
 def test_one_process_per_machine_runs_the_jobs(settings, tmp_path):
-    from routing.jobs import Runner
+    from relay.jobs import Runner
 
     settings.VAR_DIR = tmp_path
     first, second = Runner(first_delay_s=3600), Runner(first_delay_s=3600)
@@ -50,10 +50,10 @@ def test_one_process_per_machine_runs_the_jobs(settings, tmp_path):
 
 def test_beat_schedule_covers_every_job(settings):
     from relay.celery import app
-    from routing.jobs import beat_schedule
+    from relay.jobs import beat_schedule
 
     settings.JOBS_PROBE_EVERY_S = 42
     schedule = beat_schedule()
-    assert schedule["probe-channels"] == {"task": "routing.probe_channels", "schedule": 42.0, "options": {"expires": 42.0}}
+    assert schedule["probe-channels"] == {"task": "channels.probe_channels", "schedule": 42.0, "options": {"expires": 42.0}}
     app.loader.import_default_modules()
     assert {entry["task"] for entry in schedule.values()} <= set(app.tasks)

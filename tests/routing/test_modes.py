@@ -27,7 +27,7 @@ def key_with_mode(tenant, mode: str):
 
 
 def channel_ids():
-    from routing.models import Channel
+    from channels.models import Channel
 
     return list(Channel.objects.values_list("pk", flat=True))
 
@@ -66,8 +66,8 @@ def test_cheap_mode_prefers_cost_and_high_confidence_prefers_the_operators_weigh
 
 
 def test_high_confidence_avoids_a_channel_that_has_been_failing(relay, alice, trio, settings):
-    from routing.health import board
-    from routing.models import Channel
+    from channels.health import board
+    from channels.models import Channel
 
     settings.ROUTING_TRANSIENT_COOLDOWN_S = 0  # failures count, but nothing cools: only the score decides
     pricey = Channel.objects.get(name="pricey")
@@ -83,8 +83,8 @@ def test_high_confidence_avoids_a_channel_that_has_been_failing(relay, alice, tr
 
 
 def test_lowest_latency_goes_to_the_fastest(relay, alice, trio):
-    from routing.health import board
-    from routing.models import Channel
+    from channels.health import board
+    from channels.models import Channel
 
     ids = {c.name: c.pk for c in Channel.objects.all()}
     for name, latency in (("cheap", 900), ("pricey", 400), ("middle", 50)):
@@ -118,7 +118,7 @@ def test_a_bad_mode_stored_on_a_key_falls_back_to_the_default(relay, alice, trio
 
 
 def test_weighted_shares_traffic_by_weight(relay, alice, trio):
-    from routing import strategies
+    from channels import strategies
 
     strategies.rng_seed(11)
     for _ in range(70):

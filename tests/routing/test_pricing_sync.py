@@ -19,7 +19,7 @@ DOCUMENT = {
 
 @pytest.fixture
 def catalog(transactional_db):
-    from routing.services import model_ensure
+    from channels.services import model_ensure
 
     make_price("gpt-test", "1", "2")
     make_price("zeroed", "1", "4")
@@ -37,7 +37,7 @@ def price(model):
 
 
 def sync(**kwargs):
-    from routing.tasks import prices_sync_from_source
+    from channels.tasks import prices_sync_from_source
 
     return prices_sync_from_source(**kwargs)
 
@@ -97,7 +97,7 @@ def test_apply_changes_prices_and_keeps_history(catalog, source):
 
 
 def test_it_fills_context_windows_the_catalog_lacks(catalog, source):
-    from routing.models import Model
+    from channels.models import Model
 
     Model.objects.filter(public_id="gpt-test").update(max_output=4096)
     report = sync(source=source)

@@ -28,8 +28,8 @@ def latest_log():
 
 @pytest.mark.parametrize("mode", ["weighted", "thompson", "normal"])
 def test_the_router_makes_the_simulated_choice(relay, alice, four, mode):
-    from routing import strategies
-    from routing.simulator import simulate
+    from channels import strategies
+    from channels.simulator import simulate
 
     choices = []
     for seed in range(8):
@@ -47,9 +47,9 @@ def test_the_router_makes_the_simulated_choice(relay, alice, four, mode):
 
 
 def test_the_simulator_shows_why_candidates_are_skipped(relay, alice, four):
-    from routing.health import board
-    from routing.models import Channel
-    from routing.simulator import simulate
+    from channels.health import board
+    from channels.models import Channel
+    from channels.simulator import simulate
 
     board.cool(Channel.objects.get(name="s0").pk, seconds=60, reason="maintenance")
     Channel.objects.filter(name="s1").update(status="disabled", status_reason="contract ended")

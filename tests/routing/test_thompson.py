@@ -40,7 +40,7 @@ def good_and_flaky(_flaky_servers, transactional_db, settings):
 
 
 def test_thompson_converges_to_the_better_channel(relay, alice, good_and_flaky):
-    from routing import strategies
+    from channels import strategies
 
     good, flaky = good_and_flaky
     strategies.rng_seed(2024)
@@ -60,7 +60,7 @@ def test_thompson_converges_to_the_better_channel(relay, alice, good_and_flaky):
 
 def test_weighted_mode_does_not_learn(relay, alice, good_and_flaky):
     """The control: without Thompson, the flaky channel keeps its half of first tries."""
-    from routing import strategies
+    from channels import strategies
 
     good, flaky = good_and_flaky
     strategies.rng_seed(2024)
@@ -71,9 +71,9 @@ def test_weighted_mode_does_not_learn(relay, alice, good_and_flaky):
 
 def test_the_refresh_job_computes_posteriors_from_reward_logs(relay, alice, good_and_flaky):
     from observability.models import RewardLog
-    from routing import thompson
-    from routing import strategies
-    from routing.models import Channel, ThompsonArm
+    from channels import thompson
+    from channels import strategies
+    from channels.models import Channel, ThompsonArm
 
     strategies.rng_seed(2024)  # with this seed the sampler tries both channels (see above)
     for _ in range(30):
@@ -104,8 +104,8 @@ def test_the_refresh_job_computes_posteriors_from_reward_logs(relay, alice, good
 
 def test_old_evidence_fades(transactional_db, settings):
     from observability.models import RewardLog
-    from routing import thompson
-    from routing.models import ThompsonArm
+    from channels import thompson
+    from channels.models import ThompsonArm
 
     settings.ROUTING_THOMPSON_HALF_LIFE_S = 3600
     channel = make_channel("solo", "http://127.0.0.1:9/v1", models=["gpt-test"])

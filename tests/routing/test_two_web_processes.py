@@ -34,8 +34,8 @@ def ask(url, key):
 
 def test_two_web_processes_share_cooldown_and_health(webs, alice, upstreams):
     from observability.models import RequestLog
-    from routing.health import board
-    from routing.models import Channel
+    from channels.health import board
+    from channels.models import Channel
 
     primary, backup = upstreams("primary", "backup", chunks=1)
     make_price("gpt-test", "1", "2")

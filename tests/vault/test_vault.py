@@ -4,7 +4,7 @@ that need one are skipped with that reason, never with the secret."""
 import openai
 import pytest
 
-from routing.models import Channel
+from channels.models import Channel
 from tests.conftest import make_channel, make_price
 from vault import services as vault
 from vault.crypto import VaultLocked, derive_kek, seal, unseal
@@ -50,7 +50,7 @@ def test_a_wrong_vault_password_skips_the_channel_and_says_why(relay, alice, ups
 
     vault.vault_forget()  # and back with the right one
     settings.TOKENHUB_VAULT_PASSWORD = "the-right-one"
-    from routing.table import table_invalidate
+    from channels.table import table_invalidate
 
     table_invalidate()
     client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "hi"}])

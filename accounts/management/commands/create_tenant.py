@@ -1,5 +1,5 @@
 from accounts.services import InvalidInput, tenant_create
-from relay.cli import JsonCommand
+from common.cli import JsonCommand
 
 
 class Command(JsonCommand):

@@ -1,6 +1,6 @@
 
 from billing.services import ledger_audit
-from relay.cli import JsonCommand
+from common.cli import JsonCommand
 
 
 class Command(JsonCommand):

@@ -1,7 +1,7 @@
 from accounts.selectors import tenant_get
 from billing.money import format_micros
 from billing.selectors import balances_get
-from relay.cli import JsonCommand
+from common.cli import JsonCommand
 
 
 class Command(JsonCommand):

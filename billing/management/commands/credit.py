@@ -4,7 +4,7 @@ from accounts.selectors import tenant_get
 from billing.models import LedgerEntry
 from billing.money import format_micros, parse_micros
 from billing.services import balance_credit
-from relay.cli import JsonCommand
+from common.cli import JsonCommand
 
 
 class Command(JsonCommand):

@@ -1,5 +1,5 @@
 from billing.services import exchange_rate_set
-from relay.cli import JsonCommand
+from common.cli import JsonCommand
 
 
 class Command(JsonCommand):

@@ -1,9 +1,8 @@
 import json
 
-from django.apps import apps
-
 from billing.services import price_set
-from relay.cli import JsonCommand
+from channels.selectors import model_owning
+from common.cli import JsonCommand
 
 
 class Command(JsonCommand):
@@ -65,11 +64,8 @@ class Command(JsonCommand):
 def _require_catalog_model(public_id: str) -> None:
     """A price for a model nobody serves is a typo waiting to bite: refuse it here (the
     service stays open for pricing sync, which may price ahead of the catalog)."""
-    # By app label, not an import: billing must not import routing, which owns the catalog.
-    catalog = apps.get_model("routing", "Model")
-    if catalog.objects.filter(public_id=public_id).exists():
-        return
-    owner = next((m.public_id for m in catalog.objects.exclude(aliases=[]) if public_id in (m.aliases or [])), None)
-    if owner:
-        raise ValueError(f"{public_id!r} is an alias of {owner!r}: set the price of {owner!r}")
-    raise ValueError(f"unknown model {public_id!r}: add it first with set_model or add_channel")
+    owner = model_owning(name=public_id)
+    if owner is None:
+        raise ValueError(f"unknown model {public_id!r}: add it first with set_model or add_channel")
+    if owner[1]:
+        raise ValueError(f"{public_id!r} is an alias of {owner[0]!r}: set the price of {owner[0]!r}")

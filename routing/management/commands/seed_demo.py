@@ -18,9 +18,9 @@ from accounts.selectors import key_hash
 from billing import services as billing
 from billing.models import ExchangeRate, Price
 from accounts.services import api_key_create, api_key_revoke, tenant_create
-from relay.cli import JsonCommand
-from routing.models import BillingClass, Channel
-from routing.services import channel_create, model_set
+from common.cli import JsonCommand
+from channels.models import BillingClass, Channel
+from channels.services import channel_create, model_set
 
 DEMO_MODELS = {
     # public id: (context window, max output, aliases)

@@ -1,0 +1,330 @@
+"""The operator's routing console in the Django admin.
+
+    Channels        live state (cooling, failure streak, last probe, last balance), with
+                    actions: enable, disable with a reason, test (a tiny real request)
+    Channel models  enable / disable a model on a channel (the reason goes to the admin history)
+    Route tree      /admin/channels/channel/route-tree/: type -> brand -> channel -> models ->
+                    primary/backup order, with health
+    Simulator       /admin/channels/channel/simulator/: model, group, mode (and seed) -> ranked
+                    candidates with scores, skipped ones with reasons; nothing is sent
+    Request routes  /admin/channels/channel/requests/: for any request, the candidates it
+                    considered, why each was skipped, and the attempts it made
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, Subquery
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+
+from .health import board, channel_operator_set, channel_probe
+from .models import Channel, ChannelBalanceSnapshot, ChannelHealth, ChannelModel, Model, ThompsonArm
+from .strategies import MODES
+
+_records_cache: tuple[float, dict] = (0.0, {})
+
+
+def _records() -> dict:
+    """Cooldown records for one page render (one Redis scan, not one per row)."""
+    global _records_cache
+    if time.monotonic() - _records_cache[0] > 1.0:
+        _records_cache = (time.monotonic(), board.records())
+    return _records_cache[1]
+
+
+def _until(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%H:%M:%S UTC")
+
+
+def live_health(channel_id: int) -> tuple[str, str]:
+    """(state, detail) of a channel from the shared health store, now."""
+    now = time.time()
+    own = None
+    pairs = []
+    for key, record in _records().items():
+        if key == f"c:{channel_id}":
+            own = record
+        elif key.startswith(f"p:{channel_id}:"):
+            pairs.append((key.split(":", 2)[2], record))
+    cooling = [(m, r) for m, r in pairs if r.until > now]
+    if own is not None and own.until > now:
+        return "down", f"cooling until {_until(own.until)}: {own.reason} (failure {own.strikes} in a row)"
+    if cooling:
+        return "degraded", "; ".join(f"{m} cooling until {_until(r.until)}: {r.reason}" for m, r in cooling)
+    streak = max([r.strikes for _, r in pairs] + ([own.strikes] if own else []), default=0)
+    if streak:
+        return "degraded", f"recovering: {streak} failure(s) in a row before its last trial"
+    return "healthy", ""
+
+
+class ChannelModelInline(admin.TabularInline):
+    model = ChannelModel
+    extra = 0
+    fields = ("model", "upstream_name", "is_enabled")
+    autocomplete_fields = ("model",)
+
+
+class ChannelHealthInline(admin.StackedInline):
+    model = ChannelHealth
+    extra = 0
+    can_delete = False
+    fields = ("auto_disabled_kind", "last_probe_at", "last_probe_ok", "last_probe_latency_ms", "last_probe_error", "probe_failures",
+              "balance_warn_below_micros", "is_balance_low")
+    readonly_fields = ("auto_disabled_kind", "last_probe_at", "last_probe_ok", "last_probe_latency_ms", "last_probe_error", "probe_failures",
+                       "is_balance_low")
+
+
+class DisableForm(forms.Form):
+    reason = forms.CharField(max_length=250, help_text="Shown to operators beside the channel and in every skipped request's log.")
+
+
+@admin.register(Channel)
+class ChannelAdmin(admin.ModelAdmin):
+    list_display = ("name", "provider_type", "brand", "priority", "weight", "billing", "status_column", "health_column", "probe_column", "balance_column")
+    list_filter = ("status", "provider_type", "brand", "billing")
+    search_fields = ("name", "brand", "base_url")
+    ordering = ("-priority", "name")
+    exclude = ("credential",)  # a vault token: set through add_channel, never shown
+    readonly_fields = ("status", "status_reason", "status_changed_at", "created_at", "updated_at")
+    inlines = (ChannelModelInline, ChannelHealthInline)
+    actions = ("enable_channels", "disable_channels", "test_channels")
+    change_list_template = "admin/channels/channel/change_list.html"
+
+    def get_queryset(self, request):
+        newest = ChannelBalanceSnapshot.objects.filter(channel=OuterRef("pk")).order_by("-created_at")
+        return (
+            super().get_queryset(request)
+            .select_related("health")
+            .annotate(balance_micros=Subquery(newest.values("amount_micros")[:1]), balance_currency=Subquery(newest.values("currency")[:1]))
+        )
+
+    @admin.display(description="status", ordering="status")
+    def status_column(self, channel):
+        if channel.status == Channel.Status.ENABLED:
+            return mark_safe('<span style="color:#070">enabled</span>')
+        since = channel.status_changed_at.strftime("%Y-%m-%d %H:%M UTC") if channel.status_changed_at else "?"
+        return format_html('<span style="color:#b00">disabled</span> since {}<br><small>{}</small>', since, channel.status_reason or "no reason given")
+
+    @admin.display(description="health (live)")
+    def health_column(self, channel):
+        if channel.status != Channel.Status.ENABLED:
+            return "—"
+        state, detail = live_health(channel.pk)
+        colour = {"healthy": "#070", "degraded": "#b60", "down": "#b00"}[state]
+        return format_html('<span style="color:{}">{}</span><br><small>{}</small>', colour, state, detail)
+
+    @admin.display(description="last probe")
+    def probe_column(self, channel):
+        health = getattr(channel, "health", None)
+        if health is None or health.last_probe_at is None:
+            return "—"
+        outcome = f"ok, {health.last_probe_latency_ms} ms" if health.last_probe_ok else f"failed: {health.last_probe_error}"
+        return format_html("{}<br><small>{}</small>", outcome, health.last_probe_at.strftime("%Y-%m-%d %H:%M UTC"))
+
+    @admin.display(description="upstream balance")
+    def balance_column(self, channel):
+        if channel.balance_micros is None:
+            return "—"
+        health = getattr(channel, "health", None)
+        low = " (low)" if health is not None and health.is_balance_low else ""
+        return f"{channel.balance_micros / 1_000_000:.2f} {channel.balance_currency}{low}"
+
+    @admin.action(description="Enable selected channels", permissions=["change"])
+    def enable_channels(self, request, queryset):
+        for channel in queryset:
+            channel_operator_set(channel=channel, is_enabled=True)
+            self.log_change(request, channel, "Enabled (and its cooldowns forgotten).")
+        self.message_user(request, f"Enabled {queryset.count()} channel(s).", messages.SUCCESS)
+
+    @admin.action(description="Disable selected channels, with a reason…", permissions=["change"])
+    def disable_channels(self, request, queryset):
+        form = DisableForm(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            reason = form.cleaned_data["reason"]
+            for channel in queryset:
+                channel_operator_set(channel=channel, is_enabled=False, reason=reason)
+                self.log_change(request, channel, f"Disabled: {reason}")
+            self.message_user(request, f"Disabled {queryset.count()} channel(s): {reason}", messages.SUCCESS)
+            return None
+        return TemplateResponse(
+            request,
+            "admin/channels/disable_reason.html",
+            {**self.admin_site.each_context(request), "title": "Disable channels", "objects": queryset, "form": form,
+             "action": "disable_channels", "opts": self.model._meta, "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME},
+        )
+
+    @admin.action(description="Test selected channels (sends a tiny real request)", permissions=["change"])
+    def test_channels(self, request, queryset):
+        for channel in queryset:
+            result = channel_probe(channel_id=channel.pk)
+            if result.is_ok:
+                extra = " and re-enabled" if result.re_enabled else ""
+                self.message_user(request, f"{channel.name} / {result.model}: answered in {result.latency_ms} ms{extra}.", messages.SUCCESS)
+            else:
+                extra = " It has been disabled." if result.disabled else ""
+                self.message_user(request, f"{channel.name} / {result.model}: failed after {result.latency_ms} ms: {result.error}.{extra}", messages.ERROR)
+
+    # pages
+
+    def get_urls(self):
+        own = [
+            path("route-tree/", self.admin_site.admin_view(self.route_tree_view), name="channels_route_tree"),
+            path("simulator/", self.admin_site.admin_view(self.simulator_view), name="channels_simulator"),
+            path("requests/", self.admin_site.admin_view(self.requests_view), name="channels_requests"),
+        ]
+        return own + super().get_urls()
+
+    def _page(self, request, template: str, title: str, **context):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return TemplateResponse(request, template, {**self.admin_site.each_context(request), "title": title, "opts": self.model._meta, **context})
+
+    def route_tree_view(self, request):
+        from .simulator import route_tree
+
+        return self._page(request, "admin/channels/route_tree.html", "Route tree", tree=route_tree())
+
+    def simulator_view(self, request):
+        from .simulator import simulate
+
+        form = SimulatorForm(request.GET or None)
+        result, error = None, ""
+        if form.is_bound and form.is_valid():
+            data = form.cleaned_data
+            try:
+                result = simulate(model=data["model"], group=data["group"] or "default", mode=data["mode"] or None, seed=data["seed"])
+            except ValueError as exc:
+                error = str(exc)
+        return self._page(request, "admin/channels/simulator.html", "Routing simulator", form=form, result=result, error=error)
+
+    def requests_view(self, request):
+        from observability.models import RequestLog, RewardLog
+
+        request_id = (request.GET.get("request_id") or "").strip()
+        selected = RequestLog.objects.filter(request_id=request_id).first() if request_id else None
+        rewards = list(RewardLog.objects.filter(request_id=request_id).order_by("attempt")) if selected else []
+        recent = [] if selected else list(RequestLog.objects.order_by("-created_at")[:50])
+        return self._page(request, "admin/channels/requests.html", "Why requests went where they went",
+                          selected=selected, rewards=rewards, recent=recent, request_id=request_id)
+
+
+class SimulatorForm(forms.Form):
+    model = forms.CharField(max_length=200, help_text="public model id or alias")
+    group = forms.CharField(max_length=50, required=False, initial="default")
+    mode = forms.ChoiceField(choices=[("", "the group's default")] + [(m, m) for m in MODES], required=False)
+    seed = forms.IntegerField(required=False, help_text="fix the random draws; the router seeded alike chooses the same")
+
+
+@admin.register(Model)
+class ModelAdmin(admin.ModelAdmin):
+    list_display = ("public_id", "context_window", "max_output", "is_hidden", "aliases")
+    search_fields = ("public_id",)
+    list_filter = ("is_hidden",)
+
+
+class ChannelModelDisableForm(DisableForm):
+    pass
+
+
+@admin.register(ChannelModel)
+class ChannelModelAdmin(admin.ModelAdmin):
+    list_display = ("channel", "model", "upstream_name", "is_enabled", "disabled_because", "health_column")
+    list_filter = ("is_enabled", "channel")
+    search_fields = ("channel__name", "model__public_id", "upstream_name")
+    autocomplete_fields = ("model",)
+    list_select_related = ("channel", "model")
+    actions = ("enable_routes", "disable_routes")
+
+    @admin.display(description="disabled because")
+    def disabled_because(self, link):
+        return "" if link.is_enabled else last_disable_reason(link)
+
+    @admin.display(description="health (live)")
+    def health_column(self, link):
+        view = board.view(link.model.public_id, [link.channel_id])
+        cooldown = view.cooldown(link.channel_id, link.model.public_id)
+        state = view.state(link.channel_id, link.model.public_id)
+        if cooldown is None:
+            return state
+        return f"{state}: cooling until {_until(cooldown.until)} ({cooldown.reason})"
+
+    @admin.action(description="Enable selected channel models", permissions=["change"])
+    def enable_routes(self, request, queryset):
+        for link in queryset.select_related("channel", "model"):
+            link.is_enabled = True
+            link.save(update_fields=["is_enabled"])
+            board.reset(link.channel_id, link.model.public_id)
+            self.log_change(request, link, "Enabled.")
+        self.message_user(request, f"Enabled {queryset.count()} channel model(s).", messages.SUCCESS)
+
+    @admin.action(description="Disable selected channel models, with a reason…", permissions=["change"])
+    def disable_routes(self, request, queryset):
+        form = ChannelModelDisableForm(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            reason = form.cleaned_data["reason"]
+            for link in queryset:
+                link.is_enabled = False
+                link.save(update_fields=["is_enabled"])
+                self.log_change(request, link, f"Disabled: {reason}")
+            self.message_user(request, f"Disabled {queryset.count()} channel model(s): {reason}", messages.SUCCESS)
+            return None
+        return TemplateResponse(
+            request,
+            "admin/channels/disable_reason.html",
+            {**self.admin_site.each_context(request), "title": "Disable channel models", "objects": queryset, "form": form,
+             "action": "disable_routes", "opts": self.model._meta, "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME},
+        )
+
+
+def last_disable_reason(link: ChannelModel) -> str:
+    """The reason an operator gave when disabling this channel model (from the admin history)."""
+    entry = (
+        LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(ChannelModel), object_id=str(link.pk), action_flag=CHANGE)
+        .order_by("-action_time")
+        .first()
+    )
+    return entry.get_change_message() if entry else ""
+
+
+@admin.register(ChannelBalanceSnapshot)
+class ChannelBalanceSnapshotAdmin(admin.ModelAdmin):
+    list_display = ("channel", "amount", "currency", "source", "created_at")
+    list_filter = ("channel", "source")
+    date_hierarchy = "created_at"
+
+    @admin.display(description="amount", ordering="amount_micros")
+    def amount(self, snapshot):
+        return f"{snapshot.amount_micros / 1_000_000:.2f}"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ThompsonArm)
+class ThompsonArmAdmin(admin.ModelAdmin):
+    list_display = ("channel", "model", "alpha", "beta", "mean", "attempts", "computed_at")
+    list_filter = ("channel",)
+
+    @admin.display(description="success rate (posterior mean)")
+    def mean(self, arm):
+        return f"{arm.alpha / (arm.alpha + arm.beta):.3f}"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+

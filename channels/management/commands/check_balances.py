@@ -1,0 +1,13 @@
+from common.cli import JsonCommand
+
+
+class Command(JsonCommand):
+    help = "Read every channel's upstream balance where the brand has an endpoint; warn when low, disable at zero."
+
+    atomic = False
+
+    def run(self, **_):
+        from channels.tasks import balances_check
+
+        counts = balances_check()
+        return counts, ", ".join(f"{k} {v}" for k, v in counts.items())

@@ -1,0 +1,132 @@
+"""Which routes to try, in which order, and why the others were left out.
+
+    1. each channel once (a channel listed twice for a model is one candidate)
+    2. drop what cannot be used, with the reason: disabled (and why), unusable (vault locked,
+       base URL refused), not serving the tenant's group, cooling down (until when, and why)
+    3. priority tiers, highest first: the backups are lower tiers, in order
+    4. inside a tier, the request's mode orders the routes (channels.strategies)
+
+`plan_scored` is pure given its inputs (routes, health view, Thompson arms, randomness), so
+the what-if simulator calls it with the same inputs and gets the router's answer.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from itertools import groupby
+
+from . import strategies, thompson
+from .health import HealthView, board
+from .table import Route
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    route: Route
+    reason: str
+
+
+@dataclass(slots=True)
+class Plan:
+    mode: str
+    model: str
+    ordered: list[Route]
+    skipped: list[Skipped]
+    scores: dict[int, strategies.Scored] = field(default_factory=dict)  # channel id -> its score in its tier
+    health: HealthView | None = None
+
+    def explain(self) -> list[dict]:
+        """The candidates as the request log keeps them: tried order first, then the skipped."""
+        rows = []
+        for rank, route in enumerate(self.ordered, start=1):
+            scored = self.scores.get(route.channel_id)
+            rows.append(
+                {
+                    "channel": route.channel_name,
+                    "eligible": True,
+                    "reason": "",
+                    "rank": rank,
+                    "priority": route.priority,
+                    "score": round(scored.score, 6) if scored else None,
+                    "state": self.health.state(route.channel_id, self.model) if self.health else "",
+                }
+            )
+        for skipped in self.skipped:
+            rows.append({"channel": skipped.route.channel_name, "eligible": False, "reason": skipped.reason, "priority": skipped.route.priority})
+        return rows
+
+
+def plan_scored(
+    routes: tuple[Route, ...] | list[Route],
+    *,
+    group: str,
+    model: str = "",
+    mode: str = "weighted",
+    health: HealthView | None = None,
+    arms: thompson.Arms | None = None,
+    rand=None,
+) -> Plan:
+    rand = rand or strategies.rngs()
+    eligible: list[Route] = []
+    skipped: list[Skipped] = []
+    seen: set[int] = set()
+    for route in routes:
+        if route.channel_id in seen:
+            continue
+        seen.add(route.channel_id)
+        reason = _why_not(route, group, model, health)
+        if reason:
+            skipped.append(Skipped(route, reason))
+        else:
+            eligible.append(route)
+    if mode == "thompson" and arms is None:
+        arms = thompson.arms_get()
+    ordered: list[Route] = []
+    scores: dict[int, strategies.Scored] = {}
+    eligible.sort(key=lambda r: -r.priority)  # stable: table order inside a tier
+    for _, tier in groupby(eligible, key=lambda r: r.priority):
+        for scored in strategies.order_tier(list(tier), mode=mode, model=model, health=health, arms=arms, rand=rand):
+            ordered.append(scored.route)
+            scores[scored.route.channel_id] = scored
+    return Plan(mode, model, ordered, skipped, scores, health)
+
+
+def plan(routes: tuple[Route, ...], *, group: str, rng: random.Random | None = None, model: str = "") -> tuple[list[Route], list[Skipped]]:
+    """The weighted-random plan (kept for callers that need no mode)."""
+    rand = None
+    if rng is not None:
+        rand = strategies.seeded(None)
+        rand.py = rng
+    health = board.view(model, [r.channel_id for r in routes])
+    planned = plan_scored(routes, group=group, model=model, health=health, rand=rand)
+    return planned.ordered, planned.skipped
+
+
+async def plan_for(routes: tuple[Route, ...], *, group: str, model: str, mode: str) -> Plan:
+    """The router's plan: one health read (at most one Redis round trip), the Thompson arms
+    from memory when the mode needs them."""
+    health = await board.aview(model, [r.channel_id for r in routes])
+    arms = await thompson.arms_aget() if mode == "thompson" else None
+    return plan_scored(routes, group=group, model=model, mode=mode, health=health, arms=arms)
+
+
+def _why_not(route: Route, group: str, model: str, health: HealthView | None) -> str:
+    if not route.is_enabled:
+        return f"disabled ({route.status_reason})" if route.status_reason else "disabled"
+    if route.unusable_reason:
+        return route.unusable_reason
+    if group not in route.groups:
+        return f"does not serve group {group!r}"
+    cooldown = health.cooldown(route.channel_id, model) if health is not None else None
+    if cooldown is not None:
+        until = datetime.fromtimestamp(cooldown.until, tz=timezone.utc).isoformat(timespec="seconds")
+        scope = "" if cooldown.scope == "channel" else f" for {model}"
+        streak = f", failure {cooldown.strikes} in a row" if cooldown.strikes > 1 else ""
+        return f"cooling down{scope} until {until} ({cooldown.reason}{streak})"
+    return ""
+
+
+def describe_skipped(skipped: list[Skipped]) -> str:
+    return "; ".join(f"{s.route.channel_name}: {s.reason}" for s in skipped)

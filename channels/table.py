@@ -1,0 +1,133 @@
+"""The routing table: every model and every (channel, model) route, read from the database
+into memory so the hot path routes without a query. Rebuilt when older than
+ROUTING_TABLE_TTL_S (in the background: requests keep using the old one meanwhile) and at
+once after a local change to channels or models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.conf import settings
+
+from providers.base import Timeouts
+from common.snapshot import Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    public_id: str
+    context_window: int | None
+    max_output: int | None
+    is_hidden: bool
+    created: int = 0  # Unix seconds: when the operator added it to the catalog
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One way to serve a model: a channel and the name its upstream knows the model by."""
+
+    channel_id: int
+    channel_name: str
+    provider_type: str
+    brand: str
+    base_url: str
+    groups: frozenset[str]
+    billing: str
+    priority: int
+    weight: int
+    cost_ratio: Decimal
+    discount_ratio: Decimal
+    is_enabled: bool
+    status_reason: str
+    upstream_model: str
+    timeouts: Timeouts
+    options: dict
+    unusable_reason: str  # vault locked, base URL refused: why it can't be used at all
+    api_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingTable:
+    models: dict[str, ModelInfo]
+    names: dict[str, str]  # public id or alias -> public id
+    routes: dict[str, tuple[Route, ...]]  # public id -> routes
+
+    def resolve(self, name: str) -> ModelInfo | None:
+        public_id = self.names.get(name)
+        return self.models.get(public_id) if public_id else None
+
+
+def table_build() -> RoutingTable:
+    from vault.crypto import VaultLocked
+    from vault.services import secret_unseal
+
+    from .models import Channel, ChannelModel, Model
+    from .netguard import base_url_problem
+
+    models = {
+        m.public_id: ModelInfo(m.public_id, m.context_window, m.max_output, m.is_hidden, int(m.created_at.timestamp()))
+        for m in Model.objects.all()
+    }
+    names: dict[str, str] = {}
+    for m in Model.objects.all().only("public_id", "aliases"):
+        for alias in m.aliases or ():
+            names.setdefault(alias, m.public_id)
+    names.update({public_id: public_id for public_id in models})  # a real id wins over an alias
+
+    channel_facts: dict[int, tuple[str | None, str]] = {}
+    for channel in Channel.objects.all():
+        api_key, problem = None, ""
+        try:
+            api_key = secret_unseal(token=channel.credential) or None
+        except VaultLocked as exc:
+            problem = str(exc)
+        if not problem and channel.provider_type != "simulated":
+            problem = base_url_problem(channel.base_url) or ""
+        channel_facts[channel.pk] = (api_key, problem)
+
+    routes: dict[str, list[Route]] = {}
+    for cm in ChannelModel.objects.select_related("channel", "model").order_by("id"):
+        channel = cm.channel
+        api_key, problem = channel_facts[channel.pk]
+        routes.setdefault(cm.model.public_id, []).append(
+            Route(
+                channel_id=channel.pk,
+                channel_name=channel.name,
+                provider_type=channel.provider_type,
+                brand=channel.brand or channel.provider_type,
+                base_url=channel.base_url.rstrip("/"),
+                groups=frozenset(channel.groups or ["default"]),
+                billing=channel.billing,
+                priority=channel.priority,
+                weight=max(1, channel.weight),
+                cost_ratio=channel.cost_ratio,
+                discount_ratio=channel.discount_ratio,
+                is_enabled=channel.status == Channel.Status.ENABLED and cm.is_enabled,
+                status_reason=channel.status_reason if channel.status != Channel.Status.ENABLED else (
+                    "" if cm.is_enabled else "model disabled on this channel"
+                ),
+                upstream_model=cm.upstream_name,
+                timeouts=Timeouts(
+                    connect_s=channel.connect_timeout_s or settings.UPSTREAM_CONNECT_TIMEOUT_S,
+                    first_byte_s=channel.first_byte_timeout_s or settings.UPSTREAM_FIRST_BYTE_TIMEOUT_S,
+                    idle_s=channel.idle_timeout_s or settings.UPSTREAM_IDLE_TIMEOUT_S,
+                ),
+                options=dict(channel.options or {}),
+                unusable_reason=problem,
+                api_key=api_key,
+            )
+        )
+    return RoutingTable(models, names, {k: tuple(v) for k, v in routes.items()})
+
+
+_table: Snapshot[RoutingTable] = Snapshot(table_build, ttl_s=lambda: settings.ROUTING_TABLE_TTL_S, name="routing table")
+
+
+async def table_aget() -> RoutingTable:
+    return await _table.aget()
+
+
+def table_invalidate() -> None:
+    """The next request rebuilds the table before routing."""
+    _table.invalidate()

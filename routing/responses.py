@@ -1,0 +1,140 @@
+"""OpenAI's Responses API (`POST /v1/responses`) in front of every upstream.
+
+A Responses request is translated into a chat request (`providers.translate.responses`) and
+goes the same journey as /v1/chat/completions: admission, routing, failover, the hold and its
+settlement, logs. The answer (whole, or chat chunks as they stream) is translated back into a
+Response or Responses stream events, so Codex and the SDK's `client.responses` work against
+OpenAI-compatible, Anthropic and Gemini channels alike.
+
+`previous_response_id` is honoured for responses this relay made for the same tenant with
+`store` not false: the conversation (input and output, as chat messages) is kept in the cache
+(Redis when configured, this process's memory otherwise) for RESPONSES_STORE_TTL_S. An unknown,
+expired or other tenant's id is a 400 naming the parameter.
+"""
+
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+import orjson
+from django.conf import settings
+from django.core.cache import cache
+
+from providers.base import ProviderError, Usage
+from providers.openai import parse_usage
+from providers.translate import responses as translate
+
+from .errors import InvalidRequest
+from .journey import Call, chat, estimate_usage, parse_body
+from .replies import Reply, StreamReply
+
+__all__ = ["responses"]
+
+
+async def responses(call: Call, body: bytes) -> Reply | StreamReply:
+    native = parse_body(body)
+    _validate(native)
+    previous_id = native.get("previous_response_id")
+    history = await _recall(call, previous_id) if previous_id else []
+    try:
+        request, conversation = translate.to_chat_request(native, history)
+    except ProviderError as error:
+        raise InvalidRequest(error.message, code="unsupported_content") from None
+    result = await chat(call, request)
+    response_id = "resp_" + call.request_id.removeprefix("req_")
+    is_stored = native.get("store", True) is not False
+    if isinstance(result, StreamReply):
+        state = translate.ResponseEvents(body=native, response_id=response_id, model=native["model"], previous_response_id=previous_id)
+        events = _events(result.chunks, state, call=call, conversation=conversation if is_stored else None)
+        return StreamReply(events, result.headers)
+    completion = orjson.loads(result.body)
+    usage_obj = completion.get("usage")
+    usage = parse_usage(usage_obj) if isinstance(usage_obj, dict) else estimate_usage(request, _text(completion))
+    response = translate.to_response(completion, body=native, response_id=response_id, usage=usage, previous_response_id=previous_id)
+    if is_stored:
+        await _remember(call, response_id, conversation + translate.output_messages(response))
+    return Reply(200, orjson.dumps(response), result.headers)
+
+
+def _validate(body: dict) -> None:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("You must provide a model parameter.", param="model", code="missing_model")
+    value = body.get("input")
+    if not isinstance(value, (str, list)) or (isinstance(value, list) and not all(isinstance(item, dict) for item in value)):
+        raise InvalidRequest("'input' must be a string or an array of input items.", param="input", code="invalid_value")
+    for item in value if isinstance(value, list) else ():
+        content = item.get("content")
+        if content is not None and not isinstance(content, (str, list)):
+            raise InvalidRequest("An input message's 'content' must be a string or an array of parts.", param="input", code="invalid_value")
+        if isinstance(content, list) and not all(isinstance(part, dict) for part in content):
+            raise InvalidRequest("Content parts must be objects.", param="input", code="invalid_value")
+    checks = {
+        "instructions": (str,),
+        "previous_response_id": (str,),
+        "tools": (list,),
+        "text": (dict,),
+        "tool_choice": (str, dict),
+        "temperature": (int, float),
+        "top_p": (int, float),
+    }
+    for name, kinds in checks.items():
+        if body.get(name) is not None and (not isinstance(body[name], kinds) or isinstance(body[name], bool)):
+            raise InvalidRequest(f"'{name}' has the wrong type.", param=name, code="invalid_type")
+    if not all(isinstance(tool, dict) for tool in body.get("tools") or ()):
+        raise InvalidRequest("'tools' must be an array of tool objects.", param="tools", code="invalid_type")
+    limit = body.get("max_output_tokens")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise InvalidRequest("'max_output_tokens' must be a positive integer.", param="max_output_tokens", code="invalid_value")
+    for name in ("stream", "store", "parallel_tool_calls"):
+        if body.get(name) is not None and not isinstance(body[name], bool):
+            raise InvalidRequest(f"'{name}' must be a boolean.", param=name, code="invalid_type")
+
+
+def _store_key(call: Call, response_id: str) -> str:
+    return f"tokenhub:responses:{call.policy.tenant_id}:{response_id}"
+
+
+async def _recall(call: Call, response_id: str) -> list[dict]:
+    history = await cache.aget(_store_key(call, response_id))
+    if history is None:
+        raise InvalidRequest(f"Previous response with id '{response_id}' not found.", param="previous_response_id", code="previous_response_not_found")
+    return orjson.loads(history)
+
+
+async def _remember(call: Call, response_id: str, conversation: list[dict]) -> None:
+    await cache.aset(_store_key(call, response_id), orjson.dumps(conversation), timeout=settings.RESPONSES_STORE_TTL_S)
+
+
+async def _events(chunks: AsyncIterator[bytes], state: translate.ResponseEvents, *, call: Call, conversation: list[dict] | None) -> AsyncIterator[bytes]:
+    """The journey's chat stream (OpenAI SSE lines) as Responses events."""
+    usage: Usage | None = None
+    yield state.start()
+    try:
+        async for data in chunks:
+            payload = data[6:].strip()  # "data: ...\n\n"
+            if payload == b"[DONE]":
+                yield state.finish(usage)
+                if conversation is not None:
+                    await _remember(call, state.response["id"], conversation + translate.output_messages(state.response))
+                break
+            obj = orjson.loads(payload)
+            if "error" in obj and "choices" not in obj:
+                error = obj["error"] if isinstance(obj["error"], dict) else {}
+                yield state.error(str(error.get("message") or "The upstream stream broke."))
+                break
+            if obj.get("usage"):
+                usage = parse_usage(obj["usage"])
+            events = state.feed(obj)
+            if events:
+                yield events
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def _text(completion: dict) -> str:
+    choices = completion.get("choices") or [{}]
+    content = (choices[0].get("message") or {}).get("content")
+    return content if isinstance(content, str) else ""
