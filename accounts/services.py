@@ -13,6 +13,8 @@ from django.utils import timezone
 from billing.services import balance_credit
 from common.config_version import config_changed
 
+from billing.selectors import group_exists
+
 from . import keycache
 from .models import ApiKey, Invitation, Membership, OperatorToken, Tenant
 from .selectors import key_hash
@@ -33,6 +35,8 @@ def tenant_create(*, name: str, group: str = "default", timezone: str = "UTC") -
         raise InvalidInput(f"a tenant named {name!r} exists already")
     if not group or not group.replace("-", "").replace("_", "").isalnum():
         raise InvalidInput(f"group {group!r} must be letters, digits, - or _")
+    if not group_exists(name=group):
+        raise InvalidInput(f"unknown group {group!r}: groups are made in the admin (billing > groups) or with import_config")
     return Tenant.objects.create(name=name, group=group, timezone=timezone)
 
 

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from django.db.models import F
 
-from .models import Balance
+from .models import Balance, Group, Price
+
+DEFAULT_GROUP = "default"  # every tenant created without a group is in it; it always exists
 
 
 def balances_get(*, tenant_id: int) -> dict[str, Balance]:
@@ -37,3 +39,19 @@ def ledger_entries(*, tenant_id: int, limit: int | None = None) -> list:
 
     entries = LedgerEntry.objects.filter(balance__tenant_id=tenant_id).select_related("balance").order_by("-id")
     return list(entries[:limit] if limit else entries)
+def group_exists(*, name: str) -> bool:
+    """Whether tenants may be put in this price group; `default` always exists."""
+    return name == DEFAULT_GROUP or Group.objects.filter(name=name).exists()
+
+
+def groups_all() -> list[Group]:
+    return list(Group.objects.order_by("name"))
+
+
+def prices_all() -> list[Price]:
+    return list(Price.objects.order_by("model"))
+
+
+def price_get(*, model: str) -> Price | None:
+    """A model's list price, or None."""
+    return Price.objects.filter(model=model).first()

@@ -8,6 +8,10 @@ A discovered model is offered under its upstream name as its public id. Applying
 Model when it is new (taking the upstream's context window and output limit when ours are
 unset) and the ChannelModel row; it never changes or removes rows that exist. Nothing is
 priced here: a new model still needs `set_price` before it is served.
+
+`base_url_check` is the same question asked before a channel exists: does this base URL answer
+`GET <base>/models` as an API root? (`add_channel` and `import_config` ask it unless told
+`--no-check`.) When it does not but `<base>/v1` does, the error names that fix.
 """
 
 from __future__ import annotations
@@ -18,14 +22,20 @@ from dataclasses import dataclass
 import httpx
 from django.db import transaction
 
-from providers.base import DiscoveredModel, ProviderError, Target, Timeouts
+from providers.base import DiscoveredModel, ErrorKind, ProviderError, Target, Timeouts
 from providers.registry import get_adapter
 
 from .models import Channel, ChannelModel
 from .netguard import base_url_problem
 from .services import model_ensure
 
-__all__ = ["Proposal", "channel_models_apply", "channel_models_discover"]
+__all__ = ["Proposal", "base_url_check", "channel_models_apply", "channel_models_discover"]
+
+_API_ROOT_HINT = {
+    "openai": "the API root up to and including /v1 (https://api.openai.com/v1)",
+    "anthropic": "the host root, without /v1 (https://api.anthropic.com)",
+    "gemini": "the host root, without /v1beta (https://generativelanguage.googleapis.com)",
+}
 
 KINDS = ("chat", "embeddings")
 
@@ -84,6 +94,61 @@ def channel_models_apply(*, channel: Channel, models: list[DiscoveredModel]) -> 
         if is_new:
             added.append(row)
     return added
+
+
+def base_url_check(
+    *, provider_type: str, base_url: str, api_key: str = "", brand: str = "", options: dict | None = None, timeout_s: float = 5.0
+) -> None:
+    """Raise ValueError, naming the likely fix, when `base_url` is not this type's API root.
+
+    openai: probed with `GET <base>/models` (the adapter's own request, brand quirks included);
+    a miss there that `<base>/v1` answers is the classic missing `/v1`. anthropic and gemini:
+    checked without a request (their root is the host, so a version suffix is the mistake).
+    """
+    base_url = base_url.rstrip("/")
+    hint = _API_ROOT_HINT.get(provider_type)
+    if hint is None:
+        return  # simulated: nothing to reach
+    problem = base_url_problem(base_url)
+    if problem:
+        raise ValueError(problem)  # never probe an address we refuse to use
+    if provider_type in ("anthropic", "gemini"):
+        stripped = base_url
+        for suffix in ("/v1", "/v1beta", "/v1alpha"):
+            if stripped.endswith(suffix):
+                stripped = stripped[: -len(suffix)]
+        if stripped != base_url:
+            raise ValueError(
+                f"the {provider_type} base URL is {hint}: use --base-url {stripped} (or --no-check to keep {base_url})"
+            )
+        return
+    timeouts = Timeouts(connect_s=min(5.0, timeout_s), first_byte_s=timeout_s, idle_s=timeout_s)
+    failure = _probe(base_url, api_key, brand, options, timeouts)
+    if failure is None:
+        return
+    if not base_url.endswith("/v1"):
+        candidate = f"{base_url}/v1"
+        other = _probe(candidate, api_key, brand, options, timeouts)
+        if other is None or (other.kind is ErrorKind.AUTH and failure.kind is not ErrorKind.AUTH):
+            raise ValueError(
+                f"{base_url} does not answer GET /models ({failure.message}) but {candidate} does: the openai base URL "
+                f"is {hint}; use --base-url {candidate} (or --no-check to keep it as it is)"
+            )
+    if failure.kind is ErrorKind.AUTH:
+        raise ValueError(f"GET {base_url}/models refused the API key ({failure.message}): check --api-key, or use --no-check")
+    raise ValueError(
+        f"GET {base_url}/models failed ({failure.message}): the openai base URL is {hint}; "
+        "check --base-url, or use --no-check if this upstream does not list its models"
+    )
+
+
+def _probe(base_url: str, api_key: str, brand: str, options: dict | None, timeouts: Timeouts) -> ProviderError | None:
+    target = Target(base_url, "", api_key or None, dict(options or {}), brand)
+    try:
+        asyncio.run(_list(get_adapter("openai"), target, timeouts))
+    except ProviderError as error:
+        return error
+    return None
 
 
 async def _list(adapter, target: Target, timeouts: Timeouts) -> list[DiscoveredModel]:

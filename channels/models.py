@@ -43,6 +43,9 @@ class Channel(models.Model):
     brand = models.CharField(max_length=50, blank=True, default="")  # e.g. openai, deepseek, azure
     base_url = models.CharField(max_length=500)
     credential = models.TextField(blank=True, default="")  # vault token, never the plain key
+    # where import_config read the credential ("env:NAME" or "file:PATH"), so export_config
+    # writes the same reference back; empty when it was given inline (add_channel --api-key)
+    credential_source = models.CharField(max_length=500, blank=True, default="")
     groups = models.JSONField(default=list)  # tenant groups served; ["default"] unless told
     billing = models.CharField(max_length=8, choices=BillingClass.choices, default=BillingClass.OFFICIAL)
     priority = models.IntegerField(default=0)  # higher is tried first; lower ones are backups

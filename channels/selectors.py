@@ -58,3 +58,11 @@ def models_for_group(*, group: str) -> list[dict]:
         billing, discount = cm.channel.billing, cm.channel.discount_ratio
         entry["billing"][billing] = min(discount, entry["billing"].get(billing, discount))
     return [found[k] for k in sorted(found)]
+def model_owning(*, name: str) -> tuple[str, bool] | None:
+    """(public id, whether `name` is an alias of it) of the catalog model `name` names, or None."""
+    if Model.objects.filter(public_id=name).exists():
+        return name, False
+    for model in Model.objects.exclude(aliases=[]).only("public_id", "aliases"):
+        if name in (model.aliases or ()):
+            return model.public_id, True
+    return None

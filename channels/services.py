@@ -80,6 +80,30 @@ def parse_model_specs(specs: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def _channel_checked(
+    *, provider_type: str, base_url: str, billing: str, weight: int, cost_ratio, discount_ratio
+) -> dict:
+    """The validated fields shared by channel_create and channel_update."""
+    if provider_type not in ProviderType.values:
+        raise ValueError(f"unknown provider type {provider_type!r}; one of {', '.join(ProviderType.values)}")
+    if billing not in BillingClass.values:
+        raise ValueError(f"billing must be one of {', '.join(BillingClass.values)}")
+    if weight < 1:
+        raise ValueError("weight must be at least 1")
+    if provider_type != ProviderType.SIMULATED:
+        problem = base_url_problem(base_url)
+        if problem:
+            raise ValueError(problem)
+    return {
+        "provider_type": provider_type,
+        "base_url": base_url.rstrip("/"),
+        "billing": billing,
+        "weight": weight,
+        "cost_ratio": _ratio(cost_ratio, "cost ratio"),
+        "discount_ratio": _ratio(discount_ratio, "discount ratio"),
+    }
+
+
 @transaction.atomic
 def channel_create(
     *,
@@ -88,6 +112,7 @@ def channel_create(
     base_url: str,
     models: list[tuple[str, str]],
     api_key: str = "",
+    credential_source: str = "",
     brand: str = "",
     priority: int = 0,
     weight: int = 1,
@@ -101,31 +126,65 @@ def channel_create(
         raise ValueError("channel name must not be empty")
     if Channel.objects.filter(name=name).exists():
         raise ValueError(f"a channel named {name!r} exists already")
-    if provider_type not in ProviderType.values:
-        raise ValueError(f"unknown provider type {provider_type!r}; one of {', '.join(ProviderType.values)}")
-    if billing not in BillingClass.values:
-        raise ValueError(f"billing must be one of {', '.join(BillingClass.values)}")
-    if weight < 1:
-        raise ValueError("weight must be at least 1")
-    if provider_type != ProviderType.SIMULATED:
-        problem = base_url_problem(base_url)
-        if problem:
-            raise ValueError(problem)
+    checked = _channel_checked(
+        provider_type=provider_type, base_url=base_url, billing=billing, weight=weight,
+        cost_ratio=cost_ratio, discount_ratio=discount_ratio,
+    )
     channel = Channel.objects.create(
         name=name,
-        provider_type=provider_type,
         brand=brand or provider_type,
-        base_url=base_url.rstrip("/"),
         credential=secret_seal(plaintext=api_key) if api_key else "",
+        credential_source=credential_source if api_key else "",
         groups=groups or ["default"],
-        billing=billing,
         priority=priority,
-        weight=weight,
-        cost_ratio=_ratio(cost_ratio, "cost ratio"),
-        discount_ratio=_ratio(discount_ratio, "discount ratio"),
         options=options or {},
+        **checked,
     )
     for public_id, upstream_name in models:
+        ChannelModel.objects.create(channel=channel, model=model_ensure(public_id=public_id), upstream_name=upstream_name)
+    return channel
+
+
+@transaction.atomic
+def channel_update(
+    *,
+    channel: Channel,
+    provider_type: str,
+    base_url: str,
+    models: list[tuple[str, str]],
+    api_key: str | None = None,
+    credential_source: str = "",
+    brand: str = "",
+    priority: int = 0,
+    weight: int = 1,
+    billing: str = BillingClass.OFFICIAL,
+    groups: list[str] | None = None,
+    cost_ratio="1",
+    discount_ratio="1",
+    options: dict | None = None,
+) -> Channel:
+    """Make a channel what these arguments say (as channel_create would have made it).
+    `api_key=None` keeps its credential; served models not in `models` are removed."""
+    checked = _channel_checked(
+        provider_type=provider_type, base_url=base_url, billing=billing, weight=weight,
+        cost_ratio=cost_ratio, discount_ratio=discount_ratio,
+    )
+    for field, value in {**checked, "brand": brand or provider_type, "groups": groups or ["default"],
+                         "priority": priority, "options": options or {}}.items():
+        setattr(channel, field, value)
+    if api_key is not None:
+        channel.credential = secret_seal(plaintext=api_key) if api_key else ""
+        channel.credential_source = credential_source if api_key else ""
+    channel.save()
+    wanted = dict(models)
+    for row in channel.channel_models.select_related("model"):
+        upstream_name = wanted.pop(row.model.public_id, None)
+        if upstream_name is None:
+            row.delete()
+        elif row.upstream_name != upstream_name:
+            row.upstream_name = upstream_name
+            row.save(update_fields=["upstream_name"])
+    for public_id, upstream_name in wanted.items():
         ChannelModel.objects.create(channel=channel, model=model_ensure(public_id=public_id), upstream_name=upstream_name)
     return channel
 

@@ -234,3 +234,6 @@ ACCOUNT_LOGOUT_REDIRECT_URL = "/login/"
 ACCOUNT_ADAPTER = "accounts.adapter.PortalAccountAdapter"
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[TokenHub] "
 TEMPLATES[0]["OPTIONS"]["context_processors"] += ["accounts.portal.portal_context"]
+
+# --- operator input checks (issue 14) ---
+CHANNEL_CHECK_TIMEOUT_S = env.float("CHANNEL_CHECK_TIMEOUT_S", default=5.0)  # add_channel/import_config probe of GET <base>/models

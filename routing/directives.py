@@ -17,7 +17,8 @@ goes upstream; the line wins over a header of the same name):
 - latency_budget_ms: each attempt waits at most this long for the upstream's first byte,
   then fails over to the next route.
 
-An unknown name or a bad value is a 400 `invalid_directive`. A key made with directives
+An unknown name or a bad value is a 400 `invalid_directive` (an unknown mode keeps its own code,
+`invalid_mode`). A key made with directives
 forbidden (`create_api_key --no-directives`) gets 403 `directives_not_allowed` for any of them.
 The request log keeps the directives each request carried.
 """
@@ -77,8 +78,8 @@ def _build(given: dict[str, str]) -> Directives:
     for name, raw in given.items():
         if name == "mode":
             mode = raw.strip().lower()
-            if mode not in MODES:
-                raise _bad(f"Unknown routing mode {raw!r}; use one of: {', '.join(MODES)}.", name)
+            if mode not in MODES:  # its own code, as before directives: clients match on it
+                raise InvalidRequest(f"Unknown X-TokenHub-Mode {raw!r}; use one of: {', '.join(MODES)}.", param="X-TokenHub-Mode", code="invalid_mode")
             values["mode"] = mode
         elif name == "max_cost":
             try:

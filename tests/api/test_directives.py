@@ -112,7 +112,7 @@ def test_a_latency_budget_fails_over_from_a_slow_first_byte(relay, alice, upstre
 
 def test_the_mode_directive_is_checked(relay, alice, two_brands):
     bad_line = ask(relay, alice.key, messages=[{"role": "system", "content": "@tokenhub mode=fastest"}, *QUESTION])
-    assert bad_line.status_code == 400 and bad_line.json()["error"]["code"] == "invalid_directive"
+    assert bad_line.status_code == 400 and bad_line.json()["error"]["code"] == "invalid_mode"
     assert ask(relay, alice.key, headers={"X-TokenHub-Mode": "cheap"}).status_code == 200
 
 

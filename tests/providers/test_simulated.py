@@ -201,3 +201,27 @@ async def test_fault_rate_zero_never_fails():
     result = await adapter.chat(None, target, chat_request(), TIMEOUTS)
 
     assert result.finish_reason == "stop"
+
+
+@pytest.mark.parametrize("n", [0, 17, "2", True])
+async def test_an_impossible_n_is_a_bad_request(n):
+    with pytest.raises(ProviderError) as raised:
+        await adapter.chat(None, TARGET, chat_request(n=n), TIMEOUTS)
+    assert raised.value.kind is ErrorKind.BAD_REQUEST and raised.value.status == 400
+
+
+async def test_tool_choice_naming_an_unknown_function_is_a_bad_request():
+    tools = [{"type": "function", "function": {"name": "known", "parameters": {"type": "object"}}}]
+    request = chat_request(tools=tools, tool_choice={"type": "function", "function": {"name": "unknown"}})
+    with pytest.raises(ProviderError) as raised:
+        await adapter.chat(None, TARGET, request, TIMEOUTS)
+    assert raised.value.kind is ErrorKind.BAD_REQUEST
+
+
+async def test_a_very_deep_schema_still_gets_an_answer():
+    node: dict = {"type": "string"}
+    for _ in range(40):
+        node = {"type": "object", "properties": {"next": node}, "required": ["next"]}
+    request = chat_request(response_format={"type": "json_schema", "json_schema": {"name": "n", "schema": node}})
+    result = await adapter.chat(None, TARGET, request, TIMEOUTS)
+    assert isinstance(orjson.loads(orjson.loads(result.body)["choices"][0]["message"]["content"]), dict)

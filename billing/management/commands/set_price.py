@@ -1,6 +1,7 @@
 import json
 
 from billing.services import price_set
+from channels.selectors import model_owning
 from common.cli import JsonCommand
 
 
@@ -21,6 +22,7 @@ class Command(JsonCommand):
         parser.add_argument("--free", action="store_true", help="serve it without charging")
 
     def run(self, *, model, input, output, cached_input, cache_write, request, tiers, free, **_):
+        _require_catalog_model(model)
         parsed_tiers = None
         if tiers:
             from billing.money import parse_micros
@@ -57,3 +59,13 @@ class Command(JsonCommand):
         }
         what = "free" if price.is_free else f"{input} in / {output} out USD per 1M tokens"
         return result, f"price of {price.model} set: {what}"
+
+
+def _require_catalog_model(public_id: str) -> None:
+    """A price for a model nobody serves is a typo waiting to bite: refuse it here (the
+    service stays open for pricing sync, which may price ahead of the catalog)."""
+    owner = model_owning(name=public_id)
+    if owner is None:
+        raise ValueError(f"unknown model {public_id!r}: add it first with set_model or add_channel")
+    if owner[1]:
+        raise ValueError(f"{public_id!r} is an alias of {owner[0]!r}: set the price of {owner[0]!r}")

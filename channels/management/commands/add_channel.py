@@ -1,6 +1,9 @@
-from common.cli import JsonCommand, csv_list
+from django.conf import settings
+
+from channels.discovery import base_url_check
 from channels.models import BillingClass, ProviderType
 from channels.services import channel_create, parse_model_specs
+from common.cli import JsonCommand, csv_list
 
 
 class Command(JsonCommand):
@@ -19,8 +22,17 @@ class Command(JsonCommand):
         parser.add_argument("--cost-ratio", default="1", help="operator cost relative to list price")
         parser.add_argument("--discount-ratio", default="1", help="customer price factor on this channel")
         parser.add_argument("--brand", default="", help="e.g. openai, deepseek, azure (default: the type)")
+        parser.add_argument(
+            "--no-check", action="store_false", dest="check",
+            help="skip checking the base URL (openai: GET <base>/models must answer)",
+        )
 
-    def run(self, *, name, provider_type, base_url, api_key, models, priority, weight, billing, groups, cost_ratio, discount_ratio, brand, **_):
+    def run(self, *, name, provider_type, base_url, api_key, models, priority, weight, billing, groups, cost_ratio, discount_ratio, brand, check, **_):
+        if check:
+            base_url_check(
+                provider_type=provider_type, base_url=base_url, api_key=api_key, brand=brand,
+                timeout_s=settings.CHANNEL_CHECK_TIMEOUT_S,
+            )
         channel = channel_create(
             name=name,
             provider_type=provider_type,

@@ -1,10 +1,20 @@
 """The demo: tenant `demo`, two channels on the offline `simulated` provider (a primary and a
-backup), prices, some credit, and a fresh demo key printed with a ready snippet. Safe to run
-again: it adds what is missing and replaces the demo key (the old one is revoked)."""
+backup), prices, some credit, and the demo key printed with a ready snippet. Safe to run
+again: it adds what is missing and keeps the demo key, so a chat front-end set up with it keeps
+working after the next `make run`; `--rotate-key` revokes it and makes a new one.
+
+Only a key's hash is in the database, so to print the same key again the demo's secret (and
+no other key's) is kept in `VAR_DIR/demo_key`, a git-ignored file readable by its owner only
+(0600). When that file is missing, or holds a key this database does not know as the active
+demo key (another database, a revoked key), a new key replaces the old ones."""
 
 import os
+from pathlib import Path
+
+from django.conf import settings
 
 from accounts.models import ApiKey, Tenant
+from accounts.selectors import key_hash
 from billing import services as billing
 from billing.models import ExchangeRate, Price
 from accounts.services import api_key_create, api_key_revoke, tenant_create
@@ -32,8 +42,9 @@ class Command(JsonCommand):
 
     def add_args(self, parser) -> None:
         parser.add_argument("--port", default=os.environ.get("PORT", "8000"))
+        parser.add_argument("--rotate-key", action="store_true", help="revoke the demo key and make a new one")
 
-    def run(self, *, port, **_):
+    def run(self, *, port, rotate_key, **_):
         tenant = Tenant.objects.filter(name="demo").first() or tenant_create(name="demo")
         for public_id, (context_window, max_output, aliases) in DEMO_MODELS.items():
             model_set(public_id=public_id, context_window=context_window, max_output=max_output, aliases=aliases)
@@ -54,12 +65,22 @@ class Command(JsonCommand):
                 discount_ratio="0.8", options={"chunk_delay_ms": 30},
             )
         self.seed_money(tenant)
-        for old in ApiKey.objects.filter(tenant=tenant, name="demo", status=ApiKey.Status.ACTIVE):
-            api_key_revoke(key=old)
-        key, secret = api_key_create(tenant=tenant, name="demo")
+        key_file = Path(settings.VAR_DIR) / "demo_key"
+        key, secret = (None, "") if rotate_key else _kept_key(tenant, key_file)
+        is_new_key = key is None
+        if is_new_key:
+            for old in ApiKey.objects.filter(tenant=tenant, name="demo", status=ApiKey.Status.ACTIVE):
+                api_key_revoke(key=old)
+            key, secret = api_key_create(tenant=tenant, name="demo")
+            _keep_secret(key_file, secret)
         base_url = f"http://127.0.0.1:{port}/v1"
-        snippet = DEMO_SNIPPET.format(key=secret, base_url=base_url)
-        return {"id": tenant.pk, "tenant": tenant.name, "key_id": key.pk, "key": secret, "base_url": base_url}, snippet
+        kept = "a new key (the old demo key is revoked)" if is_new_key else "the same key as last time"
+        snippet = DEMO_SNIPPET.format(key=secret, base_url=base_url, kept=kept, key_file=key_file)
+        result = {
+            "id": tenant.pk, "tenant": tenant.name, "key_id": key.pk, "key": secret, "base_url": base_url,
+            "is_new_key": is_new_key, "key_file": str(key_file),
+        }
+        return result, snippet
 
     def seed_money(self, tenant) -> None:
         if not ExchangeRate.objects.filter(currency="CNY").exists():
@@ -71,8 +92,32 @@ class Command(JsonCommand):
         billing.balance_credit(tenant_id=tenant.pk, kind="wallet", amount="50", idempotency_key="seed-demo:wallet", note="demo wallet")
 
 
+def _kept_key(tenant, key_file: Path) -> tuple[ApiKey | None, str]:
+    """The active demo key whose secret the key file holds, if any."""
+    try:
+        secret = key_file.read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None, ""
+    key = ApiKey.objects.filter(
+        tenant=tenant, name="demo", status=ApiKey.Status.ACTIVE, key_hash=key_hash(secret)
+    ).first()
+    return (key, secret) if key is not None else (None, "")
+
+
+def _keep_secret(key_file: Path, secret: str) -> None:
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    partial = key_file.with_name(key_file.name + ".tmp")
+    # created 0600 from the start: the secret is never readable by others, not even briefly
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secret + "\n")
+    os.chmod(partial, 0o600)  # O_CREAT does not narrow an existing file's mode
+    os.replace(partial, key_file)
+
+
 DEMO_SNIPPET = """
-TokenHub demo is ready. Your demo key (shown once; `make run` makes a new one each start):
+TokenHub demo is ready. Your demo key, {kept}
+(`make run` keeps it; `manage.py seed_demo --rotate-key` replaces it):
 
     {key}
 
@@ -91,4 +136,7 @@ or with the openai SDK (pip install openai):
     for chunk in stream:
         if chunk.choices:
             print(chunk.choices[0].delta.content or "", end="", flush=True)
+
+For the demo only, this key is kept in {key_file} (owner-only, git-ignored) so it can be
+shown again; no other key is stored anywhere but as a hash.
 """
