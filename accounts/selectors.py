@@ -3,7 +3,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 
-from .models import ApiKey, Tenant
+from .models import ApiKey, Membership, Tenant
 from .policy import KeyPolicy
 
 
@@ -49,4 +49,15 @@ def key_policy_from(key: ApiKey) -> KeyPolicy:
         monthly_cap_micros=key.monthly_cap_micros,
         mode=key.mode,
         allows_directives=key.allows_directives,
+    )
+
+
+def tenant_owner_emails(*, tenant_id: int) -> list[str]:
+    """Addresses of a tenant's owners (who get its billing alerts)."""
+    return sorted(
+        {
+            email
+            for email in Membership.objects.filter(tenant_id=tenant_id, role=Membership.Role.OWNER).values_list("user__email", flat=True)
+            if email
+        }
     )

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from .models import Balance
+from .models import Balance, Payment
 
 
 def balances_get(*, tenant_id: int) -> dict[str, Balance]:
@@ -21,3 +21,15 @@ def usage_total_micros(*, tenant_id: int, kind: str, since=None, until=None) -> 
     if until is not None:
         entries = entries.filter(created_at__lt=until)
     return -(entries.aggregate(total=Sum("amount_micros"))["total"] or 0)
+
+
+def payments_list(*, tenant_id: int, limit: int = 50) -> list:
+    """A tenant's payments, newest first: the receipts the portal lists."""
+    return list(Payment.objects.filter(tenant_id=tenant_id).order_by("-id")[:limit])
+
+
+def payment_get(*, tenant_id: int, session_id: str):
+    """One of the tenant's payments by its Checkout Session id; None if it is not theirs."""
+    if not session_id:
+        return None
+    return Payment.objects.filter(tenant_id=tenant_id, session_id=session_id).first()

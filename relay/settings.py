@@ -197,3 +197,23 @@ JOBS_BALANCE_EVERY_S = env.float("JOBS_BALANCE_EVERY_S", default=900.0)
 JOBS_PRICING_EVERY_S = env.float("JOBS_PRICING_EVERY_S", default=86400.0)
 JOBS_RETENTION_EVERY_S = env.float("JOBS_RETENTION_EVERY_S", default=3600.0)
 JOBS_RECONCILE_EVERY_S = env.float("JOBS_RECONCILE_EVERY_S", default=300.0)
+# --- payments: Stripe top-ups, redemption codes, alerts (docs/payments.md) ---------------------
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")  # empty: top-up is off, redemption codes only
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")  # whsec_...: webhooks refused without it
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")  # where the SDK sends its calls; empty: Stripe's own
+STRIPE_WEBHOOK_TOLERANCE_S = env.int("STRIPE_WEBHOOK_TOLERANCE_S", default=300)  # the SDK's default
+# methods offered per currency: card for USD; Alipay / WeChat Pay for CNY once enabled in Stripe
+TOPUP_METHODS = env.json("TOPUP_METHODS", default={"USD": ["card"], "CNY": []})
+TOPUP_BOUNDS = env.json("TOPUP_BOUNDS", default={"USD": ["5", "10000"], "CNY": ["20", "70000"]})  # min, max per currency
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="")  # success/cancel links; empty: the request's own host
+REDEEM_MAX_ATTEMPTS = env.int("REDEEM_MAX_ATTEMPTS", default=10)  # per user and per address ...
+REDEEM_WINDOW_S = env.int("REDEEM_WINDOW_S", default=900)  # ... within this window, then 429
+ALERT_FROM_EMAIL = env.str("ALERT_FROM_EMAIL", default="tokenhub@localhost")
+OPERATOR_ALERT_EMAILS = env.list("OPERATOR_ALERT_EMAILS", default=[])  # channel auto-disable / low balance
+OPERATOR_ALERT_WEBHOOK_URL = env.str("OPERATOR_ALERT_WEBHOOK_URL", default="")
+OPERATOR_ALERT_WEBHOOK_SECRET = env.str("OPERATOR_ALERT_WEBHOOK_SECRET", default="")
+JOBS_ALERTS_EVERY_S = env.float("JOBS_ALERTS_EVERY_S", default=60.0)  # low-balance check and alert delivery
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+LOGIN_URL = env.str("LOGIN_URL", default="/login/")

@@ -1,6 +1,7 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("", include("billing.urls")),  # /topup/, /redeem/, /billing/stripe/webhook/
 ]
