@@ -242,6 +242,9 @@ class Payment(models.Model):
     method = models.CharField(max_length=16, choices=Method.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     session_id = models.CharField(max_length=255, unique=True)
+    # ours, sent as client_reference_id and the payment intent's metadata `tokenhub_ref`: finds
+    # the payment from a charge event that arrives before the session's own event
+    reference = models.CharField(max_length=100, unique=True)
     checkout_url = models.URLField(max_length=2000, blank=True, default="")
     payment_intent_id = models.CharField(max_length=255, blank=True, default="", db_index=True)
     receipt_url = models.URLField(max_length=2000, blank=True, default="")

@@ -108,6 +108,7 @@ def topup_create(
         method=method,
         session_id=session["id"],
         checkout_url=session.get("url") or "",
+        reference=reference,
         created_by_user_id=user_id,
     )
 
@@ -156,9 +157,18 @@ def _payment_for_session(obj: dict) -> Payment:
 
 
 def _payment_for_intent(intent_id) -> Payment:
-    payment = Payment.objects.select_for_update().filter(payment_intent_id=str(intent_id or "")).exclude(payment_intent_id="").first()
+    """The payment behind a charge or dispute event. An intent we have not seen yet (its
+    session's event has not arrived) is looked up at Stripe by our reference on it."""
+    intent_id = str(intent_id or "")
+    payment = Payment.objects.select_for_update().filter(payment_intent_id=intent_id).exclude(payment_intent_id="").first()
+    if payment is None and intent_id:
+        reference = stripe_gateway.payment_intent_reference(intent_id=intent_id)
+        payment = Payment.objects.select_for_update().filter(reference=reference).first() if reference else None
+        if payment is not None and not payment.payment_intent_id:
+            payment.payment_intent_id = intent_id[:255]
+            payment.save(update_fields=["payment_intent_id"])
     if payment is None:
-        raise _Ignored(f"no payment for payment intent {str(intent_id)[:100]!r}")
+        raise _Ignored(f"no payment for payment intent {intent_id[:100]!r}")
     return payment
 
 

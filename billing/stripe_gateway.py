@@ -63,6 +63,7 @@ def checkout_session_create(
         "cancel_url": cancel_url,
         "client_reference_id": client_reference_id,
         "metadata": metadata,
+        "payment_intent_data": {"metadata": {"tokenhub_ref": client_reference_id}},
     }
     if method == "wechat_pay":
         params["payment_method_options"] = {"wechat_pay": {"client": "web"}}
@@ -70,7 +71,7 @@ def checkout_session_create(
         session = client().v1.checkout.sessions.create(params=params, options={"idempotency_key": idempotency_key})
     except stripe.StripeError as exc:
         raise GatewayError(f"Stripe refused the checkout session: {_safe(exc)}") from None
-    return json.loads(str(session))
+    return session.to_dict()
 
 
 def checkout_session_receipt_url(*, session_id: str) -> str:
@@ -79,9 +80,20 @@ def checkout_session_receipt_url(*, session_id: str) -> str:
         session = client().v1.checkout.sessions.retrieve(session_id, params={"expand": ["payment_intent.latest_charge"]})
     except stripe.StripeError as exc:
         raise GatewayError(f"Stripe could not return the session: {_safe(exc)}") from None
-    intent = session.get("payment_intent")
-    charge = intent.get("latest_charge") if isinstance(intent, dict) or hasattr(intent, "get") else None
-    return (charge.get("receipt_url") if charge is not None and hasattr(charge, "get") else "") or ""
+    intent = session.to_dict().get("payment_intent")
+    charge = intent.get("latest_charge") if isinstance(intent, dict) else None
+    return str(charge.get("receipt_url") or "") if isinstance(charge, dict) else ""
+
+
+def payment_intent_reference(*, intent_id: str) -> str:
+    """Our reference (`tokenhub_ref`) on a payment intent; '' when it has none (not ours)."""
+    try:
+        intent = client().v1.payment_intents.retrieve(intent_id)
+    except stripe.InvalidRequestError:
+        return ""  # no such intent in this account
+    except stripe.StripeError as exc:
+        raise GatewayError(f"Stripe could not return the payment intent: {_safe(exc)}") from None
+    return str((intent.to_dict().get("metadata") or {}).get("tokenhub_ref") or "")
 
 
 def event_verify(*, payload: bytes, signature: str) -> dict:

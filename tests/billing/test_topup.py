@@ -34,6 +34,7 @@ def test_a_customer_starts_a_card_top_up_and_is_sent_to_checkout(payer, stripe_f
     assert form["line_items[0][price_data][currency]"] == ["usd"]
     assert form["payment_method_types[0]"] == ["card"]
     assert form["metadata[tenant_id]"] == [str(tenant.pk)]
+    assert form["payment_intent_data[metadata][tokenhub_ref]"] == form["client_reference_id"] == [payment.reference]
     assert form["success_url"][0].endswith("/topup/success/?session_id={CHECKOUT_SESSION_ID}")
     # pending is visible at once; nothing is credited
     page = portal.get("/topup/")

@@ -4,6 +4,7 @@ It speaks the documented shapes of what TokenHub uses and nothing more:
 
     POST /v1/checkout/sessions            form-encoded, as the SDK sends it (`line_items[0][price_data][currency]=usd`)
     GET  /v1/checkout/sessions/{id}       `expand[]=payment_intent.latest_charge` supported
+    GET  /v1/payment_intents/{id}         with the metadata given as `payment_intent_data[metadata]`
     GET  /pay/{id}                        the hosted checkout page a customer is redirected to (HTML)
 
 Requests need `Authorization: Bearer <secret key>`; errors come in Stripe's shape
@@ -62,6 +63,7 @@ class FakeStripe:
         self.api_key = api_key
         self.url = ""  # set once the server runs
         self.sessions: dict[str, dict] = {}
+        self.intents: dict[str, str] = {}  # payment intent id -> its session id
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
 
@@ -75,6 +77,7 @@ class FakeStripe:
             session["status"] = "complete"
             session["payment_status"] = "unpaid" if async_pending else "paid"
             session["payment_intent"] = intent_id
+            self.intents[intent_id] = session_id
             session["_charge"] = {
                 "id": charge_id,
                 "object": "charge",
@@ -107,14 +110,20 @@ class FakeStripe:
         session = {k: v for k, v in self.sessions[session_id].items() if not k.startswith("_")}
         if "payment_intent.latest_charge" in expand and session.get("payment_intent"):
             charge = self.sessions[session_id]["_charge"]
-            session["payment_intent"] = {
-                "id": session["payment_intent"],
-                "object": "payment_intent",
-                "amount": session["amount_total"],
-                "currency": session["currency"],
-                "latest_charge": dict(charge),
-            }
+            session["payment_intent"] = {**self._intent(session_id), "latest_charge": dict(charge)}
         return session
+
+    def _intent(self, session_id: str) -> dict:
+        session = self.sessions[session_id]
+        return {
+            "id": session["payment_intent"],
+            "object": "payment_intent",
+            "amount": session["amount_total"],
+            "currency": session["currency"],
+            "status": "succeeded" if session["payment_status"] == "paid" else "processing",
+            "metadata": session["_intent_metadata"],
+            "latest_charge": session["_charge"]["id"],
+        }
 
     @staticmethod
     def event(event_type: str, obj: dict, *, event_id: str | None = None) -> dict:
@@ -160,6 +169,12 @@ class FakeStripe:
                 return
             expand = tuple(v for k, v in parse_qsl(query) if k.startswith("expand"))
             await _json(send, 200, self.session_view(session_id, expand=expand))
+        elif scope["method"] == "GET" and path.startswith("/v1/payment_intents/"):
+            intent_id = path.rsplit("/", 1)[1]
+            if intent_id not in self.intents:
+                await _error(send, 404, f"No such payment_intent: '{intent_id}'", param="intent", type_="invalid_request_error")
+                return
+            await _json(send, 200, self._intent(self.intents[intent_id]))
         else:
             await _error(send, 404, f"Unrecognized request URL ({scope['method']}: {path}).")
 
@@ -212,6 +227,7 @@ class FakeStripe:
             "created": int(time.time()),
             "expires_at": int(time.time()) + 86400,
             "url": f"{self.url}/pay/{session_id}",
+            "_intent_metadata": (params.get("payment_intent_data") or {}).get("metadata") or {},
         }
         with self._lock:
             self.sessions[session_id] = session
