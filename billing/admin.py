@@ -285,7 +285,7 @@ class RedemptionBatchAdmin(admin.ModelAdmin):
             kind=data["balance_kind"], amount_micros=data["amount"], count=data["count"],
             expires_at=data["expires_at"], note=data["note"],
         )
-        obj.pk = batch.pk
+        obj.pk, obj.currency, obj.amount_micros, obj.created_at = batch.pk, batch.currency, batch.amount_micros, batch.created_at
         request._redemption_codes = (batch, codes)
 
     def response_add(self, request, obj, post_url_continue=None):

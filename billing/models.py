@@ -10,6 +10,8 @@ Rules the database keeps (not only this code):
 from django.db import models
 from django.db.models import F, Q
 
+from .money import format_micros
+
 
 class BalanceKind(models.TextChoices):
     CREDIT = "credit"  # billed by channels of class `official`
@@ -314,7 +316,7 @@ class RedemptionBatch(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"batch {self.pk}: {self.count} x {self.amount_micros / 1_000_000:g} {self.balance_kind}"
+        return f"batch {self.pk}: {self.count} x {format_micros(self.amount_micros or 0)} {self.currency}"
 
 
 class RedemptionCode(models.Model):

@@ -20,6 +20,14 @@ STRIPE_KEY = "sk_test_tokenhub_fake"
 WEBHOOK_SECRET = "whsec_test_tokenhub"
 
 
+@pytest.fixture(autouse=True)
+def _no_attempts_counted():
+    """Attempt counters (in the in-process cache on the embedded pass) start at zero."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture(scope="session")
 def stripe_server():
     fake = FakeStripe(api_key=STRIPE_KEY)
