@@ -19,6 +19,7 @@ Rules:
 from __future__ import annotations
 
 import logging
+import secrets
 from decimal import Decimal
 
 from django.conf import settings
@@ -85,7 +86,7 @@ def topup_create(
     if amount_micros % MICROS_PER_MINOR:
         raise PaymentError(f"amount {amount} has more than 2 decimal places")
     label = BALANCE_LABEL[balance.kind]
-    reference = f"tenant-{tenant_id}-{timezone.now().strftime('%Y%m%d%H%M%S%f')}"
+    reference = f"th-{tenant_id}-{secrets.token_hex(12)}"  # also Stripe's idempotency key for this call
     try:
         session = stripe_gateway.checkout_session_create(
             amount_minor=amount_micros // MICROS_PER_MINOR,
