@@ -4,7 +4,7 @@ from django.utils import timezone
 
 from billing.money import format_micros, parse_micros
 from billing.services import redemption_batch_create
-from relay.cli import JsonCommand
+from common.cli import JsonCommand
 
 
 def parse_expiry(text: str | None) -> datetime | None:

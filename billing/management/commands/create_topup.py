@@ -4,7 +4,7 @@ from django.urls import reverse
 from accounts.selectors import tenant_get
 from billing.money import format_micros
 from billing.payments import topup_create
-from relay.cli import JsonCommand
+from common.cli import JsonCommand
 
 
 class Command(JsonCommand):
