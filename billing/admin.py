@@ -2,15 +2,35 @@
 and entries are read-only; "Add ledger entry" makes a correcting adjustment through
 `billing.services.balance_credit`, like the `credit` command."""
 
+import base64
+import csv
+import io
 import uuid
 
 from django import forms
 from django.contrib import admin, messages
+from django.template.response import TemplateResponse
+from django.utils.html import format_html
 
 from . import ratecard
-from .models import Balance, BalanceKind, ExchangeRate, Group, Hold, KeySpend, LedgerEntry, Price, PriceChange
+from .models import (
+    Alert,
+    AlertSettings,
+    Balance,
+    BalanceKind,
+    ExchangeRate,
+    Group,
+    Hold,
+    KeySpend,
+    LedgerEntry,
+    Payment,
+    Price,
+    PriceChange,
+    RedemptionBatch,
+    StripeEvent,
+)
 from .money import format_micros, parse_micros
-from .services import balance_credit
+from .services import balance_credit, redemption_batch_create
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -165,3 +185,119 @@ class PriceChangeAdmin(ReadOnlyAdmin):
             price_change_accept(change_id=change.pk)
             applied += 1
         self.message_user(request, f"{applied} proposal(s) applied")
+
+
+# --- payments, redemption codes, alerts ----------------------------------------------------------
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyAdmin):
+    """Every Stripe top-up. Money is read-only here; `outstanding` is what Stripe took back
+    (refund, dispute) after the customer had spent it: the operator's to settle (docs/payments.md)."""
+
+    list_display = ("id", "created_at", "tenant", "balance_kind", "amount", "currency", "method", "status", "refunded", "outstanding", "receipt")
+    list_filter = ("status", "method", "currency")
+    search_fields = ("tenant__name", "session_id", "payment_intent_id")
+    date_hierarchy = "created_at"
+
+    @admin.display(description="amount")
+    def amount(self, obj):
+        return format_micros(obj.amount_micros)
+
+    @admin.display(description="refunded")
+    def refunded(self, obj):
+        return format_micros(obj.refunded_micros + obj.disputed_micros)
+
+    @admin.display(description="outstanding (spent before taken back)")
+    def outstanding(self, obj):
+        return format_micros(obj.outstanding_micros)
+
+    @admin.display(description="receipt")
+    def receipt(self, obj):
+        return format_html('<a href="{}" rel="noopener noreferrer">receipt</a>', obj.receipt_url) if obj.receipt_url else "-"
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(ReadOnlyAdmin):
+    list_display = ("event_id", "type", "status", "deliveries", "payment", "received_at", "error")
+    list_filter = ("status", "type")
+    search_fields = ("event_id",)
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdmin):
+    list_display = ("id", "created_at", "tenant", "kind", "subject", "status", "attempts", "last_error", "sent_at")
+    list_filter = ("status", "kind")
+
+
+@admin.register(AlertSettings)
+class AlertSettingsAdmin(ReadOnlyAdmin):
+    list_display = ("tenant", "credit_below_micros", "wallet_below_micros", "credit_is_low", "wallet_is_low", "webhook_url")
+    exclude = ("webhook_secret",)
+
+
+class RedemptionBatchForm(forms.ModelForm):
+    amount = forms.CharField(help_text="per code, in the balance's currency (Credit USD, Wallet CNY)")
+
+    class Meta:
+        model = RedemptionBatch
+        fields = ("balance_kind", "count", "expires_at", "note")
+
+    def clean_amount(self):
+        try:
+            value = parse_micros(self.cleaned_data["amount"])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        if value <= 0:
+            raise forms.ValidationError("amount must be positive")
+        return value
+
+
+@admin.register(RedemptionBatch)
+class RedemptionBatchAdmin(admin.ModelAdmin):
+    """Generate codes: they are shown once, on the page after "Save", with a CSV download;
+    only their hashes are stored."""
+
+    list_display = ("id", "created_at", "balance_kind", "amount", "currency", "count", "redeemed", "expires_at", "note")
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            return RedemptionBatchForm
+        return super().get_form(request, obj, **kwargs)
+
+    @admin.display(description="amount")
+    def amount(self, obj):
+        return format_micros(obj.amount_micros)
+
+    @admin.display(description="redeemed")
+    def redeemed(self, obj):
+        return obj.codes.filter(redeemed_at__isnull=False).count()
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        batch, codes = redemption_batch_create(
+            kind=data["balance_kind"], amount_micros=data["amount"], count=data["count"],
+            expires_at=data["expires_at"], note=data["note"],
+        )
+        obj.pk, obj.currency, obj.amount_micros, obj.created_at = batch.pk, batch.currency, batch.amount_micros, batch.created_at
+        request._redemption_codes = (batch, codes)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        batch, codes = request._redemption_codes
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["code", "balance", "amount", "currency", "expires_at"])
+        for code in codes:
+            writer.writerow([code, batch.balance_kind, format_micros(batch.amount_micros), batch.currency, batch.expires_at or ""])
+        csv_data = base64.b64encode(out.getvalue().encode()).decode()
+        return TemplateResponse(
+            request,
+            "admin/billing/redemption_codes.html",
+            {**self.admin_site.each_context(request), "batch": batch, "codes": codes, "csv_data": csv_data, "title": "Redemption codes"},
+        )

@@ -10,6 +10,8 @@ Rules the database keeps (not only this code):
 from django.db import models
 from django.db.models import F, Q
 
+from .money import format_micros
+
 
 class BalanceKind(models.TextChoices):
     CREDIT = "credit"  # billed by channels of class `official`
@@ -212,4 +214,179 @@ class PriceChange(models.Model):
                 condition=~Q(status="applied") | Q(new_input_micros_per_m__gt=0) | Q(new_output_micros_per_m__gt=0),
                 name="pricechange_applied_nonzero",
             ),
+        ]
+
+
+class Payment(models.Model):
+    """One top-up through Stripe Checkout, from the session's creation to what Stripe says
+    later. Money moves only through ledger entries (keys `stripe:paid:<session>`, and the
+    event id for refunds and disputes); these fields say what happened, for the customer's
+    receipt and the operator.
+
+    Refund and dispute policy (docs/payments.md): what Stripe takes back is debited as far as
+    the balance's available money goes; the rest is `outstanding_micros`, never a negative
+    balance, shown to the operator in the admin."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # session created, not paid (yet)
+        PAID = "paid"  # credited
+        FAILED = "failed"  # an async wallet payment failed
+        REFUNDED = "refunded"  # all of it returned to the customer
+        DISPUTED = "disputed"  # a chargeback is open or was lost
+
+    class Method(models.TextChoices):
+        CARD = "card"
+        ALIPAY = "alipay"
+        WECHAT_PAY = "wechat_pay"
+
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.PROTECT, related_name="payments")
+    balance_kind = models.CharField(max_length=8, choices=BalanceKind.choices)
+    currency = models.CharField(max_length=3)
+    amount_micros = models.BigIntegerField()
+    method = models.CharField(max_length=16, choices=Method.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    session_id = models.CharField(max_length=255, unique=True)
+    # ours, sent as client_reference_id and the payment intent's metadata `tokenhub_ref`: finds
+    # the payment from a charge event that arrives before the session's own event
+    reference = models.CharField(max_length=100, unique=True)
+    checkout_url = models.URLField(max_length=2000, blank=True, default="")
+    payment_intent_id = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    receipt_url = models.URLField(max_length=2000, blank=True, default="")
+    refunded_micros = models.BigIntegerField(default=0)  # what Stripe returned to the customer (refunds)
+    disputed_micros = models.BigIntegerField(default=0)  # what an open or lost dispute took
+    debited_micros = models.BigIntegerField(default=0)  # what we took back from the balance for both
+    outstanding_micros = models.BigIntegerField(default=0)  # taken back by Stripe but already spent
+    created_by_user_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_micros__gt=0), name="payment_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(refunded_micros__gte=0, disputed_micros__gte=0, debited_micros__gte=0, outstanding_micros__gte=0),
+                name="payment_amounts_nonneg",
+            ),
+            models.CheckConstraint(condition=Q(status__in=["pending", "paid", "failed", "refunded", "disputed"]), name="payment_status_known"),
+            models.CheckConstraint(condition=Q(method__in=["card", "alipay", "wechat_pay"]), name="payment_method_known"),
+        ]
+        indexes = [models.Index(fields=["tenant", "-id"], name="payment_by_tenant")]
+
+    def __str__(self) -> str:
+        return f"{self.session_id} ({self.status})"
+
+
+class StripeEvent(models.Model):
+    """Every verified event Stripe delivered, once (its id is unique), with what handling it did."""
+
+    class Status(models.TextChoices):
+        PROCESSED = "processed"
+        IGNORED = "ignored"  # a type we do not act on, or nothing to do (e.g. an unknown session)
+        FAILED = "failed"  # the handler raised: Stripe retries, and the next delivery tries again
+
+    event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=100)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    error = models.TextField(blank=True, default="")
+    payment = models.ForeignKey(Payment, null=True, blank=True, on_delete=models.PROTECT, related_name="events")
+    payload = models.JSONField()
+    deliveries = models.PositiveIntegerField(default=1)
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=["processed", "ignored", "failed"]), name="stripeevent_status_known"),
+        ]
+
+
+class RedemptionBatch(models.Model):
+    """Codes made together by an operator: same amount, balance and expiry."""
+
+    balance_kind = models.CharField(max_length=8, choices=BalanceKind.choices)
+    currency = models.CharField(max_length=3)
+    amount_micros = models.BigIntegerField()  # in `currency`
+    count = models.PositiveIntegerField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=300, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_micros__gt=0), name="redemptionbatch_amount_positive"),
+            models.CheckConstraint(condition=Q(count__gt=0), name="redemptionbatch_count_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"batch {self.pk}: {self.count} x {format_micros(self.amount_micros or 0)} {self.currency}"
+
+
+class RedemptionCode(models.Model):
+    """One code: only its SHA-256 is kept. Redeemed once: the conditional update of
+    `redeemed_at` and the ledger key `redeem:<hash>` each allow it only once."""
+
+    batch = models.ForeignKey(RedemptionBatch, on_delete=models.PROTECT, related_name="codes")
+    code_hash = models.CharField(max_length=64, unique=True)
+    redeemed_at = models.DateTimeField(null=True, blank=True)
+    redeemed_by_tenant = models.ForeignKey("accounts.Tenant", null=True, blank=True, on_delete=models.PROTECT)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(redeemed_at__isnull=True, redeemed_by_tenant__isnull=True)
+                | Q(redeemed_at__isnull=False, redeemed_by_tenant__isnull=False),
+                name="redemptioncode_redeemed_by_someone",
+            ),
+        ]
+
+
+class AlertSettings(models.Model):
+    """A tenant's low-balance alerts: thresholds its owners set, and an optional signed webhook.
+    `*_is_low` remembers the last crossing, so one crossing sends one alert."""
+
+    tenant = models.OneToOneField("accounts.Tenant", on_delete=models.CASCADE, related_name="alert_settings")
+    credit_below_micros = models.BigIntegerField(null=True, blank=True)  # None: no alert
+    wallet_below_micros = models.BigIntegerField(null=True, blank=True)
+    credit_is_low = models.BooleanField(default=False)
+    wallet_is_low = models.BooleanField(default=False)
+    webhook_url = models.URLField(max_length=500, blank=True, default="")
+    webhook_secret = models.CharField(max_length=100, blank=True, default="")  # HMAC-SHA256 key of the signature
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(credit_below_micros__isnull=True) | Q(credit_below_micros__gt=0))
+                & (Q(wallet_below_micros__isnull=True) | Q(wallet_below_micros__gt=0)),
+                name="alertsettings_thresholds_positive",
+            ),
+        ]
+
+
+class Alert(models.Model):
+    """One alert to send (an outbox): the periodic job delivers pending ones by email and webhook."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        FAILED = "failed"  # kept trying until `attempts` reached the limit
+
+    class Kind(models.TextChoices):
+        LOW_BALANCE = "low_balance"
+        CHANNEL_DISABLED = "channel_disabled"
+        CHANNEL_BALANCE_LOW = "channel_balance_low"
+
+    tenant = models.ForeignKey("accounts.Tenant", null=True, blank=True, on_delete=models.CASCADE)  # None: for operators
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    subject = models.CharField(max_length=300)
+    payload = models.JSONField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # delivery: "pending alerts, oldest first"
+            models.Index(fields=["id"], name="alert_pending", condition=Q(status="pending")),
         ]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.db.models import F
 
-from .models import Balance, Group, Price
+from .models import Balance, Group, Payment, Price
 
 DEFAULT_GROUP = "default"  # every tenant created without a group is in it; it always exists
 
@@ -55,3 +55,13 @@ def prices_all() -> list[Price]:
 def price_get(*, model: str) -> Price | None:
     """A model's list price, or None."""
     return Price.objects.filter(model=model).first()
+def payments_list(*, tenant_id: int, limit: int = 50) -> list:
+    """A tenant's payments, newest first: the receipts the portal lists."""
+    return list(Payment.objects.filter(tenant_id=tenant_id).order_by("-id")[:limit])
+
+
+def payment_get(*, tenant_id: int, session_id: str):
+    """One of the tenant's payments by its Checkout Session id; None if it is not theirs."""
+    if not session_id:
+        return None
+    return Payment.objects.filter(tenant_id=tenant_id, session_id=session_id).first()

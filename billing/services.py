@@ -13,7 +13,9 @@ process died are ended by `holds_reconcile` (a periodic job).
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -23,7 +25,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from . import ratecard
-from .models import Balance, BalanceKind, ExchangeRate, Group, Hold, KeySpend, LedgerEntry, Price
+from .models import Balance, BalanceKind, ExchangeRate, Group, Hold, KeySpend, LedgerEntry, Price, RedemptionBatch, RedemptionCode
 from .money import MICROS, ceil_div, format_micros, parse_micros
 
 log = logging.getLogger(__name__)
@@ -390,3 +392,78 @@ __all__ = [
     "ledger_audit",
     "price_set",
 ]
+
+
+# --- redemption codes --------------------------------------------------------------------------
+
+# No 0/O or 1/I, so a code read aloud or typed from paper survives; 24 symbols of 32 = 120 bits.
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+CODE_SYMBOLS = 24
+REDEMPTION_MAX_COUNT = 10_000
+
+
+class RedemptionRefused(ValueError):
+    """A code that does not credit: unknown, used or expired (one message for all three, so a
+    guesser learns nothing)."""
+
+
+def redemption_code_normalize(code: str) -> str:
+    return "".join(ch for ch in str(code).upper() if ch.isalnum())
+
+
+def redemption_code_hash(code: str) -> str:
+    return hashlib.sha256(redemption_code_normalize(code).encode()).hexdigest()
+
+
+def _code_new() -> str:
+    symbols = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_SYMBOLS))
+    return "-".join(symbols[i : i + 4] for i in range(0, CODE_SYMBOLS, 4))
+
+
+@transaction.atomic
+def redemption_batch_create(
+    *, kind: str, amount_micros: int, count: int, expires_at: datetime | None = None, note: str = ""
+) -> tuple[RedemptionBatch, list[str]]:
+    """A batch of `count` codes worth `amount_micros` each on a tenant's `kind` balance. Returns
+    the batch and the codes in clear: the only time they exist outside their holders' hands."""
+    _kind(kind)
+    if amount_micros <= 0:
+        raise ValueError("amount must be positive")
+    if not 1 <= count <= REDEMPTION_MAX_COUNT:
+        raise ValueError(f"count must be between 1 and {REDEMPTION_MAX_COUNT}")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValueError("expiry must be in the future")
+    batch = RedemptionBatch.objects.create(
+        balance_kind=kind, currency=DEFAULT_CURRENCY[kind], amount_micros=amount_micros, count=count,
+        expires_at=expires_at, note=note[:300],
+    )
+    codes = [_code_new() for _ in range(count)]
+    RedemptionCode.objects.bulk_create(RedemptionCode(batch=batch, code_hash=redemption_code_hash(c)) for c in codes)
+    return batch, codes
+
+
+@transaction.atomic
+def redemption_redeem(*, tenant_id: int, code: str) -> LedgerEntry:
+    """Credit a code's amount to the tenant, once: the conditional update lets one redemption
+    through, and the ledger key `redeem:<hash>` refuses a second entry all the same."""
+    code_hash = redemption_code_hash(code)
+    refused = RedemptionRefused("this code is not valid, already used or expired")
+    row = RedemptionCode.objects.select_related("batch").filter(code_hash=code_hash).first()
+    if row is None or (row.batch.expires_at is not None and row.batch.expires_at <= timezone.now()):
+        raise refused
+    balance = next(b for b in balances_open(tenant_id=tenant_id) if b.kind == row.batch.balance_kind)
+    if balance.currency != row.batch.currency:
+        raise RedemptionRefused(f"this code is for a {row.batch.currency} balance; your {BALANCE_LABEL[balance.kind]} is in {balance.currency}")
+    claimed = RedemptionCode.objects.filter(pk=row.pk, redeemed_at__isnull=True).update(
+        redeemed_at=timezone.now(), redeemed_by_tenant_id=tenant_id
+    )
+    if not claimed:
+        raise refused
+    return balance_credit(
+        tenant_id=tenant_id, kind=row.batch.balance_kind, amount_micros=row.batch.amount_micros,
+        idempotency_key=f"redeem:{code_hash}", entry_kind=LedgerEntry.Kind.REDEMPTION,
+        note=f"redemption code (batch {row.batch_id})",
+    )
+
+
+__all__ += ["RedemptionRefused", "redemption_batch_create", "redemption_code_hash", "redemption_redeem"]

@@ -683,6 +683,8 @@ def channel_auto_disable(*, channel_id: int, kind: str, reason: str) -> bool:
     from django.db import transaction
     from django.utils import timezone
 
+    from billing.alerts import operator_alert_queue
+
     from .models import Channel, ChannelHealth
 
     with transaction.atomic():
@@ -698,6 +700,11 @@ def channel_auto_disable(*, channel_id: int, kind: str, reason: str) -> bool:
         channel.save(update_fields=["status", "status_reason", "status_changed_at", "updated_at"])
         health.auto_disabled_kind = kind
         health.save(update_fields=["auto_disabled_kind", "updated_at"])
+        operator_alert_queue(
+            kind="channel_disabled",
+            subject=f"Channel {channel.name} was disabled automatically: {reason}"[:300],
+            payload={"channel_id": channel.pk, "channel": channel.name, "reason": kind},
+        )
     log.warning("channel %s disabled automatically: %s", channel.name, reason)
     return True
 

@@ -185,6 +185,8 @@ def balances_check() -> dict:
     """Read every channel's upstream balance that can be read; keep the history; warn below
     the threshold; disable at zero or less; re-enable a channel disabled for its balance once
     the balance is back above zero."""
+    from billing.alerts import operator_alert_queue
+
     from .health import channel_auto_disable, channel_auto_enable
     from .models import Channel, ChannelBalanceSnapshot, ChannelHealth
 
@@ -212,6 +214,11 @@ def balances_check() -> dict:
         is_low = reading.amount_micros < threshold
         if is_low and not health.is_balance_low:
             log.warning("channel %s balance is low: %s %s", channel.name, reading.amount_micros / 1_000_000, reading.currency)
+            operator_alert_queue(
+                kind="channel_balance_low",
+                subject=f"Channel {channel.name}'s upstream balance is low: {Decimal(reading.amount_micros) / 1_000_000:f} {reading.currency}",
+                payload={"channel_id": channel.pk, "channel": channel.name, "amount_micros": reading.amount_micros, "currency": reading.currency},
+            )
         if is_low != health.is_balance_low:
             health.is_balance_low = is_low
             health.save(update_fields=["is_balance_low", "updated_at"])

@@ -23,6 +23,7 @@ SCHEDULE = {
     "retention": ("channels.retention", "JOBS_RETENTION_EVERY_S"),
     "reconcile-holds": ("billing.reconcile_holds", "JOBS_RECONCILE_EVERY_S"),
     "idempotency-prune": ("routing.idempotency_prune", "JOBS_RETENTION_EVERY_S"),
+    "alerts": ("billing.alerts", "JOBS_ALERTS_EVERY_S"),  # low-balance and channel alerts
 }
 
 

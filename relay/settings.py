@@ -237,3 +237,19 @@ TEMPLATES[0]["OPTIONS"]["context_processors"] += ["accounts.portal.portal_contex
 
 # --- operator input checks (issue 14) ---
 CHANNEL_CHECK_TIMEOUT_S = env.float("CHANNEL_CHECK_TIMEOUT_S", default=5.0)  # add_channel/import_config probe of GET <base>/models
+# --- payments: Stripe top-ups, redemption codes, alerts (docs/payments.md) ---------------------
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")  # empty: top-up is off, redemption codes only
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")  # whsec_...: webhooks refused without it
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")  # where the SDK sends its calls; empty: Stripe's own
+STRIPE_WEBHOOK_TOLERANCE_S = env.int("STRIPE_WEBHOOK_TOLERANCE_S", default=300)  # the SDK's default
+# methods offered per currency: card for USD; Alipay / WeChat Pay for CNY once enabled in Stripe
+TOPUP_METHODS = env.json("TOPUP_METHODS", default={"USD": ["card"], "CNY": []})
+TOPUP_BOUNDS = env.json("TOPUP_BOUNDS", default={"USD": ["5", "10000"], "CNY": ["20", "70000"]})  # min, max per currency
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="")  # success/cancel links; empty: the request's own host
+REDEEM_MAX_ATTEMPTS = env.int("REDEEM_MAX_ATTEMPTS", default=10)  # per user and per address ...
+REDEEM_WINDOW_S = env.int("REDEEM_WINDOW_S", default=900)  # ... within this window, then 429
+ALERT_FROM_EMAIL = env.str("ALERT_FROM_EMAIL", default="tokenhub@localhost")
+OPERATOR_ALERT_EMAILS = env.list("OPERATOR_ALERT_EMAILS", default=[])  # channel auto-disable / low balance
+OPERATOR_ALERT_WEBHOOK_URL = env.str("OPERATOR_ALERT_WEBHOOK_URL", default="")
+OPERATOR_ALERT_WEBHOOK_SECRET = env.str("OPERATOR_ALERT_WEBHOOK_SECRET", default="")
+JOBS_ALERTS_EVERY_S = env.float("JOBS_ALERTS_EVERY_S", default=60.0)  # low-balance check and alert delivery
