@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-import httpx
 from django.db import transaction
 
 from providers.base import DiscoveredModel, ProviderError, Target, Timeouts
 from providers.registry import get_adapter
 
+from . import upstream
 from .models import Channel, ChannelModel
 from .netguard import base_url_problem
 from .services import model_ensure
@@ -87,5 +87,5 @@ def channel_models_apply(*, channel: Channel, models: list[DiscoveredModel]) -> 
 
 
 async def _list(adapter, target: Target, timeouts: Timeouts) -> list[DiscoveredModel]:
-    async with httpx.AsyncClient(trust_env=False, follow_redirects=False) as client:
+    async with upstream.client_make() as client:
         return await adapter.list_models(client, target, timeouts)

@@ -41,6 +41,8 @@ from django.conf import settings
 
 from providers.base import ErrorKind, ProviderError
 
+from . import upstream
+
 log = logging.getLogger(__name__)
 
 HEALTHY, DEGRADED, DOWN = "healthy", "degraded", "down"
@@ -766,13 +768,11 @@ class ProbeResult:
 
 
 async def _probe_send(provider_type: str, target, timeout_s: float) -> None:
-    import httpx
-
     from providers.base import Timeouts
     from providers.registry import get_adapter
 
     request = {"model": target.upstream_model, "messages": PROBE_MESSAGES, "max_tokens": 1, "stream": False}
-    async with httpx.AsyncClient(trust_env=False, follow_redirects=False) as client:
+    async with upstream.client_make() as client:
         await get_adapter(provider_type).chat(client, target, request, Timeouts(min(5.0, timeout_s), timeout_s, timeout_s))
 
 

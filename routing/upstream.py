@@ -1,5 +1,6 @@
 """The one pooled HTTP client for upstream calls, built lazily per event loop (Django's ASGI
-has no lifespan hook; our lean app closes it on shutdown)."""
+has no lifespan hook; our lean app closes it on shutdown). Its transport connects only to
+addresses that pass routing.netguard's rule (providers.netpin), and it never follows redirects."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import asyncio
 
 import httpx
 from django.conf import settings
+
+from providers.netpin import pinned_async_transport, pinned_sync_transport
+
+from .netguard import allowed_networks
 
 _clients: dict[int, httpx.AsyncClient] = {}
 
@@ -16,23 +21,38 @@ def client() -> httpx.AsyncClient:
     existing = _clients.get(loop_id)
     if existing is not None:
         return existing
-    made = httpx.AsyncClient(
+    made = client_make()
+    _clients[loop_id] = made
+    return made
+
+
+def client_make(**overrides) -> httpx.AsyncClient:
+    """A new pinned client (the shared one, or a short-lived one for probes and discovery)."""
+    limits = httpx.Limits(
+        max_connections=settings.UPSTREAM_MAX_CONNECTIONS,
+        max_keepalive_connections=settings.UPSTREAM_MAX_CONNECTIONS,
+        keepalive_expiry=30.0,
+    )
+    options = dict(
         timeout=httpx.Timeout(
             connect=settings.UPSTREAM_CONNECT_TIMEOUT_S,
             read=settings.UPSTREAM_IDLE_TIMEOUT_S,
             write=settings.UPSTREAM_CONNECT_TIMEOUT_S,
             pool=settings.UPSTREAM_CONNECT_TIMEOUT_S,
         ),
-        limits=httpx.Limits(
-            max_connections=settings.UPSTREAM_MAX_CONNECTIONS,
-            max_keepalive_connections=settings.UPSTREAM_MAX_CONNECTIONS,
-            keepalive_expiry=30.0,
-        ),
+        transport=pinned_async_transport(allow=allowed_networks, limits=limits),
         follow_redirects=False,
         trust_env=False,  # a proxy from the environment must be configured on purpose
     )
-    _clients[loop_id] = made
-    return made
+    options.update(overrides)
+    return httpx.AsyncClient(**options)
+
+
+def sync_client_make(**options) -> httpx.Client:
+    """A pinned blocking client (background jobs that call a channel)."""
+    return httpx.Client(
+        transport=pinned_sync_transport(allow=allowed_networks), follow_redirects=False, trust_env=False, **options
+    )
 
 
 async def close() -> None:

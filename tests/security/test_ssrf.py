@@ -1,0 +1,177 @@
+"""SSRF: a channel's base URL reaches only public addresses (or the operator's allowed ranges),
+checked when it is saved and, binding, when the connection is made to the address vetted.
+
+DNS cannot run here, so the resolver is a function the tests hand in: that is the one fake."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+import pytest
+from django.core.management import CommandError, call_command
+
+from providers.netpin import parse_networks, pinned_async_transport
+from routing.netguard import base_url_problem
+from tests.fakes.server import ServerThread
+
+REFUSED = {
+    "loopback": "127.0.0.1",
+    "loopback_v6": "::1",
+    "private_10": "10.1.2.3",
+    "private_172": "172.16.0.9",
+    "private_192": "192.168.1.1",
+    "link_local": "169.254.10.10",
+    "metadata": "169.254.169.254",
+    "shared_100_64": "100.64.0.1",
+    "alibaba_metadata": "100.100.100.200",
+    "multicast": "224.0.0.251",
+    "reserved": "240.0.0.1",
+    "unspecified": "0.0.0.0",
+    "ipv4_mapped_private": "::ffff:10.0.0.1",
+    "ipv4_mapped_metadata": "::ffff:169.254.169.254",
+    "v6_unique_local": "fd00::1",
+    "v6_link_local": "fe80::1",
+}
+PUBLIC = "93.184.216.34"
+
+
+class _Recorder:
+    """An upstream that answers 200 and remembers the Host header of each request."""
+
+    def __init__(self) -> None:
+        self.hosts: list[str] = []
+
+    async def __call__(self, scope, receive, send):
+        headers = dict(scope["headers"])
+        self.hosts.append(headers.get(b"host", b"").decode())
+        status = 302 if scope["path"] == "/redirect" else 200
+        extra = [(b"location", b"http://169.254.169.254/latest/meta-data/")] if status == 302 else []
+        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")] + extra})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+@pytest.fixture(scope="module")
+def recorder():
+    app = _Recorder()
+    server = ServerThread(app).start()
+    yield app, server
+    server.stop()
+
+
+def _answers(*rounds: list[str]):
+    """A resolver giving each round's addresses in turn (the last one repeats)."""
+    calls: list[str] = []
+
+    def resolve(host: str, port: int) -> list[str]:
+        calls.append(host)
+        return rounds[min(len(calls), len(rounds)) - 1]
+
+    async def aresolve(host: str, port: int) -> list[str]:
+        return resolve(host, port)
+
+    return resolve, aresolve, calls
+
+
+def _client(aresolver, allow: str = "") -> httpx.AsyncClient:
+    networks = parse_networks(allow.split(","))
+    return httpx.AsyncClient(transport=pinned_async_transport(allow=lambda: networks, resolver=aresolver), follow_redirects=False)
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_it_refuses_a_base_url_resolving_to_an_internal_address_at_save(name, settings):
+    settings.TOKENHUB_UPSTREAM_ALLOW_CIDRS = []
+    resolve, _, _ = _answers([REFUSED[name]])
+    assert "refused address" in base_url_problem("https://upstream.test/v1", resolver=resolve)
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "169.254.169.254", "100.100.100.200", "[::ffff:10.0.0.1]"])
+@pytest.mark.django_db
+def test_add_channel_refuses_an_internal_literal_address_and_saves_nothing(address, settings):
+    from routing.models import Channel
+
+    settings.TOKENHUB_UPSTREAM_ALLOW_CIDRS = []
+    with pytest.raises(CommandError, match="refused address"):
+        call_command("add_channel", "inside", "--type", "openai", "--base-url", f"http://{address}/v1", "--models", "m1")
+    assert not Channel.objects.filter(name="inside").exists()
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+async def test_it_refuses_to_connect_to_an_internal_address(name, recorder):
+    app, server = recorder
+    before = len(app.hosts)
+    _, aresolve, _ = _answers([REFUSED[name]])
+    async with _client(aresolve) as client:
+        with pytest.raises(httpx.ConnectError, match="refused address"):
+            await client.get(f"http://upstream.test:{server.port}/v1/models")
+    assert len(app.hosts) == before
+
+
+async def test_a_rebinding_name_passes_the_save_check_and_is_refused_at_connect(recorder, settings):
+    settings.TOKENHUB_UPSTREAM_ALLOW_CIDRS = []
+    app, server = recorder
+    before = len(app.hosts)
+    resolve, aresolve, calls = _answers([PUBLIC], ["127.0.0.1"])
+    assert base_url_problem(f"http://rebind.test:{server.port}/v1", resolver=resolve) is None
+    async with _client(aresolve) as client:
+        with pytest.raises(httpx.ConnectError, match="127.0.0.1 is not a public address"):
+            await client.get(f"http://rebind.test:{server.port}/v1/models")
+    assert calls == ["rebind.test", "rebind.test"]
+    assert len(app.hosts) == before  # nothing reached the internal server
+
+
+async def test_one_internal_address_among_public_ones_is_refused(recorder):
+    _, server = recorder
+    _, aresolve, _ = _answers([PUBLIC, "10.0.0.7"])
+    async with _client(aresolve) as client:
+        with pytest.raises(httpx.ConnectError, match="10.0.0.7"):
+            await client.get(f"http://mixed.test:{server.port}/")
+
+
+async def test_it_connects_to_the_vetted_address_and_keeps_the_host_name(recorder):
+    app, server = recorder
+    _, aresolve, calls = _answers(["127.0.0.1"])
+    async with _client(aresolve, allow="127.0.0.0/8") as client:
+        response = await client.get(f"http://pinned.test:{server.port}/v1/models")
+    assert response.status_code == 200
+    assert app.hosts[-1] == f"pinned.test:{server.port}"  # the name only our resolver knows
+    assert calls == ["pinned.test"]
+
+
+async def test_an_unresolvable_name_is_refused_at_save_and_at_connect(settings):
+    def fail(host, port):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    async def afail(host, port):
+        fail(host, port)
+
+    assert "did not resolve" in base_url_problem("https://nowhere.test/v1", resolver=fail)
+    assert "did not resolve" in base_url_problem("https://nowhere.invalid/v1")
+    assert "did not resolve" in base_url_problem("https://nowhere.invalid/v1")  # not remembered as allowed
+    async with _client(afail) as client:
+        with pytest.raises(httpx.ConnectError, match="did not resolve"):
+            await client.get("https://nowhere.test/v1/models")
+
+
+async def test_the_relay_client_does_not_follow_a_redirect_to_another_host(recorder, settings):
+    from routing import upstream
+
+    app, server = recorder
+    client = upstream.client_make()
+    async with client:
+        response = await client.get(f"{server.url}/redirect")
+    assert response.status_code == 302
+    assert app.hosts[-1] == f"127.0.0.1:{server.port}"
+
+
+async def test_the_relay_client_refuses_loopback_unless_allowed(recorder, settings):
+    from routing import upstream
+
+    _, server = recorder
+    settings.TOKENHUB_UPSTREAM_ALLOW_CIDRS = []
+    async with upstream.client_make() as client:
+        with pytest.raises(httpx.ConnectError, match="not a public address"):
+            await client.get(f"{server.url}/v1/models")
+    settings.TOKENHUB_UPSTREAM_ALLOW_CIDRS = ["127.0.0.0/8"]
+    async with upstream.client_make() as client:
+        assert (await client.get(f"{server.url}/v1/models")).status_code == 200
