@@ -1,3 +1,5 @@
+from axes.admin import AccessAttemptAdmin, AccessFailureLogAdmin, AccessLogAdmin
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.contrib import admin
 
 from .models import ApiKey, Membership, Tenant
@@ -11,12 +13,12 @@ class TenantAdmin(admin.ModelAdmin):
     search_fields = ("name",)
     actions = ("suspend", "reactivate")
 
-    @admin.action(description="Suspend (its keys stop working at once)")
+    @admin.action(description="Suspend (its keys stop working at once)", permissions=["change"])
     def suspend(self, request, queryset):
         for tenant in queryset:
             tenant_set_status(tenant=tenant, status=Tenant.Status.SUSPENDED)
 
-    @admin.action(description="Reactivate")
+    @admin.action(description="Reactivate", permissions=["change"])
     def reactivate(self, request, queryset):
         for tenant in queryset:
             tenant_set_status(tenant=tenant, status=Tenant.Status.ACTIVE)
@@ -41,7 +43,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
         keycache.invalidate(key_hash=obj.key_hash)
 
-    @admin.action(description="Revoke (takes effect at once)")
+    @admin.action(description="Revoke (takes effect at once)", permissions=["change"])
     def revoke(self, request, queryset):
         for key in queryset:
             api_key_revoke(key=key)
@@ -51,3 +53,16 @@ class ApiKeyAdmin(admin.ModelAdmin):
 class MembershipAdmin(admin.ModelAdmin):
     list_display = ("user", "tenant", "role", "created_at")
     list_filter = ("role",)
+
+
+# django-axes' login records (AXES_ENABLE_ADMIN is off so that these are the registered ones):
+# its clean-up action declares no permission, which would offer it to view-only staff.
+@admin.register(AccessAttempt)
+class LoginAttemptAdmin(AccessAttemptAdmin):
+    @admin.action(description="Clean up expired attempts", permissions=["delete"])
+    def cleanup_expired_attempts(self, request, queryset):
+        return super().cleanup_expired_attempts(request, queryset)
+
+
+admin.site.register(AccessLog, AccessLogAdmin)
+admin.site.register(AccessFailureLog, AccessFailureLogAdmin)
