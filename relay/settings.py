@@ -222,5 +222,6 @@ AXES_SENSITIVE_PARAMETERS = ["password"]
 AXES_ENABLE_ADMIN = False  # accounts.admin registers them, with permissions on their action
 # Argon2 with OWASP's 19 MiB / 2 passes / 1 lane, and at most PASSWORD_HASH_CONCURRENCY hashes at
 # once per process: a login storm waits in line instead of taking 100 MiB per attempt.
-PASSWORD_HASHERS = ["accounts.hashers.BoundedArgon2PasswordHasher", *PASSWORD_HASHERS]
+# It replaces Django's: the last hasher of an algorithm is the one that verifies its hashes.
+PASSWORD_HASHERS = ["accounts.hashers.BoundedArgon2PasswordHasher", *(h for h in PASSWORD_HASHERS if not h.endswith(".Argon2PasswordHasher"))]
 PASSWORD_HASH_CONCURRENCY = env.int("PASSWORD_HASH_CONCURRENCY", default=2)
