@@ -219,9 +219,13 @@ AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)  # hours
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one reaching the limit locks
 AXES_RESET_ON_SUCCESS = True
 AXES_SENSITIVE_PARAMETERS = ["password"]
+AXES_VERBOSE = False  # no banner on stderr: commands print one line there
 AXES_ENABLE_ADMIN = False  # accounts.admin registers them, with permissions on their action
 # Argon2 with OWASP's 19 MiB / 2 passes / 1 lane, and at most PASSWORD_HASH_CONCURRENCY hashes at
 # once per process: a login storm waits in line instead of taking 100 MiB per attempt.
 # It replaces Django's: the last hasher of an algorithm is the one that verifies its hashes.
 PASSWORD_HASHERS = ["accounts.hashers.BoundedArgon2PasswordHasher", *(h for h in PASSWORD_HASHERS if not h.endswith(".Argon2PasswordHasher"))]
 PASSWORD_HASH_CONCURRENCY = env.int("PASSWORD_HASH_CONCURRENCY", default=2)
+
+# --- vault at run time (docs/security.md) ------------------------------------------------
+VAULT_STATE_CHECK_S = env.float("VAULT_STATE_CHECK_S", default=1.0)  # a lock/unlock/rotation reaches every process this fast

@@ -210,6 +210,9 @@ _listeners: list[asyncio.Task] = []
 async def startup() -> None:
     from billing.ratecard import ratecard_aget
     from providers import tokens
+    from vault.services import warn_if_key_derived_from_secret_key
+
+    warn_if_key_derived_from_secret_key()  # loud, once per web process: docs/security.md
 
     # Warm what the first request would otherwise pay for: the routing table (and the vault
     # key), the rate card, the tokenizer.

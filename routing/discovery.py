@@ -39,7 +39,7 @@ class Proposal:
 
 
 def channel_models_discover(*, channel: Channel, kinds: tuple[str, ...] = KINDS, timeout_s: float = 15.0) -> Proposal:
-    from vault.crypto import VaultLocked
+    from vault.crypto import SecretUnreadable
     from vault.services import secret_unseal
 
     adapter = get_adapter(channel.provider_type)
@@ -50,7 +50,7 @@ def channel_models_discover(*, channel: Channel, kinds: tuple[str, ...] = KINDS,
         raise ValueError(problem)
     try:
         api_key = secret_unseal(token=channel.credential) or None
-    except VaultLocked as exc:
+    except SecretUnreadable as exc:
         raise ValueError(f"the channel's credential is sealed: {exc}") from None
     target = Target(channel.base_url, "", api_key, dict(channel.options or {}), channel.brand)
     timeouts = Timeouts(connect_s=min(5.0, timeout_s), first_byte_s=timeout_s, idle_s=timeout_s)

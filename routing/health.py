@@ -786,7 +786,7 @@ def channel_probe(*, channel_id: int, model: str | None = None, record: bool = T
     from django.utils import timezone
 
     from providers.base import Target
-    from vault.crypto import VaultLocked
+    from vault.crypto import SecretUnreadable
     from vault.services import secret_unseal
 
     from .models import Channel, ChannelHealth, ChannelModel
@@ -803,7 +803,7 @@ def channel_probe(*, channel_id: int, model: str | None = None, record: bool = T
     problem = ""
     try:
         api_key = secret_unseal(token=channel.credential) or None
-    except VaultLocked as exc:
+    except SecretUnreadable as exc:
         api_key, problem = None, str(exc)
     if not problem and channel.provider_type != "simulated":
         problem = base_url_problem(channel.base_url) or ""
