@@ -29,6 +29,7 @@ from django.utils.safestring import mark_safe
 
 from .health import board, channel_operator_set, channel_probe
 from .models import Channel, ChannelBalanceSnapshot, ChannelHealth, ChannelModel, Model, ThompsonArm
+from .netguard import base_url_problem
 from .strategies import MODES
 
 _records_cache: tuple[float, dict] = (0.0, {})
@@ -88,8 +89,22 @@ class DisableForm(forms.Form):
     reason = forms.CharField(max_length=250, help_text="Shown to operators beside the channel and in every skipped request's log.")
 
 
+class ChannelForm(forms.ModelForm):
+    """A base URL typed into the admin gets the same check as one given to add_channel."""
+
+    def clean(self):
+        data = super().clean()
+        base_url = data.get("base_url")
+        if base_url and data.get("provider_type", getattr(self.instance, "provider_type", "")) != "simulated":
+            problem = base_url_problem(base_url)
+            if problem:
+                self.add_error("base_url", problem)
+        return data
+
+
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
+    form = ChannelForm
     list_display = ("name", "provider_type", "brand", "priority", "weight", "billing", "status_column", "health_column", "probe_column", "balance_column")
     list_filter = ("status", "provider_type", "brand", "billing")
     search_fields = ("name", "brand", "base_url")

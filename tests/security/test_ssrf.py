@@ -175,3 +175,24 @@ async def test_the_relay_client_refuses_loopback_unless_allowed(recorder, settin
     settings.TOKENHUB_UPSTREAM_ALLOW_CIDRS = ["127.0.0.0/8"]
     async with upstream.client_make() as client:
         assert (await client.get(f"{server.url}/v1/models")).status_code == 200
+
+
+def test_the_admin_refuses_an_internal_base_url(admin_client, settings, db):
+    from tests.conftest import make_channel
+
+    settings.TOKENHUB_UPSTREAM_ALLOW_CIDRS = ["127.0.0.0/8"]
+    channel = make_channel("edited", "http://127.0.0.1:9/v1")
+    settings.TOKENHUB_UPSTREAM_ALLOW_CIDRS = []
+    page = admin_client.get(f"/admin/routing/channel/{channel.pk}/change/")
+    form = page.context["adminform"].form
+    data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
+    for inline in page.context["inline_admin_formsets"]:
+        formset = inline.formset
+        data.update({f"{formset.prefix}-{k}": v for k, v in formset.management_form.initial.items()})
+        for form_in_set in formset.forms:
+            data.update({form_in_set.add_prefix(n): form_in_set[n].value() for n in form_in_set.fields if form_in_set[n].value() is not None})
+    data["base_url"] = "http://169.254.169.254/latest"
+    response = admin_client.post(f"/admin/routing/channel/{channel.pk}/change/", data)
+    assert response.status_code == 200 and b"refused address" in response.content
+    channel.refresh_from_db()
+    assert channel.base_url == "http://127.0.0.1:9/v1"
