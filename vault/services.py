@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 _CHECK = "tokenhub-vault-check"
 _lock = threading.Lock()
 _kek: bytes | None = None
-_kek_generation: int | None = None  # the generation the key in memory was checked against
-_failed: tuple[int, str] | None = None  # (generation, reason): no new derivation until it moves
+_kek_generation: tuple[int, int] | None = None  # (row, generation) the key in memory was checked against
+_kek_salt: bytes | None = None  # the salt it was derived with
+_failed: tuple[tuple[int, int], str] | None = None  # ((row, generation), reason): no new derivation until it moves
 _runtime_password: str | None = None  # typed by an operator into this process (admin unlock)
 _state: tuple[float, VaultState | None] = (0.0, None)
 _sealed_fields: set[tuple[str, str]] = set()
@@ -102,21 +103,28 @@ def _create() -> VaultState:
     with transaction.atomic():
         state = VaultState.objects.select_for_update().first()
         if state is None:
-            salt = os.urandom(16)
-            state = VaultState.objects.create(salt=salt, check_token=seal(_derive(_password(), salt), _CHECK))
+            if _kek is not None and _kek_salt is not None:
+                # the row went away under a running process (a test database flushed): keep
+                # the key it has, with the salt it was made from, instead of deriving anew
+                state = VaultState.objects.create(salt=_kek_salt, check_token=seal(_kek, _CHECK))
+            else:
+                salt = os.urandom(16)
+                kek = _derive(_password(), salt)
+                state = VaultState.objects.create(salt=salt, check_token=seal(kek, _CHECK))
+                _remember(kek, state)
     _state = (time.monotonic(), state)
     return state
 
 
 def _open(state: VaultState) -> bytes:
     """The key for this generation of the vault: at most one Argon2 derivation per generation."""
-    global _kek, _kek_generation, _failed
+    global _kek, _failed
     if state.is_locked:
         _kek = None
         raise VaultLocked("vault locked by an operator (vault_unlock opens it)")
-    if _kek is not None and _kek_generation == state.generation:
+    if _kek is not None and _kek_generation == (state.pk, state.generation):
         return _kek
-    if _failed is not None and _failed[0] == state.generation:
+    if _failed is not None and _failed[0] == (state.pk, state.generation):
         raise VaultLocked(_failed[1])
     candidates = []
     if _kek is not None:
@@ -128,17 +136,22 @@ def _open(state: VaultState) -> bytes:
                 pass
     for kek in candidates:
         if _opens(kek, state):
-            _kek, _kek_generation = kek, state.generation
-            return kek
+            return _remember(kek, state)
     kek = _derive(_password(), bytes(state.salt))
     if not _opens(kek, state):
         _kek = None
         _failed = (
-            state.generation,
+            (state.pk, state.generation),
             "vault locked: TOKENHUB_VAULT_PASSWORD does not match the one the credentials were sealed with",
         )
         raise VaultLocked(_failed[1])
-    _kek, _kek_generation, _failed = kek, state.generation, None
+    _failed = None
+    return _remember(kek, state)
+
+
+def _remember(kek: bytes, state: VaultState) -> bytes:
+    global _kek, _kek_generation, _kek_salt
+    _kek, _kek_generation, _kek_salt = kek, (state.pk, state.generation), bytes(state.salt)
     return kek
 
 
@@ -237,7 +250,7 @@ def vault_refresh() -> None:
 
 def vault_forget() -> None:
     """Drop the key and all that was learnt from memory (tests; a restart)."""
-    global _kek, _kek_generation, _failed, _runtime_password, _state
+    global _kek, _kek_generation, _kek_salt, _failed, _runtime_password, _state
     with _lock:
-        _kek, _kek_generation, _failed, _runtime_password, _state = None, None, None, None, (0.0, None)
+        _kek, _kek_generation, _kek_salt, _failed, _runtime_password, _state = None, None, None, None, None, (0.0, None)
 
