@@ -3,9 +3,9 @@ when a key or tenant changes, in every web process at once:
 
 - with Redis, the change is published and each process's listener drops its copy;
 - without Redis, the change rewrites a small stamp file beside the data (VAR_DIR, one per
-  database) and each lookup reads it (one small file read, no database query, no thread hop):
+  database) and each lookup stats it (one system call, no database query, no thread hop):
   a process that sees a new stamp empties its cache. Web processes on *other machines* sharing a
-  PostgreSQL database without Redis cannot see that file; they need REDIS_URL (startup says so).
+  PostgreSQL database without Redis cannot see that file; they need REDIS_URL (the first lookup logs that).
 
 The drop happens after the change commits, so no process can re-read the old row in between.
 Balances and spending caps are never cached here: they are checked in the database on every
@@ -35,29 +35,38 @@ _NEGATIVE_TTL_S = 2.0  # unknown keys: cached briefly so a flood of bad keys doe
 _MAX_ENTRIES = 100_000
 
 _entries: dict[str, tuple[float, KeyPolicy | None]] = {}
-_seen_stamp: bytes | None = None
+_seen_stamp: tuple[int, ...] | None = None
 _has_warned = False
+
+
+_paths: dict[str, Path] = {}
 
 
 def stamp_path() -> Path:
     """The stamp file of this database (embedded runs and tests keep several side by side)."""
     database = settings.DATABASES["default"]
     name = f"{database.get('HOST', '')}:{database.get('PORT', '')}/{database['NAME']}"
-    return Path(settings.VAR_DIR) / f"keycache-{hashlib.sha256(name.encode()).hexdigest()[:16]}.stamp"
+    path = _paths.get(name)
+    if path is None:
+        path = _paths[name] = Path(settings.VAR_DIR) / f"keycache-{hashlib.sha256(name.encode()).hexdigest()[:16]}.stamp"
+    return path
 
 
-def _stamp_read() -> bytes:
+def _stamp_read() -> tuple[int, ...]:
+    """The stamp's identity: one stat call (a read costs several times more). Each bump is a new
+    file put in place atomically, so its inode differs from the one it replaces; its random
+    length and its time tell apart the rare reuse of an older inode."""
     try:
-        with open(stamp_path(), "rb") as handle:
-            return handle.read(64)
+        found = os.stat(stamp_path())
     except FileNotFoundError:
-        return b""
+        return ()
+    return (found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns)
 
 
 def _stamp_bump() -> None:
     path = stamp_path()
     temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(os.urandom(16).hex().encode())
+    temporary.write_bytes(os.urandom(8 + os.urandom(1)[0] % 32))
     os.replace(temporary, path)  # atomic: a reader sees the old stamp or the new, never half
 
 
