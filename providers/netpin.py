@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 from typing import Awaitable, Callable, Iterable, Sequence
 
 import httpcore
@@ -144,7 +145,11 @@ class PinnedSyncBackend(httpcore.NetworkBackend):
 
 
 def pinned_async_transport(
-    *, allow: AllowList, limits: httpx.Limits = httpx.Limits(), resolver: AsyncResolver = system_resolve
+    *,
+    allow: AllowList,
+    limits: httpx.Limits = httpx.Limits(),
+    resolver: AsyncResolver = system_resolve,
+    verify: ssl.SSLContext | bool = True,
 ) -> httpx.AsyncHTTPTransport:
     """An httpx transport whose every connection goes through `PinnedAsyncBackend`.
 
@@ -152,7 +157,7 @@ def pinned_async_transport(
     has ours (httpx is pinned; a test sends a request through it)."""
     transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
+        ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,

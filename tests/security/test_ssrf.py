@@ -196,3 +196,69 @@ def test_the_admin_refuses_an_internal_base_url(admin_client, settings, db):
     assert response.status_code == 200 and b"refused address" in response.content
     channel.refresh_from_db()
     assert channel.base_url == "http://127.0.0.1:9/v1"
+
+
+def _certificate_for(host: str, tmp_path):
+    """A throwaway CA and a server certificate for `host`; returns (cert file, key file, CA pem)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+        .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1)).not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "server.pem", tmp_path / "server.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return cert_file, key_file, ca.public_bytes(serialization.Encoding.PEM).decode()
+
+
+async def test_tls_is_verified_for_the_host_name_while_connecting_to_the_vetted_address(tmp_path):
+    import ssl
+    import threading
+    import time
+
+    import uvicorn
+
+    cert_file, key_file, ca_pem = _certificate_for("upstream.test", tmp_path)
+    app = _Recorder()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", ssl_certfile=str(cert_file), ssl_keyfile=str(key_file)))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    try:
+        trust = ssl.create_default_context(cadata=ca_pem)
+        networks = parse_networks(["127.0.0.0/8"])
+        _, aresolve, _ = _answers(["127.0.0.1"])
+        transport = pinned_async_transport(allow=lambda: networks, resolver=aresolve, verify=trust)
+        async with httpx.AsyncClient(transport=transport) as client:
+            response = await client.get(f"https://upstream.test:{port}/v1/models")
+            assert response.status_code == 200 and app.hosts[-1] == f"upstream.test:{port}"
+            # the certificate is checked against the name asked for, not the address connected to
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED|match|mismatch"):
+                await client.get(f"https://other.test:{port}/v1/models")
+    finally:
+        server.should_exit = True
+        thread.join(5)
