@@ -20,8 +20,10 @@ from tests.conftest import make_key, make_tenant, subprocess_database_url
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def other_process(transactional_db, tmp_path):
+@pytest.fixture(scope="module")
+def web_process(django_db_setup, tmp_path_factory):
+    """One second web process for the module, on the test database (each test adds its own rows)."""
+    tmp_path = tmp_path_factory.mktemp("web")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -47,8 +49,17 @@ def other_process(transactional_db, tmp_path):
         time.sleep(0.1)
     yield url
     proc.terminate()
-    proc.wait(15)
+    try:
+        proc.wait(3)
+    except subprocess.TimeoutExpired:  # its graceful shutdown is not under test here
+        proc.kill()
+        proc.wait(5)
     log.close()
+
+
+@pytest.fixture
+def other_process(web_process, transactional_db):
+    return web_process
 
 
 def _status(url: str, key: str) -> int:
