@@ -1,3 +1,5 @@
+from axes.admin import AccessAttemptAdmin, AccessFailureLogAdmin, AccessLogAdmin
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django import forms
 from django.contrib import admin, messages
 
@@ -13,12 +15,12 @@ class TenantAdmin(admin.ModelAdmin):
     search_fields = ("name",)
     actions = ("suspend", "reactivate")
 
-    @admin.action(description="Suspend (its keys stop working at once)")
+    @admin.action(description="Suspend (its keys stop working at once)", permissions=["change"])
     def suspend(self, request, queryset):
         for tenant in queryset:
             tenant_set_status(tenant=tenant, status=Tenant.Status.SUSPENDED)
 
-    @admin.action(description="Reactivate")
+    @admin.action(description="Reactivate", permissions=["change"])
     def reactivate(self, request, queryset):
         for tenant in queryset:
             tenant_set_status(tenant=tenant, status=Tenant.Status.ACTIVE)
@@ -72,7 +74,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         obj._state.adding, obj._state.db = False, key._state.db
         self.message_user(request, f"The new key is {secret} — copy it now: it is shown only this once.", messages.WARNING)
 
-    @admin.action(description="Revoke (takes effect at once)")
+    @admin.action(description="Revoke (takes effect at once)", permissions=["change"])
     def revoke(self, request, queryset):
         for key in queryset:
             api_key_revoke(key=key)
@@ -99,7 +101,18 @@ class OperatorTokenAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Revoke (refused at once)")
+    @admin.action(description="Revoke (refused at once)", permissions=["change"])
     def revoke(self, request, queryset):
         for token in queryset:
             operator_token_revoke(token=token)
+# django-axes' login records (AXES_ENABLE_ADMIN is off so that these are the registered ones):
+# its clean-up action declares no permission, which would offer it to view-only staff.
+@admin.register(AccessAttempt)
+class LoginAttemptAdmin(AccessAttemptAdmin):
+    @admin.action(description="Clean up expired attempts", permissions=["delete"])
+    def cleanup_expired_attempts(self, request, queryset):
+        return super().cleanup_expired_attempts(request, queryset)
+
+
+admin.site.register(AccessLog, AccessLogAdmin)
+admin.site.register(AccessFailureLog, AccessFailureLogAdmin)

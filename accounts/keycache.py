@@ -1,7 +1,13 @@
 """Key policies for the hot path: an in-process cache with a short TTL, emptied explicitly
-when a key or tenant changes. With Redis, the change is published so every web process drops
-its copy at once; without Redis there is one process and the local drop is enough.
+when a key or tenant changes, in every web process at once:
 
+- with Redis, the change is published and each process's listener drops its copy;
+- without Redis, the change rewrites a small stamp file beside the data (VAR_DIR, one per
+  database) and each lookup stats it (one system call, no database query, no thread hop):
+  a process that sees a new stamp empties its cache. Web processes on *other machines* sharing a
+  PostgreSQL database without Redis cannot see that file; they need REDIS_URL (the first lookup logs that).
+
+The drop happens after the change commits, so no process can re-read the old row in between.
 Balances and spending caps are never cached here: they are checked in the database on every
 request by billing's reservation, so a stale policy cannot let anyone overspend.
 """
@@ -9,12 +15,17 @@ request by billing's reservation, so a stale policy cannot let anyone overspend.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import os
 import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
 
 from common.config_version import config_follow
 from common.db import run_db
-from django.conf import settings
 
 from .policy import KeyPolicy
 
@@ -25,9 +36,60 @@ _NEGATIVE_TTL_S = 2.0  # unknown keys: cached briefly so a flood of bad keys doe
 _MAX_ENTRIES = 100_000
 
 _entries: dict[str, tuple[float, KeyPolicy | None]] = {}
+_seen_stamp: tuple[int, ...] | None = None
+_has_warned = False
+
+
+_paths: dict[str, Path] = {}
+
+
+def stamp_path() -> Path:
+    """The stamp file of this database (embedded runs and tests keep several side by side)."""
+    database = settings.DATABASES["default"]
+    name = f"{database.get('HOST', '')}:{database.get('PORT', '')}/{database['NAME']}"
+    path = _paths.get(name)
+    if path is None:
+        path = _paths[name] = Path(settings.VAR_DIR) / f"keycache-{hashlib.sha256(name.encode()).hexdigest()[:16]}.stamp"
+    return path
+
+
+def _stamp_read() -> tuple[int, ...]:
+    """The stamp's identity: one stat call (a read costs several times more). Each bump is a new
+    file put in place atomically, so its inode differs from the one it replaces; its random
+    length and its time tell apart the rare reuse of an older inode."""
+    try:
+        found = os.stat(stamp_path())
+    except FileNotFoundError:
+        return ()
+    return (found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns)
+
+
+def _stamp_bump() -> None:
+    path = stamp_path()
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(os.urandom(8 + os.urandom(1)[0] % 32))
+    os.replace(temporary, path)  # atomic: a reader sees the old stamp or the new, never half
+
+
+def _drop_if_stamp_moved() -> None:
+    global _seen_stamp, _has_warned
+    if not _has_warned and settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        _has_warned = True
+        log.warning(
+            "REDIS_URL is not set: key revocations reach the web processes of this machine at once "
+            "(through %s), but web processes on other machines only after KEY_CACHE_TTL_S=%ss; "
+            "set REDIS_URL when they share this database",
+            stamp_path(), settings.KEY_CACHE_TTL_S,
+        )
+    stamp = _stamp_read()
+    if stamp != _seen_stamp:
+        _entries.clear()
+        _seen_stamp = stamp
 
 
 async def key_policy_aget(*, key_hash: str) -> KeyPolicy | None:
+    if not settings.REDIS_URL:
+        _drop_if_stamp_moved()
     now = time.monotonic()
     entry = _entries.get(key_hash)
     if entry is not None and entry[0] > now:
@@ -43,14 +105,23 @@ async def key_policy_aget(*, key_hash: str) -> KeyPolicy | None:
 
 
 def invalidate(*, key_hash: str) -> None:
+    """This process drops the key's policy now; every process (this one again) once the current
+    transaction commits."""
     _entries.pop(key_hash, None)
-    if settings.REDIS_URL:
-        try:
-            from redis import Redis
+    transaction.on_commit(lambda: _broadcast(key_hash))
 
-            Redis.from_url(settings.REDIS_URL).publish(CHANNEL, key_hash)
-        except Exception:  # the TTL still bounds staleness; say so rather than fail the change
-            log.warning("could not publish a key invalidation; other processes see it within %ss", settings.KEY_CACHE_TTL_S)
+
+def _broadcast(key_hash: str) -> None:
+    _entries.pop(key_hash, None)
+    if not settings.REDIS_URL:
+        _stamp_bump()
+        return
+    try:
+        from redis import Redis
+
+        Redis.from_url(settings.REDIS_URL).publish(CHANNEL, key_hash)
+    except Exception:  # the TTL still bounds staleness; say so rather than fail the change
+        log.warning("could not publish a key invalidation; other processes see it within %ss", settings.KEY_CACHE_TTL_S)
 
 
 def clear() -> None:

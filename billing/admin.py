@@ -176,7 +176,11 @@ class PriceChangeAdmin(ReadOnlyAdmin):
     search_fields = ("model", "source")
     actions = ("accept",)
 
-    @admin.action(description="Apply the selected proposals")
+    def has_accept_permission(self, request):
+        """Accepting a proposal changes a price: the one who may do it may change prices."""
+        return request.user.has_perm("billing.change_price")
+
+    @admin.action(description="Apply the selected proposals", permissions=["accept"])
     def accept(self, request, queryset):
         from .sync import price_change_accept
 

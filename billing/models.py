@@ -312,6 +312,7 @@ class RedemptionBatch(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name_plural = "redemption batches"
         constraints = [
             models.CheckConstraint(condition=Q(amount_micros__gt=0), name="redemptionbatch_amount_positive"),
             models.CheckConstraint(condition=Q(count__gt=0), name="redemptionbatch_count_positive"),
@@ -353,6 +354,7 @@ class AlertSettings(models.Model):
     webhook_secret = models.CharField(max_length=100, blank=True, default="")  # HMAC-SHA256 key of the signature
 
     class Meta:
+        verbose_name_plural = "alert settings"
         constraints = [
             models.CheckConstraint(
                 condition=(Q(credit_below_micros__isnull=True) | Q(credit_below_micros__gt=0))

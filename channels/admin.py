@@ -32,6 +32,7 @@ from observability.selectors import channel_has_history, channels_with_history
 
 from .models import Channel, ChannelBalanceSnapshot, ChannelHealth, ChannelModel, Model, ThompsonArm
 from .services import channel_credential_set, channel_delete
+from .netguard import base_url_problem
 from .strategies import MODES
 
 _records_cache: tuple[float, dict] = (0.0, {})
@@ -106,13 +107,26 @@ class DisableForm(forms.Form):
     reason = forms.CharField(max_length=250, help_text="Shown to operators beside the channel and in every skipped request's log.")
 
 
+class ChannelFormChecked(ChannelForm):
+    """A base URL typed into the admin gets the same check as one given to add_channel."""
+
+    def clean(self):
+        data = super().clean()
+        base_url = data.get("base_url")
+        if base_url and data.get("provider_type", getattr(self.instance, "provider_type", "")) != "simulated":
+            problem = base_url_problem(base_url)
+            if problem:
+                self.add_error("base_url", problem)
+        return data
+
+
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
     list_display = ("name", "provider_type", "brand", "priority", "weight", "billing", "status_column", "health_column", "probe_column", "balance_column")
     list_filter = ("status", "provider_type", "brand", "billing")
     search_fields = ("name", "brand", "base_url")
     ordering = ("-priority", "name")
-    form = ChannelForm
+    form = ChannelFormChecked
     exclude = ("credential",)  # a vault token: set through the write-only field below, never shown
     readonly_fields = ("status", "status_reason", "status_changed_at", "created_at", "updated_at")
     inlines = (ChannelModelInline, ChannelHealthInline)

@@ -19,12 +19,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-import httpx
 from django.db import transaction
 
 from providers.base import DiscoveredModel, ErrorKind, ProviderError, Target, Timeouts
 from providers.registry import get_adapter
 
+from . import upstream
 from .models import Channel, ChannelModel
 from .netguard import base_url_problem
 from .services import model_ensure
@@ -49,7 +49,7 @@ class Proposal:
 
 
 def channel_models_discover(*, channel: Channel, kinds: tuple[str, ...] = KINDS, timeout_s: float = 15.0) -> Proposal:
-    from vault.crypto import VaultLocked
+    from vault.crypto import SecretUnreadable
     from vault.services import secret_unseal
 
     adapter = get_adapter(channel.provider_type)
@@ -60,7 +60,7 @@ def channel_models_discover(*, channel: Channel, kinds: tuple[str, ...] = KINDS,
         raise ValueError(problem)
     try:
         api_key = secret_unseal(token=channel.credential) or None
-    except VaultLocked as exc:
+    except SecretUnreadable as exc:
         raise ValueError(f"the channel's credential is sealed: {exc}") from None
     target = Target(channel.base_url, "", api_key, dict(channel.options or {}), channel.brand)
     timeouts = Timeouts(connect_s=min(5.0, timeout_s), first_byte_s=timeout_s, idle_s=timeout_s)
@@ -152,5 +152,5 @@ def _probe(base_url: str, api_key: str, brand: str, options: dict | None, timeou
 
 
 async def _list(adapter, target: Target, timeouts: Timeouts) -> list[DiscoveredModel]:
-    async with httpx.AsyncClient(trust_env=False, follow_redirects=False) as client:
+    async with upstream.client_make() as client:
         return await adapter.list_models(client, target, timeouts)

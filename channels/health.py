@@ -41,6 +41,8 @@ from django.conf import settings
 
 from providers.base import ErrorKind, ProviderError
 
+from . import upstream
+
 log = logging.getLogger(__name__)
 
 HEALTHY, DEGRADED, DOWN = "healthy", "degraded", "down"
@@ -773,13 +775,11 @@ class ProbeResult:
 
 
 async def _probe_send(provider_type: str, target, timeout_s: float) -> None:
-    import httpx
-
     from providers.base import Timeouts
     from providers.registry import get_adapter
 
     request = {"model": target.upstream_model, "messages": PROBE_MESSAGES, "max_tokens": 1, "stream": False}
-    async with httpx.AsyncClient(trust_env=False, follow_redirects=False) as client:
+    async with upstream.client_make() as client:
         await get_adapter(provider_type).chat(client, target, request, Timeouts(min(5.0, timeout_s), timeout_s, timeout_s))
 
 
@@ -793,7 +793,7 @@ def channel_probe(*, channel_id: int, model: str | None = None, record: bool = T
     from django.utils import timezone
 
     from providers.base import Target
-    from vault.crypto import VaultLocked
+    from vault.crypto import SecretUnreadable
     from vault.services import secret_unseal
 
     from .models import Channel, ChannelHealth, ChannelModel
@@ -810,7 +810,7 @@ def channel_probe(*, channel_id: int, model: str | None = None, record: bool = T
     problem = ""
     try:
         api_key = secret_unseal(token=channel.credential) or None
-    except VaultLocked as exc:
+    except SecretUnreadable as exc:
         api_key, problem = None, str(exc)
     if not problem and channel.provider_type != "simulated":
         problem = base_url_problem(channel.base_url) or ""

@@ -1,53 +1,55 @@
 """Channel base URLs must not point into our own network unless the operator allows it
-(TOKENHUB_UPSTREAM_ALLOW_CIDRS), or a tenant-visible channel could reach internal services."""
+(TOKENHUB_UPSTREAM_ALLOW_CIDRS), or a tenant-visible channel could reach internal services.
+
+Two checks, one rule (providers.netpin): when a base URL is saved or the routing table is
+rebuilt (so the operator sees the reason at once), and when a connection is made (the only check
+that binds: the transport connects to the address it vetted, so DNS rebinding gains nothing).
+A name that does not resolve is refused, never remembered as allowed.
+"""
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 import time
 from urllib.parse import urlsplit
 
 from django.conf import settings
 
-_cache: dict[str, tuple[float, str | None]] = {}
-_CACHE_S = 60.0
+from providers.netpin import Network, SyncResolver, addresses_problem, parse_networks, system_resolve_sync
+
+_cache: dict[tuple[str, tuple[str, ...]], tuple[float, str | None]] = {}
+_ALLOWED_CACHE_S = 60.0
+_REFUSED_CACHE_S = 5.0  # a DNS hiccup keeps a channel out this long, not a minute
+_parsed: tuple[tuple[str, ...], tuple[Network, ...]] = ((), ())
 
 
-def _allowed_networks():
-    return [ipaddress.ip_network(c.strip(), strict=False) for c in settings.TOKENHUB_UPSTREAM_ALLOW_CIDRS if c.strip()]
+def allowed_networks() -> tuple[Network, ...]:
+    """TOKENHUB_UPSTREAM_ALLOW_CIDRS, parsed once per value (read per connection)."""
+    global _parsed
+    cidrs = tuple(settings.TOKENHUB_UPSTREAM_ALLOW_CIDRS)
+    if _parsed[0] != cidrs:
+        _parsed = (cidrs, parse_networks(cidrs))
+    return _parsed[1]
 
 
-def base_url_problem(url: str) -> str | None:
+def base_url_problem(url: str, *, resolver: SyncResolver | None = None) -> str | None:
     """Why this base URL may not be used, or None when it may."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "base URL must be an http(s) URL with a host"
     host = parts.hostname
     now = time.monotonic()
-    cached = _cache.get(host)
+    key = (host, tuple(settings.TOKENHUB_UPSTREAM_ALLOW_CIDRS))
+    cached = _cache.get(key) if resolver is None else None
     if cached and cached[0] > now:
         return cached[1]
-    problem = _address_problem(host)
-    _cache[host] = (now + _CACHE_S, problem)
-    return problem
-
-
-def _address_problem(host: str) -> str | None:
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
-    except OSError:
-        return None  # unresolvable now: the attempt fails and fails over, no internal address reached
-    allowed = _allowed_networks()
-    for text in addresses:
-        address = ipaddress.ip_address(text.split("%")[0])
-        if address.is_loopback or address.is_private or address.is_link_local or address.is_unspecified or address.is_reserved:
-            if not any(address in network for network in allowed):
-                return (
-                    f"base URL host {host!r} resolves to the internal address {address}; "
-                    "allow it with TOKENHUB_UPSTREAM_ALLOW_CIDRS"
-                )
-    return None
+        addresses = list((resolver or system_resolve_sync)(host, parts.port or 443))
+    except (OSError, UnicodeError):
+        addresses = []
+    problem = addresses_problem(host, addresses, allowed_networks())
+    if resolver is None:
+        _cache[key] = (now + (_ALLOWED_CACHE_S if problem is None else _REFUSED_CACHE_S), problem)
+    return problem
 
 
 def forget() -> None:

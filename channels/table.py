@@ -60,7 +60,7 @@ class RoutingTable:
 
 
 def table_build() -> RoutingTable:
-    from vault.crypto import VaultLocked
+    from vault.crypto import SecretUnreadable
     from vault.services import secret_unseal
 
     from .models import Channel, ChannelModel, Model
@@ -81,7 +81,7 @@ def table_build() -> RoutingTable:
         api_key, problem = None, ""
         try:
             api_key = secret_unseal(token=channel.credential) or None
-        except VaultLocked as exc:
+        except SecretUnreadable as exc:
             problem = str(exc)
         if not problem and channel.provider_type != "simulated":
             problem = base_url_problem(channel.base_url) or ""

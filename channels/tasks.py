@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 from celery import shared_task
 from django.conf import settings
 
+from . import upstream
+
 log = logging.getLogger(__name__)
 
 
@@ -163,8 +165,6 @@ def balance_reader_for(channel) -> str | None:
 
 
 def channel_balance_read(channel) -> BalanceReading:
-    import httpx
-
     from vault.services import secret_unseal
 
     from .netguard import base_url_problem
@@ -177,7 +177,7 @@ def channel_balance_read(channel) -> BalanceReading:
         raise ValueError(problem)
     api_key = secret_unseal(token=channel.credential)
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-    with httpx.Client(timeout=10.0, headers=headers, trust_env=False, follow_redirects=False) as client:
+    with upstream.sync_client_make(timeout=10.0, headers=headers) as client:
         return BALANCE_READERS[reader](client, channel.base_url.rstrip("/"))
 
 

@@ -99,7 +99,7 @@ class Target:
 
     base_url: str  # API root as the vendor SDK takes it (openai: up to /v1)
     upstream_model: str
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # a credential: never in a repr or a log line
     options: dict = field(default_factory=dict)  # brand quirks, e.g. azure api_version
     brand: str = ""  # the channel's brand (deepseek, azure, ...); see providers.brands
 

@@ -253,3 +253,47 @@ OPERATOR_ALERT_EMAILS = env.list("OPERATOR_ALERT_EMAILS", default=[])  # channel
 OPERATOR_ALERT_WEBHOOK_URL = env.str("OPERATOR_ALERT_WEBHOOK_URL", default="")
 OPERATOR_ALERT_WEBHOOK_SECRET = env.str("OPERATOR_ALERT_WEBHOOK_SECRET", default="")
 JOBS_ALERTS_EVERY_S = env.float("JOBS_ALERTS_EVERY_S", default=60.0)  # low-balance check and alert delivery
+
+# --- deployment security (docs/security.md) ---------------------------------------------
+# "production" unless told otherwise: HTTPS-only cookies, HSTS and the HTTPS redirect are on.
+# `make run` and the test suite set TOKENHUB_ENV=dev (plain HTTP on loopback).
+TOKENHUB_ENV = env.str("TOKENHUB_ENV", default="production")
+if TOKENHUB_ENV not in ("production", "dev"):
+    raise ValueError(f"TOKENHUB_ENV must be 'production' or 'dev', not {TOKENHUB_ENV!r}")
+_IS_PRODUCTION = TOKENHUB_ENV == "production"
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=_IS_PRODUCTION)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]  # probes from the load balancer speak HTTP
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if _IS_PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=_IS_PRODUCTION)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=_IS_PRODUCTION)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=_IS_PRODUCTION)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=_IS_PRODUCTION)
+# Behind a TLS-terminating proxy: "HTTP_X_FORWARDED_PROTO,https". Only set it when the proxy
+# always overwrites that header, or a client could claim HTTPS.
+_proxy_ssl_header = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+if _proxy_ssl_header and len(_proxy_ssl_header) != 2:
+    raise ValueError("SECURE_PROXY_SSL_HEADER must be 'HEADER_NAME,value', e.g. HTTP_X_FORWARDED_PROTO,https")
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header) or None
+
+# --- logins (docs/security.md) -----------------------------------------------------------
+# django-axes sits in front of every authenticate() call (admin, portal, any backend added after
+# it): after AXES_FAILURE_LIMIT failures the username, and the address, are refused without
+# hashing anything until the cool-off ends.
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", *AUTHENTICATION_BACKENDS]  # then the portal's
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)  # hours
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one reaching the limit locks
+AXES_RESET_ON_SUCCESS = True
+AXES_SENSITIVE_PARAMETERS = ["password"]
+AXES_VERBOSE = False  # no banner on stderr: commands print one line there
+AXES_ENABLE_ADMIN = False  # accounts.admin registers them, with permissions on their action
+# Argon2 with OWASP's 19 MiB / 2 passes / 1 lane, and at most PASSWORD_HASH_CONCURRENCY hashes at
+# once per process: a login storm waits in line instead of taking 100 MiB per attempt.
+# It replaces Django's: the last hasher of an algorithm is the one that verifies its hashes.
+PASSWORD_HASHERS = ["accounts.hashers.BoundedArgon2PasswordHasher", *(h for h in PASSWORD_HASHERS if not h.endswith(".Argon2PasswordHasher"))]
+PASSWORD_HASH_CONCURRENCY = env.int("PASSWORD_HASH_CONCURRENCY", default=2)
+
+# --- vault at run time (docs/security.md) ------------------------------------------------
+VAULT_STATE_CHECK_S = env.float("VAULT_STATE_CHECK_S", default=1.0)  # a lock/unlock/rotation reaches every process this fast

@@ -31,7 +31,8 @@ from common.db import run_db
 
 from common import background
 
-from . import embeddings, idempotency, inbound_anthropic, model_list, orchestration, responses, upstream
+from channels import upstream
+from . import embeddings, idempotency, inbound_anthropic, model_list, orchestration, responses
 from . import dashboard
 from .errors import RequestTooLarge, TokenHubError
 from .journey import Call, check_key, record
@@ -236,6 +237,9 @@ _listeners: list[asyncio.Task] = []
 async def startup() -> None:
     from billing.ratecard import ratecard_aget
     from providers import tokens
+    from vault.services import warn_if_key_derived_from_secret_key
+
+    warn_if_key_derived_from_secret_key()  # loud, once per web process: docs/security.md
 
     # Warm what the first request would otherwise pay for: the routing table (and the vault
     # key), the rate card, the tokenizer.

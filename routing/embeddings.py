@@ -17,7 +17,7 @@ from providers import tokens
 from providers.base import Usage
 from providers.registry import get_adapter
 
-from . import upstream
+from channels import upstream
 from .errors import NoAvailableChannel, TokenHubError
 from .journey import Call, candidates_for, check_rate, generate, parse_body, record, resolve_model, send, steer
 from .metering import Meter

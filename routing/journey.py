@@ -27,7 +27,7 @@ from providers.registry import get_adapter
 
 from common import background
 
-from . import upstream
+from channels import upstream
 from .errors import (
     AuthenticationFailed,
     Forbidden,

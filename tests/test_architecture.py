@@ -14,7 +14,7 @@ OURS = ("relay", "common", "accounts", "billing", "routing", "channels", "provid
 # app -> the apps of ours it must never import
 FORBIDDEN = {
     "providers": set(OURS) - {"providers"} | {"django"},
-    "vault": set(OURS) - {"vault"},
+    "vault": set(OURS) - {"vault", "common"},
     "common": set(OURS) - {"common"},
     "channels": {"routing", "relay"},
     "accounts": {"routing", "relay"},

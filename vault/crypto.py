@@ -23,8 +23,16 @@ PREFIX = "v1."
 _NONCE = 12
 
 
-class VaultLocked(Exception):
+class SecretUnreadable(Exception):
+    """A sealed secret cannot be read now; the message says why and never holds the secret."""
+
+
+class VaultLocked(SecretUnreadable):
     """The vault has no key, or not the right one."""
+
+
+class CorruptToken(SecretUnreadable):
+    """The stored token is not a well-formed vault token (damaged, truncated, hand-edited)."""
 
 
 def derive_kek(password: str, salt: bytes) -> bytes:
@@ -41,14 +49,40 @@ def seal(kek: bytes, plaintext: str) -> str:
     return PREFIX + base64.urlsafe_b64encode(nonce_k + sealed_key + nonce_d + sealed).decode()
 
 
-def unseal(kek: bytes, token: str) -> str:
-    if not token.startswith(PREFIX):
-        raise ValueError("not a vault token")
-    raw = base64.urlsafe_b64decode(token[len(PREFIX) :])
+def _split(token: str) -> tuple[bytes, bytes, bytes, bytes]:
+    if not isinstance(token, str) or not token.startswith(PREFIX):
+        raise CorruptToken("the stored credential is not a vault token")
+    try:
+        raw = base64.urlsafe_b64decode(token[len(PREFIX) :].encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        raise CorruptToken("the stored credential is damaged (not base64)") from None
+    if len(raw) < 2 * _NONCE + 48 + 16:
+        raise CorruptToken("the stored credential is damaged (too short)")
     nonce_k, sealed_key = raw[:_NONCE], raw[_NONCE : _NONCE + 48]
     nonce_d, sealed = raw[_NONCE + 48 : 2 * _NONCE + 48], raw[2 * _NONCE + 48 :]
+    return nonce_k, sealed_key, nonce_d, sealed
+
+
+def _data_key(kek: bytes, nonce_k: bytes, sealed_key: bytes) -> bytes:
     try:
-        data_key = AESGCM(kek).decrypt(nonce_k, sealed_key, b"tokenhub-dek")
-        return AESGCM(data_key).decrypt(nonce_d, sealed, b"tokenhub-secret").decode()
+        return AESGCM(kek).decrypt(nonce_k, sealed_key, b"tokenhub-dek")
     except InvalidTag:
         raise VaultLocked("the vault key does not open this secret") from None
+
+
+def unseal(kek: bytes, token: str) -> str:
+    nonce_k, sealed_key, nonce_d, sealed = _split(token)
+    data_key = _data_key(kek, nonce_k, sealed_key)
+    try:
+        return AESGCM(data_key).decrypt(nonce_d, sealed, b"tokenhub-secret").decode()
+    except (InvalidTag, UnicodeDecodeError):
+        raise CorruptToken("the stored credential is damaged (its data key opens, its secret does not)") from None
+
+
+def rewrap(old_kek: bytes, new_kek: bytes, token: str) -> str:
+    """The same secret under a new key-encryption key: only its data key is sealed again."""
+    nonce_k, sealed_key, nonce_d, sealed = _split(token)
+    data_key = _data_key(old_kek, nonce_k, sealed_key)
+    new_nonce_k = os.urandom(_NONCE)
+    new_sealed_key = AESGCM(new_kek).encrypt(new_nonce_k, data_key, b"tokenhub-dek")
+    return PREFIX + base64.urlsafe_b64encode(new_nonce_k + new_sealed_key + nonce_d + sealed).decode()
