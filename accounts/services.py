@@ -3,6 +3,7 @@ from __future__ import annotations
 import ipaddress
 import secrets
 from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db import transaction
 
@@ -26,7 +27,16 @@ def tenant_create(*, name: str, group: str = "default", timezone: str = "UTC") -
         raise InvalidInput(f"a tenant named {name!r} exists already")
     if not group or not group.replace("-", "").replace("_", "").isalnum():
         raise InvalidInput(f"group {group!r} must be letters, digits, - or _")
-    return Tenant.objects.create(name=name, group=group, timezone=timezone)
+    return Tenant.objects.create(name=name, group=group, timezone=timezone_check(name=timezone))
+
+
+def timezone_check(*, name: str) -> str:
+    """`name` if it is an IANA time zone (key caps roll over at its midnight), else InvalidInput."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise InvalidInput(f"time zone {name!r} is unknown (an IANA name such as 'Europe/Berlin' or 'UTC')") from None
+    return name
 
 
 def membership_add(*, user, tenant: Tenant, role: str = Membership.Role.MEMBER) -> Membership:

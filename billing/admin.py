@@ -10,7 +10,7 @@ from django.contrib import admin, messages
 from . import ratecard
 from .models import Balance, BalanceKind, ExchangeRate, Group, Hold, KeySpend, LedgerEntry, Price, PriceChange
 from .money import format_micros, parse_micros
-from .services import balance_credit
+from .services import balance_credit, price_values_check
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -130,8 +130,23 @@ class RateCardAdmin(admin.ModelAdmin):
         ratecard.invalidate()
 
 
+class PriceForm(forms.ModelForm):
+    class Meta:
+        model = Price
+        fields = "__all__"
+
+    def clean(self):
+        values = super().clean()
+        try:
+            price_values_check(values)
+        except ValueError as error:
+            raise forms.ValidationError(str(error)) from None
+        return values
+
+
 @admin.register(Price)
 class PriceAdmin(RateCardAdmin):
+    form = PriceForm
     list_display = ("model", "input_micros_per_m", "output_micros_per_m", "cached_input_micros_per_m", "request_micros", "is_free", "updated_at")
     search_fields = ("model",)
     list_filter = ("is_free",)

@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db import connection, transaction
 from django.db.models import Q, Sum
@@ -201,12 +201,35 @@ def price_set(
     }
     if tiers is not None:
         values["tiers"] = tiers
-    for name, value in values.items():
-        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
-            raise ValueError(f"{name.replace('_micros_per_m', '').replace('_', ' ')} price must not be negative")
+    price_values_check(values)
     price, _ = Price.objects.update_or_create(model=model, defaults=values)
     ratecard.invalidate()
     return price
+
+
+PRICE_FIELDS = ("input_micros_per_m", "output_micros_per_m", "cached_input_micros_per_m", "cache_write_micros_per_m", "request_micros")
+
+
+def price_values_check(values: dict) -> None:
+    """Refuse a negative price or tier (the database refuses them too): raises ValueError
+    naming the field. `values` holds Price fields; absent ones are not checked."""
+    for name in PRICE_FIELDS:
+        value = values.get(name)
+        if value is not None and (type(value) is not int or value < 0):
+            raise ValueError(f"{name.replace('_micros_per_m', '').replace('_micros', '').replace('_', ' ')} price must not be negative")
+    tiers = values.get("tiers")
+    if tiers is None:
+        return
+    if not isinstance(tiers, list):
+        raise ValueError("tiers must be a list")
+    for number, tier in enumerate(tiers, 1):
+        if not isinstance(tier, dict) or "above_prompt_tokens" not in tier:
+            raise ValueError(f"tier {number} needs above_prompt_tokens")
+        for name, value in tier.items():
+            if name != "above_prompt_tokens" and name not in PRICE_FIELDS:
+                raise ValueError(f"tier {number} has an unknown field {name!r}")
+            if type(value) is not int or value < 0:
+                raise ValueError(f"tier {number}: {name} must be a non-negative integer")
 
 
 def exchange_rate_set(*, currency: str, units_per_usd: str | Decimal) -> ExchangeRate:
@@ -251,8 +274,14 @@ class CapPolicy:
 
 
 def cap_periods(tz: str, now: datetime | None = None) -> tuple[date, date]:
-    """The day and the month (its first day) of `now` in the tenant's time zone."""
-    local = (now or timezone.now()).astimezone(ZoneInfo(tz or "UTC"))
+    """The day and the month (its first day) of `now` in the tenant's time zone (UTC when the
+    stored zone is unknown: tenants are validated on save, but a bad row must not refuse keys)."""
+    try:
+        zone = ZoneInfo(tz or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        log.warning("unknown tenant time zone %r: key caps roll over at UTC midnight", tz)
+        zone = ZoneInfo("UTC")
+    local = (now or timezone.now()).astimezone(zone)
     today = local.date()
     return today, today.replace(day=1)
 
@@ -502,4 +531,5 @@ __all__ = [
     "holds_reconcile",
     "ledger_audit",
     "price_set",
+    "price_values_check",
 ]
