@@ -1,6 +1,6 @@
 """The ledger: append-only, idempotent, always adding up; holds end exactly once."""
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from django.core.management import call_command
@@ -199,3 +199,23 @@ def test_audit_ledger_finds_a_balance_that_does_not_add_up(capsys):
         call_command("audit_ledger", "--json")
     assert exited.value.code == 1
     assert '"ok": false' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("after_s, settled", [(900.0, 0), (50.0, 1)])
+def test_reconcile_holds_defaults_to_the_setting(settings, after_s, settled):
+    from tests.commands.test_commands import run_json
+
+    settings.HOLD_RECONCILE_AFTER_S = after_s
+    tenant = make_tenant("t", credit="10", wallet=None)
+    open_hold(tenant, key="quiet", amount=1_000)
+    a_while_ago = datetime.now(timezone.utc) - timedelta(seconds=100)
+    Hold.objects.filter(hold_key="quiet").update(created_at=a_while_ago, renewed_at=a_while_ago)
+    assert run_json("reconcile_holds") == {"settled": settled}
+
+
+def test_balance_json_shows_what_open_holds_reserve():
+    from tests.commands.test_commands import run_json
+
+    tenant = make_tenant("t", credit="10", wallet=None)
+    open_hold(tenant, key="r", amount=2_500)
+    assert run_json("balance", "t")["credit"] == {"currency": "USD", "amount_micros": 10_000_000, "held_micros": 2_500}
