@@ -61,6 +61,13 @@ def test_audit_every_second_under_concurrent_traffic_finds_no_false_mismatch(rel
             results = await asyncio.gather(*(worker(client, n, deadline) for n in range(WORKERS)))
         return [status for statuses in results for status in statuses]
 
+    # the routing table refreshes in the background (another branch makes it immediate): wait
+    # until the new channel answers before the measured traffic starts
+    deadline = time.monotonic() + 15
+    body = {"model": "gpt-test", "max_tokens": 5, "messages": [{"role": "user", "content": "warm-up"}]}
+    while httpx.post(relay.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {keys[0]}"}).status_code != 200:
+        assert time.monotonic() < deadline, "the channel never became available"
+        time.sleep(0.2)
     thread = threading.Thread(target=auditor)
     thread.start()
     try:
