@@ -90,11 +90,13 @@ def test_a_brand_that_knows_only_max_tokens_is_sent_the_held_limit(relay, alice,
     client_for(relay, alice.key).chat.completions.create(model="gpt-test", messages=MESSAGES, max_completion_tokens=1, max_tokens=1000)
     sent = upstream.requests[-1].json
     assert sent["max_tokens"] == 1000 and "max_completion_tokens" not in sent
+    # what it may generate is what was held (not the 1 token of max_completion_tokens)
+    assert Hold.objects.get().amount_micros == cost(our_prompt(max_completion_tokens=1, max_tokens=1000), 1000)
 
 
 @pytest.mark.parametrize("max_output, expected", [(1000, 1000), (None, 4096)])
 def test_a_request_without_a_limit_sends_the_limit_it_held(relay, alice, channel, upstream, max_output, expected):
-    from routing.services import model_set
+    from channels.services import model_set
 
     model_set(public_id="gpt-test", max_output=max_output)
     client_for(relay, alice.key).chat.completions.create(model="gpt-test", messages=MESSAGES)

@@ -53,7 +53,7 @@ def test_it_answers_a_chat_from_a_translated_upstream(openai_client, upstreams, 
 @pytest.mark.parametrize("limits, held", [({}, 1000), ({"max_completion_tokens": 7, "max_tokens": 300}, 300)])
 def test_a_translated_upstream_is_sent_the_output_limit_that_was_held(openai_client, upstreams, kind, limits, held):
     """Without a limit the model's max output is held and sent; with several, the largest."""
-    from routing.services import model_set
+    from channels.services import model_set
 
     serve_model(kind, upstreams)
     model_set(public_id="m-test", max_output=1000)
