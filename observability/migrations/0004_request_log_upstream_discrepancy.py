@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('observability', '0002_reward_logs'),
+        ('observability', '0003_requestlog_directives_and_parent'),
     ]
 
     operations = [
