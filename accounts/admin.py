@@ -5,11 +5,24 @@ from django.contrib import admin, messages
 
 from . import keycache
 from .models import ApiKey, Membership, OperatorToken, Tenant
-from .services import api_key_create, api_key_revoke, operator_token_revoke, tenant_set_status
+from .services import InvalidInput, api_key_create, api_key_revoke, operator_token_revoke, tenant_set_status, timezone_check
+
+
+class TenantForm(forms.ModelForm):
+    class Meta:
+        model = Tenant
+        fields = "__all__"
+
+    def clean_timezone(self):
+        try:
+            return timezone_check(name=self.cleaned_data["timezone"])
+        except InvalidInput as error:
+            raise forms.ValidationError(str(error)) from None
 
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
+    form = TenantForm
     list_display = ("name", "group", "status", "timezone", "created_at")
     list_filter = ("group", "status")
     search_fields = ("name",)

@@ -4,6 +4,7 @@ import ipaddress
 import re
 import secrets
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.db import transaction
@@ -37,7 +38,16 @@ def tenant_create(*, name: str, group: str = "default", timezone: str = "UTC") -
         raise InvalidInput(f"group {group!r} must be letters, digits, - or _")
     if not group_exists(name=group):
         raise InvalidInput(f"unknown group {group!r}: groups are made in the admin (billing > groups) or with import_config")
-    return Tenant.objects.create(name=name, group=group, timezone=timezone)
+    return Tenant.objects.create(name=name, group=group, timezone=timezone_check(name=timezone))
+
+
+def timezone_check(*, name: str) -> str:
+    """`name` if it is an IANA time zone (key caps roll over at its midnight), else InvalidInput."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise InvalidInput(f"time zone {name!r} is unknown (an IANA name such as 'Europe/Berlin' or 'UTC')") from None
+    return name
 
 
 def membership_add(*, user, tenant: Tenant, role: str = Membership.Role.MEMBER) -> Membership:

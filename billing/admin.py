@@ -30,7 +30,7 @@ from .models import (
     StripeEvent,
 )
 from .money import format_micros, parse_micros
-from .services import balance_credit, redemption_batch_create
+from .services import balance_credit, price_values_check, redemption_batch_create
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -150,8 +150,23 @@ class RateCardAdmin(admin.ModelAdmin):
         ratecard.invalidate()
 
 
+class PriceForm(forms.ModelForm):
+    class Meta:
+        model = Price
+        fields = "__all__"
+
+    def clean(self):
+        values = super().clean()
+        try:
+            price_values_check(values)
+        except ValueError as error:
+            raise forms.ValidationError(str(error)) from None
+        return values
+
+
 @admin.register(Price)
 class PriceAdmin(RateCardAdmin):
+    form = PriceForm
     list_display = ("model", "input_micros_per_m", "output_micros_per_m", "cached_input_micros_per_m", "request_micros", "is_free", "updated_at")
     search_fields = ("model",)
     list_filter = ("is_free",)

@@ -53,6 +53,11 @@ class Price(models.Model):
                 condition=Q(input_micros_per_m__gte=0, output_micros_per_m__gte=0, request_micros__gte=0),
                 name="price_nonneg",
             ),
+            models.CheckConstraint(
+                condition=(Q(cached_input_micros_per_m__isnull=True) | Q(cached_input_micros_per_m__gte=0))
+                & (Q(cache_write_micros_per_m__isnull=True) | Q(cache_write_micros_per_m__gte=0)),
+                name="price_cache_nonneg",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -137,21 +142,31 @@ class Hold(models.Model):
     floor_micros = models.BigIntegerField(default=0)
     # the key's cap periods this hold counts against (amounts in Credit-currency micros)
     cap_amount_micros = models.BigIntegerField(default=0)
+    cap_charged_micros = models.BigIntegerField(default=0)  # what its settle added to the key's spend
     day = models.DateField(null=True)
     month = models.DateField(null=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
     charged_micros = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    # the lease: the live request renews it while it streams; reconciliation ends only holds
+    # whose lease is older than HOLD_RECONCILE_AFTER_S (docs/decisions/003-hold-leases.md)
+    renewed_at = models.DateTimeField(null=True)
+    is_reconciled = models.BooleanField(default=False)  # settled by reconciliation, not by its request
     ended_at = models.DateTimeField(null=True)
 
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(amount_micros__gte=0), name="hold_nonneg"),
             models.CheckConstraint(condition=Q(charged_micros__gte=0), name="hold_charged_nonneg"),
+            models.CheckConstraint(
+                condition=Q(cap_charged_micros__gte=0, cap_charged_micros__lte=F("cap_amount_micros")), name="hold_cap_charge_within_hold"
+            ),
         ]
         indexes = [
             # reconciliation: "open holds older than T"
             models.Index(fields=["created_at"], name="hold_open_by_age", condition=Q(status="open")),
+            # reconciliation: "open holds whose lease is older than T"
+            models.Index(fields=["renewed_at"], name="hold_open_by_lease", condition=Q(status="open")),
         ]
 
 

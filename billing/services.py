@@ -19,9 +19,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db import connection, transaction
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from . import ratecard
@@ -101,31 +102,74 @@ def balance_credit(
 
 
 def ledger_audit() -> list[dict]:
-    """Every balance whose amount differs from the sum of its entries, or whose entries'
-    running balance_after does not add up."""
-    from django.db.models import Sum
+    """Every way the money does not add up, read from one consistent snapshot (so traffic
+    running meanwhile cannot make a false mismatch):
+    - a balance's amount differs from the sum of its entries, or its held amount from its open holds;
+    - an entry's running balance_after does not add up;
+    - a settled hold's charge differs from the usage entries of its request on its balance;
+    - a key's day or month spend differs from its holds' charges, or its held amount from its open holds."""
+    if connection.in_atomic_block:  # inside a caller's transaction: that one is the snapshot
+        return _audit()
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:  # must be the transaction's first statement
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        # SQLite: the deferred transaction's first read fixes the snapshot for all that follow
+        return _audit()
 
-    mismatches = []
+
+def _audit() -> list[dict]:
+    mismatches: list[dict] = []
     sums = dict(LedgerEntry.objects.values_list("balance_id").annotate(total=Sum("amount_micros")))
-    for balance in Balance.objects.all():
-        total = sums.get(balance.pk) or 0
-        if total != balance.amount_micros:
-            mismatches.append(
-                {"tenant_id": balance.tenant_id, "balance": balance.kind, "amount_micros": balance.amount_micros, "ledger_micros": total}
-            )
-        open_held = sum(Hold.objects.filter(balance=balance, status=Hold.Status.OPEN).values_list("amount_micros", flat=True))
-        if open_held != balance.held_micros:
-            mismatches.append(
-                {"tenant_id": balance.tenant_id, "balance": balance.kind, "held_micros": balance.held_micros, "open_holds_micros": open_held}
-            )
+    open_held = dict(
+        Hold.objects.filter(status=Hold.Status.OPEN).values_list("balance_id").annotate(total=Sum("amount_micros"))
+    )
+    for balance_id, tenant_id, kind, amount, held in Balance.objects.values_list("id", "tenant_id", "kind", "amount_micros", "held_micros"):
+        total = sums.get(balance_id) or 0
+        if total != amount:
+            mismatches.append({"tenant_id": tenant_id, "balance": kind, "amount_micros": amount, "ledger_micros": total})
+        if (open_held.get(balance_id) or 0) != held:
+            mismatches.append({"tenant_id": tenant_id, "balance": kind, "held_micros": held, "open_holds_micros": open_held.get(balance_id) or 0})
     running: dict[int, int] = {}
-    for balance_id, amount, after, entry_id in LedgerEntry.objects.order_by("id").values_list(
-        "balance_id", "amount_micros", "balance_after_micros", "id"
-    ):
+    usage: dict[tuple[str, int], int] = {}
+    for balance_id, amount, after, entry_id, kind, request_id in LedgerEntry.objects.order_by("id").values_list(
+        "balance_id", "amount_micros", "balance_after_micros", "id", "kind", "request_id"
+    ).iterator(chunk_size=5000):
         running[balance_id] = running.get(balance_id, 0) + amount
         if running[balance_id] != after:
             mismatches.append({"entry_id": entry_id, "balance_after_micros": after, "running_micros": running[balance_id]})
             running[balance_id] = after  # report each break once
+        if kind == LedgerEntry.Kind.USAGE and request_id:
+            usage[(request_id, balance_id)] = usage.get((request_id, balance_id), 0) - amount
+    charged: dict[tuple[str, int], int] = {}
+    spent: dict[tuple[int, str, date], int] = {}
+    spend_held: dict[tuple[int, str, date], int] = {}
+    for request_id, balance_id, status, charge, key_id, day, month, cap_amount, cap_charge in Hold.objects.values_list(
+        "request_id", "balance_id", "status", "charged_micros", "key_id", "day", "month", "cap_amount_micros", "cap_charged_micros"
+    ).iterator(chunk_size=5000):
+        if status == Hold.Status.SETTLED:
+            charged[(request_id, balance_id)] = charged.get((request_id, balance_id), 0) + charge
+        if key_id is None or day is None:
+            continue
+        target = spend_held if status == Hold.Status.OPEN else spent
+        amount = cap_amount if status == Hold.Status.OPEN else cap_charge
+        for period, starts_on in ((KeySpend.Period.DAY, day), (KeySpend.Period.MONTH, month)):
+            target[(key_id, period, starts_on)] = target.get((key_id, period, starts_on), 0) + amount
+    for (request_id, balance_id) in sorted(set(usage) | set(charged)):
+        if usage.get((request_id, balance_id), 0) != charged.get((request_id, balance_id), 0):
+            mismatches.append(
+                {"request_id": request_id, "balance_id": balance_id, "charged_micros": charged.get((request_id, balance_id), 0),
+                 "usage_entries_micros": usage.get((request_id, balance_id), 0)}
+            )
+    for key_id, period, starts_on, spent_micros, held_micros in KeySpend.objects.values_list(
+        "key_id", "period", "starts_on", "spent_micros", "held_micros"
+    ):
+        key = (key_id, period, starts_on)
+        if spent_micros != spent.get(key, 0) or held_micros != spend_held.get(key, 0):
+            mismatches.append(
+                {"key_id": key_id, "period": period, "starts_on": starts_on, "spent_micros": spent_micros, "held_micros": held_micros,
+                 "holds_charged_micros": spent.get(key, 0), "open_holds_micros": spend_held.get(key, 0)}
+            )
     return mismatches
 
 
@@ -159,12 +203,35 @@ def price_set(
     }
     if tiers is not None:
         values["tiers"] = tiers
-    for name, value in values.items():
-        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
-            raise ValueError(f"{name.replace('_micros_per_m', '').replace('_', ' ')} price must not be negative")
+    price_values_check(values)
     price, _ = Price.objects.update_or_create(model=model, defaults=values)
     ratecard.invalidate()
     return price
+
+
+PRICE_FIELDS = ("input_micros_per_m", "output_micros_per_m", "cached_input_micros_per_m", "cache_write_micros_per_m", "request_micros")
+
+
+def price_values_check(values: dict) -> None:
+    """Refuse a negative price or tier (the database refuses them too): raises ValueError
+    naming the field. `values` holds Price fields; absent ones are not checked."""
+    for name in PRICE_FIELDS:
+        value = values.get(name)
+        if value is not None and (type(value) is not int or value < 0):
+            raise ValueError(f"{name.replace('_micros_per_m', '').replace('_micros', '').replace('_', ' ')} price must not be negative")
+    tiers = values.get("tiers")
+    if tiers is None:
+        return
+    if not isinstance(tiers, list):
+        raise ValueError("tiers must be a list")
+    for number, tier in enumerate(tiers, 1):
+        if not isinstance(tier, dict) or "above_prompt_tokens" not in tier:
+            raise ValueError(f"tier {number} needs above_prompt_tokens")
+        for name, value in tier.items():
+            if name != "above_prompt_tokens" and name not in PRICE_FIELDS:
+                raise ValueError(f"tier {number} has an unknown field {name!r}")
+            if type(value) is not int or value < 0:
+                raise ValueError(f"tier {number}: {name} must be a non-negative integer")
 
 
 def exchange_rate_set(*, currency: str, units_per_usd: str | Decimal) -> ExchangeRate:
@@ -209,8 +276,14 @@ class CapPolicy:
 
 
 def cap_periods(tz: str, now: datetime | None = None) -> tuple[date, date]:
-    """The day and the month (its first day) of `now` in the tenant's time zone."""
-    local = (now or timezone.now()).astimezone(ZoneInfo(tz or "UTC"))
+    """The day and the month (its first day) of `now` in the tenant's time zone (UTC when the
+    stored zone is unknown: tenants are validated on save, but a bad row must not refuse keys)."""
+    try:
+        zone = ZoneInfo(tz or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        log.warning("unknown tenant time zone %r: key caps roll over at UTC midnight", tz)
+        zone = ZoneInfo("UTC")
+    local = (now or timezone.now()).astimezone(zone)
     today = local.date()
     return today, today.replace(day=1)
 
@@ -242,6 +315,7 @@ def hold_open(
     """Hold `amount_micros` on the balance and the key's caps, or raise Refused (nothing held).
     Returns the hold's id."""
     ops = connection.ops
+    started = ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE billing_balance SET held_micros = held_micros + %s"
@@ -289,12 +363,12 @@ def hold_open(
                     )
         cursor.execute(
             "INSERT INTO billing_hold (hold_key, request_id, balance_id, key_id, model, amount_micros, floor_micros,"
-            " cap_amount_micros, day, month, status, charged_micros, created_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, %s) RETURNING id",
+            " cap_amount_micros, cap_charged_micros, day, month, status, charged_micros, is_reconciled, created_at, renewed_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, %s, %s, %s, 0, %s, %s, %s) RETURNING id",
             [
                 hold_key, request_id, balance_id, caps.key_id, model, amount_micros, min(floor_micros, amount_micros),
                 cap_amount_micros, ops.adapt_datefield_value(day), ops.adapt_datefield_value(month), Hold.Status.OPEN,
-                ops.adapt_datetimefield_value(timezone.now()),
+                False, started, started,
             ],
         )
         return cursor.fetchone()[0]
@@ -309,8 +383,10 @@ class Ended:
 
 @transaction.atomic
 def hold_settle(*, hold_key: str, charge_micros: int, note: str = "") -> Ended | None:
-    """End a hold by charging `charge_micros` (at most what the balance has). Returns what
-    happened, or None when the hold had already ended (exactly once)."""
+    """End a hold by charging `charge_micros`, at most what was held (and what the balance
+    has). Returns what happened, or None when the hold had already ended (exactly once).
+    A settle arriving after reconciliation ended the hold charges the difference between
+    its cost and what reconciliation charged as an entry of its own, once."""
     return _end(hold_key, charge_micros=charge_micros, status=Hold.Status.SETTLED, note=note)
 
 
@@ -319,25 +395,45 @@ def hold_release(*, hold_key: str) -> Ended | None:
     return _end(hold_key, charge_micros=0, status=Hold.Status.RELEASED)
 
 
-def _end(hold_key: str, *, charge_micros: int, status: str, note: str = "") -> Ended | None:
+def hold_renew(*, hold_key: str) -> bool:
+    """Renew an open hold's lease (its request is still running). False if it has ended."""
+    return Hold.objects.filter(hold_key=hold_key, status=Hold.Status.OPEN).update(renewed_at=timezone.now()) == 1
+
+
+def _spend_add(cursor, *, key_id: int, day, month, held_delta: int, spent_delta: int) -> None:
+    # Day row first, then month, one statement each: every writer locks the spend rows in this
+    # one order (hold_open does too), so two settles never wait on each other crosswise.
+    for period, starts_on in ((KeySpend.Period.DAY, day), (KeySpend.Period.MONTH, month)):
+        cursor.execute(
+            "UPDATE billing_keyspend SET held_micros = held_micros - %s, spent_micros = spent_micros + %s"
+            " WHERE key_id = %s AND period = %s AND starts_on = %s",
+            [held_delta, spent_delta, key_id, period, starts_on],
+        )
+
+
+def _end(hold_key: str, *, charge_micros: int, status: str, note: str = "", is_reconciliation: bool = False) -> Ended | None:
     ops = connection.ops
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT id, request_id, balance_id, key_id, model, amount_micros, cap_amount_micros, day, month"
-            " FROM billing_hold WHERE hold_key = %s AND status = %s" + _for_update(),
-            [hold_key, Hold.Status.OPEN],
+            "SELECT id, request_id, balance_id, key_id, model, amount_micros, cap_amount_micros, day, month, status,"
+            " is_reconciled, charged_micros, cap_charged_micros FROM billing_hold WHERE hold_key = %s" + _for_update(),
+            [hold_key],
         )
         row = cursor.fetchone()
         if row is None:
             return None
-        hold_id, request_id, balance_id, key_id, model, held, cap_held, day, month = row
+        hold_id, request_id, balance_id, key_id, model, held, cap_held, day, month, hold_status, is_reconciled, charged, cap_charged = row
+        if hold_status != Hold.Status.OPEN:
+            if is_reconciled and status == Hold.Status.SETTLED and not is_reconciliation:
+                return _late_settle(cursor, row, charge_micros=charge_micros, note=note)
+            return None
         cursor.execute("SELECT amount_micros, held_micros FROM billing_balance WHERE id = %s" + _for_update(), [balance_id])
         amount, balance_held = cursor.fetchone()
-        # Never below zero, nor below what other requests hold: the excess over the hold (a
-        # prompt longer than estimated) is charged only as far as the balance goes.
-        charge = max(0, min(charge_micros, amount - (balance_held - held)))
+        # Never more than was held (one request cannot overrun its balance or its key's caps),
+        # never below zero nor below what other requests hold.
+        charge = max(0, min(charge_micros, held, amount - (balance_held - held)))
         if charge < charge_micros:
-            log.warning("request %s cost %d but only %d could be charged", request_id, charge_micros, charge)
+            log.warning("request %s cost %d but only %d could be charged (held %d)", request_id, charge_micros, charge, held)
         after = amount - charge
         now = ops.adapt_datetimefield_value(timezone.now())
         if charge:
@@ -350,30 +446,75 @@ def _end(hold_key: str, *, charge_micros: int, status: str, note: str = "") -> E
             "UPDATE billing_balance SET amount_micros = %s, held_micros = held_micros - %s WHERE id = %s",
             [after, held, balance_id],
         )
+        cap_charge = 0
         if day is not None and key_id is not None:
-            cap_charge = ceil_div(cap_held * charge, held) if held else 0
-            cursor.execute(
-                "UPDATE billing_keyspend SET held_micros = held_micros - %s, spent_micros = spent_micros + %s"
-                " WHERE key_id = %s AND ((period = %s AND starts_on = %s) OR (period = %s AND starts_on = %s))",
-                [cap_held, cap_charge, key_id, KeySpend.Period.DAY, day, KeySpend.Period.MONTH, month],
-            )
+            cap_charge = min(cap_held, ceil_div(cap_held * charge, held)) if held else 0
+            _spend_add(cursor, key_id=key_id, day=day, month=month, held_delta=cap_held, spent_delta=cap_charge)
         cursor.execute(
-            "UPDATE billing_hold SET status = %s, charged_micros = %s, ended_at = %s WHERE id = %s",
-            [status, charge, now, hold_id],
+            "UPDATE billing_hold SET status = %s, charged_micros = %s, cap_charged_micros = %s, is_reconciled = %s, ended_at = %s"
+            " WHERE id = %s",
+            [status, charge, cap_charge, is_reconciliation, now, hold_id],
         )
     return Ended(request_id, status, charge)
 
 
+def _late_settle(cursor, row, *, charge_micros: int, note: str) -> Ended | None:
+    """The request's own settle after reconciliation ended its hold for the prompt's floor:
+    charge what is still owed (at most the hold) as a second entry, keyed so it happens once."""
+    hold_id, request_id, balance_id, key_id, model, held, cap_held, day, month, _status, _rec, charged, cap_charged = row
+    idempotency_key = f"usage-late:{request_id}"
+    cursor.execute("SELECT 1 FROM billing_ledgerentry WHERE idempotency_key = %s", [idempotency_key])
+    if cursor.fetchone() is not None:
+        return None
+    owed = min(charge_micros, held) - charged
+    if owed <= 0:
+        return None
+    cursor.execute("SELECT amount_micros, held_micros FROM billing_balance WHERE id = %s" + _for_update(), [balance_id])
+    amount, balance_held = cursor.fetchone()
+    diff = min(owed, amount - balance_held)  # the hold's reservation is gone: only what is free
+    if diff < owed:
+        log.warning("request %s settled after reconciliation owed %d but only %d could be charged", request_id, owed, max(diff, 0))
+    if diff <= 0:
+        return None
+    after = amount - diff
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    cursor.execute(
+        "INSERT INTO billing_ledgerentry (balance_id, kind, amount_micros, balance_after_micros,"
+        " idempotency_key, request_id, note, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        [balance_id, LedgerEntry.Kind.USAGE, -diff, after, idempotency_key, request_id,
+         ("after reconciliation: " + (note or model))[:500], now],
+    )
+    cursor.execute("UPDATE billing_balance SET amount_micros = %s WHERE id = %s", [after, balance_id])
+    cap_diff = 0
+    if day is not None and key_id is not None and held:
+        cap_diff = min(cap_held, ceil_div(cap_held * (charged + diff), held)) - cap_charged
+        if cap_diff > 0:
+            _spend_add(cursor, key_id=key_id, day=day, month=month, held_delta=0, spent_delta=cap_diff)
+    cursor.execute(
+        "UPDATE billing_hold SET charged_micros = charged_micros + %s, cap_charged_micros = cap_charged_micros + %s WHERE id = %s",
+        [diff, max(cap_diff, 0), hold_id],
+    )
+    return Ended(request_id, Hold.Status.SETTLED, charged + diff)
+
+
 def holds_reconcile(*, older_than_s: float) -> dict:
-    """End holds whose request never ended them (its process died). The prompt was sent and
-    billed to us, so each is settled for its floor (the prompt's cost); the completion that may
-    have been delivered is unknown and is not charged. Safe to run concurrently: each hold ends once."""
+    """End holds whose request no longer renews their lease (its process died). The prompt was
+    sent and billed to us, so each is settled for its floor (the prompt's cost); the completion
+    that may have been delivered is unknown and is not charged here. Should the request still
+    settle after all, it pays the rest then (hold_settle). Safe to run concurrently: each hold
+    ends once."""
     cutoff = timezone.now() - timedelta(seconds=older_than_s)
     settled = 0
-    for hold_key, floor in Hold.objects.filter(status=Hold.Status.OPEN, created_at__lt=cutoff).values_list(
-        "hold_key", "floor_micros"
-    ):
-        if hold_settle(hold_key=hold_key, charge_micros=floor, note="settled by reconciliation: the request's process ended"):
+    stale = Hold.objects.filter(status=Hold.Status.OPEN).filter(
+        Q(renewed_at__lt=cutoff) | Q(renewed_at__isnull=True, created_at__lt=cutoff)
+    )
+    for hold_key, floor in stale.values_list("hold_key", "floor_micros"):
+        with transaction.atomic():
+            ended = _end(
+                hold_key, charge_micros=floor, status=Hold.Status.SETTLED, is_reconciliation=True,
+                note="settled by reconciliation: the request's lease expired",
+            )
+        if ended:
             settled += 1
     return {"settled": settled}
 
@@ -387,10 +528,12 @@ __all__ = [
     "group_set",
     "hold_open",
     "hold_release",
+    "hold_renew",
     "hold_settle",
     "holds_reconcile",
     "ledger_audit",
     "price_set",
+    "price_values_check",
 ]
 
 

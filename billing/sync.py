@@ -185,8 +185,9 @@ def _apply(change: PriceChange, current: Price | None) -> None:
         input_usd_per_m=_usd(change.new_input_micros_per_m),
         output_usd_per_m=_usd(change.new_output_micros_per_m),
         cached_input_usd_per_m=_usd(change.new_cached_input_micros_per_m),
-        # what the sync does not own is kept as it was
+        # what the sync does not own is kept as it was (tiers: price_set keeps them when not given)
         request_usd=_usd(current.request_micros) if current else None,
+        cache_write_usd_per_m=_usd(current.cache_write_micros_per_m) if current else None,
     )
 
 

@@ -2,7 +2,9 @@
 
 Served as it is until it is older than its TTL; then it is rebuilt in the background while
 requests keep getting the old one. `invalidate()` (after a local change) makes the next reader
-rebuild first. The routing table, the rate card and the Thompson arms are such values.
+rebuild first, and every reader that comes while that rebuild runs waits for it too (none gets
+the value the change made old). The routing table, the rate card and the Thompson arms are such
+values.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class Snapshot(Generic[T]):
         self._loaded_at = 0.0
         self._is_stale = True
         self._refreshing: asyncio.Task | None = None
+        self._rebuilding: dict[int, asyncio.Task] = {}  # event loop id -> the forced rebuild readers wait for
         self._generation = 0  # moves on invalidate(): a build begun before it is not installed
 
     def _is_old(self) -> bool:
@@ -41,12 +44,25 @@ class Snapshot(Generic[T]):
 
     async def aget(self) -> T:
         value = self._value
-        if value is None or self._is_stale:
-            self._is_stale = False
-            return self._install(await run_db(self._build))
+        loop_id = id(asyncio.get_running_loop())
+        if value is None or self._is_stale or loop_id in self._rebuilding:
+            task = self._rebuilding.get(loop_id)
+            if task is None:
+                self._is_stale = False
+                task = self._rebuilding[loop_id] = asyncio.get_running_loop().create_task(self._rebuild_now(loop_id))
+            return await asyncio.shield(task)
         if self._refreshing is None and self._is_old():
             self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
         return value
+
+    async def _rebuild_now(self, loop_id: int) -> T:
+        try:
+            return self._install(await run_db(self._build))
+        except BaseException:
+            self._is_stale = True  # the next reader tries again
+            raise
+        finally:
+            self._rebuilding.pop(loop_id, None)
 
     def get(self) -> T:
         """From synchronous code (admin, commands): rebuilt in place when old."""

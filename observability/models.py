@@ -22,6 +22,10 @@ class RequestLog(models.Model):
     cached_tokens = models.PositiveIntegerField(default=0)
     is_usage_estimated = models.BooleanField(default=False)
     cost_micros = models.BigIntegerField(default=0)
+    # what the upstream reported beyond what the request could have cost (not billed), and the
+    # charge that part would have made: the operator's to take up with the upstream
+    upstream_discrepancy = models.CharField(max_length=300, blank=True, default="")
+    unbilled_micros = models.BigIntegerField(default=0)
     balance_kind = models.CharField(max_length=8, blank=True, default="")
     currency = models.CharField(max_length=3, blank=True, default="")
     latency_ms = models.PositiveIntegerField(default=0)

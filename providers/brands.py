@@ -126,7 +126,7 @@ def prepare(brand: Brand, payload: dict) -> dict:
         payload.pop("stream_options", None)
     if brand.renames_max_completion_tokens and "max_completion_tokens" in payload:
         value = payload.pop("max_completion_tokens")
-        payload.setdefault("max_tokens", value)
+        payload["max_tokens"] = value  # the held limit wins over any other the client set
     if brand.strips_history_reasoning:
         messages = payload.get("messages")
         if isinstance(messages, list) and any(

@@ -102,13 +102,10 @@ class GeminiAdapter:
             values = embedding.get("values") or []
             vector: Any = base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode() if as_base64 else values
             data.append({"object": "embedding", "index": index, "embedding": vector})
-        metadata = answer.get("usageMetadata") or {}
-        prompt_tokens = metadata.get("promptTokenCount")
         result: dict[str, Any] = {"object": "list", "data": data, "model": request.get("model") or target.upstream_model}
-        usage = None
-        if isinstance(prompt_tokens, int):
-            result["usage"] = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}
-            usage = translate.usage_from(metadata)
+        usage = translate.usage_from(answer.get("usageMetadata"))
+        if usage is not None:
+            result["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens}
         return EmbeddingResult(orjson.dumps(result), usage)  # no usage from Gemini: the router counts
 
     async def list_models(

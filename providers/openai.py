@@ -53,6 +53,7 @@ from providers.base import (
     Usage,
 )
 from providers.sse import iter_sse
+from providers.usage import usage_from_openai
 
 __all__ = [
     "ChunkStream",
@@ -145,7 +146,7 @@ class OpenAIAdapter:
         body = response.content
         if wants_base64 and _encode_floats(answer["data"]):
             body = orjson.dumps(answer)
-        return EmbeddingResult(body, parse_usage(usage) if isinstance(usage, dict) else None)
+        return EmbeddingResult(body, usage_from_openai(usage, has_completion=False))
 
     async def list_models(
         self, client: httpx.AsyncClient, target: Target, timeouts: Timeouts
@@ -191,7 +192,7 @@ class OpenAIAdapter:
         choices = answer.get("choices")
         return ChatResult(
             body=response.content,
-            usage=parse_usage(usage) if isinstance(usage, dict) else None,
+            usage=parse_usage(usage),
             finish_reason=choices[0].get("finish_reason") if choices else None,
         )
 
@@ -489,7 +490,8 @@ def _parse_chunk(data: bytes, event: str, api_key: str | None) -> Chunk:
     choices = obj.get("choices")
     usage_obj = obj.get("usage")
     if usage_obj is None and "x_groq" in obj:  # Groq reports stream usage there
-        usage_obj = (obj["x_groq"] or {}).get("usage")
+        x_groq = obj["x_groq"]
+        usage_obj = x_groq.get("usage") if isinstance(x_groq, dict) else None
     usage = parse_usage(usage_obj) if usage_obj else None
     text = ""
     finish_reason = None
@@ -507,7 +509,7 @@ def _parse_chunk(data: bytes, event: str, api_key: str | None) -> Chunk:
         text,
         usage,
         finish_reason,
-        not choices and usage is not None,
+        not choices and bool(usage_obj),  # a usage chunk, even one whose counts we refuse
     )
 
 
@@ -525,19 +527,9 @@ def _delta_text(delta: dict) -> str:
     return text
 
 
-def parse_usage(usage: Mapping[str, Any]) -> Usage:
-    details = usage.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    if cached is None:
-        cached = usage.get("prompt_cache_hit_tokens")  # DeepSeek's name for the same
-    # Cache writes: OpenAI's and OpenRouter's field; our Anthropic translation fills it too.
-    written = details.get("cache_write_tokens") if isinstance(details, dict) else None
-    return Usage(
-        prompt_tokens=usage.get("prompt_tokens") or 0,
-        completion_tokens=usage.get("completion_tokens") or 0,
-        cached_tokens=cached or 0,
-        cache_creation_tokens=written or 0,
-    )
+def parse_usage(usage: Any) -> Usage | None:
+    """A chat or completions usage object, checked (see providers.usage); None if unusable."""
+    return usage_from_openai(usage)
 
 
 def classify_error(

@@ -9,6 +9,7 @@ import secrets
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -161,6 +162,14 @@ TOKEN_COUNT_THREADS = env.int("TOKEN_COUNT_THREADS", default=2)  # the tokenizer
 REQUEST_LOG_FLUSH_S = env.float("REQUEST_LOG_FLUSH_S", default=0.5)
 DEFAULT_MAX_OUTPUT_TOKENS = env.int("DEFAULT_MAX_OUTPUT_TOKENS", default=4096)
 HOLD_RECONCILE_AFTER_S = env.float("HOLD_RECONCILE_AFTER_S", default=900.0)  # longer than any stream may last
+# --- money bounds (docs/billing.md, docs/decisions/003-hold-leases.md) ---
+HOLD_LEASE_RENEW_S = env.float("HOLD_LEASE_RENEW_S", default=60.0)  # a live stream renews its hold's lease this often
+USAGE_PROMPT_SLACK_RATIO = env.float("USAGE_PROMPT_SLACK_RATIO", default=2.0)  # reported prompt tokens billed up to
+USAGE_PROMPT_SLACK_TOKENS = env.int("USAGE_PROMPT_SLACK_TOKENS", default=1024)  # ratio x our count + these
+if HOLD_LEASE_RENEW_S * 2 > HOLD_RECONCILE_AFTER_S:
+    raise ImproperlyConfigured("HOLD_LEASE_RENEW_S must be at most half of HOLD_RECONCILE_AFTER_S")
+if USAGE_PROMPT_SLACK_RATIO < 1 or USAGE_PROMPT_SLACK_TOKENS < 0:
+    raise ImproperlyConfigured("USAGE_PROMPT_SLACK_RATIO must be >= 1 and USAGE_PROMPT_SLACK_TOKENS >= 0")
 TOKENHUB_UPSTREAM_ALLOW_CIDRS = env.list("TOKENHUB_UPSTREAM_ALLOW_CIDRS", default=[])
 TOKENHUB_VAULT_PASSWORD = env.str("TOKENHUB_VAULT_PASSWORD", default="")
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")

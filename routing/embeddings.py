@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import orjson
 
-from providers import tokens
-from providers.base import Usage
 from providers.registry import get_adapter
 
 from channels import upstream
-from .errors import NoAvailableChannel, TokenHubError
-from .journey import Call, candidates_for, check_rate, generate, parse_body, record, resolve_model, send, steer
+from .errors import InvalidRequest, NoAvailableChannel, TokenHubError
+from .journey import Call, candidates_for, check_rate, generate, parse_body, record, resolve_model, send, settle_and_record, steer
 from .metering import Meter
 from .replies import Reply, StreamReply
 from .schemas import CompletionsRequest, EmbeddingsRequest, request_check
@@ -46,14 +44,8 @@ async def embeddings(call: Call, body: bytes) -> Reply:
     except TokenHubError as error:
         record(call, status=error.status, error=error, meter=meter)
         raise
-    usage = result.usage
-    is_estimated = usage is None
-    if usage is None:
-        usage = Usage(prompt_tokens=tokens.estimate_request_prompt_tokens(request))
-    await meter.settle(usage, is_estimated=is_estimated)
-    reply = Reply(200, result.body, call.headers())
-    record(call, status=200, usage=usage, is_estimated=is_estimated, meter=meter)
-    return reply
+    await settle_and_record(call, meter, request, reported=result.usage, delivered_text=str, is_cut=False, status=200, finish_reason=None)
+    return Reply(200, result.body, call.headers())
 
 
 async def completions(call: Call, body: bytes) -> Reply | StreamReply:
@@ -71,7 +63,8 @@ async def completions(call: Call, body: bytes) -> Reply | StreamReply:
             return await adapter.open_completions_stream(upstream.client(), target, request, timeouts)
         return await adapter.completions(upstream.client(), target, request, timeouts)
 
-    return await generate(call, request, info, routes, operation, text_of=_choices_text)
+    # legacy completions know only `max_tokens`
+    return await generate(call, request, info, routes, operation, text_of=_choices_text, limit_field="max_tokens")
 
 
 def _able(routes: list[Route], method: str, public_id: str) -> list[Route]:

@@ -54,10 +54,8 @@ async def messages(call: Call, body: bytes) -> Reply | StreamReply:
     if is_native:
         return Reply(200, result.body, headers)
     completion = orjson.loads(result.body)
-    usage_obj = completion.get("usage")
-    if isinstance(usage_obj, dict):
-        usage = parse_usage(usage_obj)
-    else:  # the upstream told nothing: the same count the bill used
+    usage = parse_usage(completion.get("usage"))
+    if usage is None:  # the upstream told nothing usable: the same count the bill used
         usage = estimate_usage(request, _completion_text(completion))
     message = translate.to_message(completion, model=completion.get("model") or native["model"], message_id=message_id, usage=usage)
     return Reply(200, orjson.dumps(message), headers)
@@ -103,7 +101,7 @@ async def _events(chunks: AsyncIterator[bytes], *, is_native: bool, model: str, 
             if is_native:
                 continue  # a usage chunk the journey added: the upstream's events said it all
             if obj.get("usage"):
-                usage = parse_usage(obj["usage"])
+                usage = parse_usage(obj["usage"]) or usage
             events = state.feed(obj)
             if events:
                 yield events

@@ -43,7 +43,7 @@ from .errors import (
 from channels.health import attempt_observe
 from .directives import NONE as NO_DIRECTIVES
 from .directives import Directives, directives_take
-from .metering import Meter
+from .metering import Meter, output_limit_write
 from .replies import Reply, StreamReply
 from .schemas import ChatRequest, request_check
 from .scrub import public_text
@@ -361,26 +361,27 @@ async def chat(call: Call, request: dict) -> Reply | StreamReply:
     return await generate(call, request, info, routes, chat_operation(call, request), text_of=_completion_text)
 
 
-async def generate(call: Call, request: dict, info: ModelInfo, routes: list[Route], operation, *, text_of) -> Reply | StreamReply:
+async def generate(
+    call: Call, request: dict, info: ModelInfo, routes: list[Route], operation, *, text_of, limit_field: str = "max_completion_tokens"
+) -> Reply | StreamReply:
     """Price, send with failover, then answer whole or as a stream; settle and record.
     Chat and legacy completions share it; `text_of(body)` reads a whole answer's text, for
-    counting its tokens when the upstream reported no usage."""
+    counting its tokens when the upstream reported no usage. The output limit the hold covers
+    is written into the request (`limit_field`) before anything is sent."""
     meter = Meter(call, info, request)
     await meter.prepare()
+    output_limit_write(request, meter.output_limit, field=limit_field)
     try:
         _route, outcome = await send(call, routes, meter, operation)
     except TokenHubError as error:
         record(call, status=error.status, error=error, meter=meter)
         raise
     if not call.is_stream:
-        usage = outcome.usage
-        is_estimated = usage is None
-        if usage is None:
-            usage = estimate_usage(request, text_of(outcome.body))
-        await meter.settle(usage, is_estimated=is_estimated)
-        reply = Reply(200, outcome.body, call.headers())
-        record(call, status=200, usage=usage, is_estimated=is_estimated, finish_reason=outcome.finish_reason, meter=meter)
-        return reply
+        await settle_and_record(
+            call, meter, request, reported=outcome.usage, delivered_text=lambda: text_of(outcome.body), is_cut=False,
+            status=200, finish_reason=outcome.finish_reason,
+        )
+        return Reply(200, outcome.body, call.headers())
     call.ttft_ms = round((time.perf_counter() - call.started) * 1000)
     include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
     return StreamReply(relay_stream(call, outcome, request, include_usage, meter), call.headers())
@@ -398,8 +399,13 @@ class _Tally:
 
 async def relay_stream(call: Call, stream: ChatStream, request: dict, include_usage: bool, meter: Meter):
     tally = _Tally()
+    renew_s = settings.HOLD_LEASE_RENEW_S
+    meter.lease_due = time.monotonic() + renew_s
     try:
         async for chunk in stream:
+            if chunk.data and time.monotonic() >= meter.lease_due:
+                meter.lease_due = time.monotonic() + renew_s
+                background.spawn(meter.renew())  # still live: reconciliation must leave its hold
             if chunk.usage is not None:
                 tally.usage = chunk.usage
             if chunk.finish_reason:
@@ -410,8 +416,7 @@ async def relay_stream(call: Call, stream: ChatStream, request: dict, include_us
                 continue
             yield chunk.data
         if include_usage and tally.usage is None:
-            tally.usage = estimate_usage(request, "".join(tally.texts))
-            yield usage_chunk(call, tally.usage)
+            yield usage_chunk(call, estimate_usage(request, "".join(tally.texts)))
         yield DONE
     except ProviderError as error:
         tally.error = error
@@ -426,19 +431,43 @@ async def _finish_stream(call: Call, stream: ChatStream, request: dict, tally: _
         await stream.aclose()
     except Exception:
         log.debug("closing an upstream stream failed", exc_info=True)
-    usage, is_estimated = tally.usage, tally.usage is None
-    if usage is None:
-        usage = estimate_usage(request, "".join(tally.texts))
-    await meter.settle(usage, is_estimated=is_estimated)
     status, error_text = 200, ""
     if tally.error is not None:
         status, error_text = 502, f"The upstream stream broke: {tally.error.message}"
         if call.route is not None:  # a channel that cuts streams is as unhealthy as one that refuses them
             latency_ms = round((time.perf_counter() - call.started) * 1000)
-            await attempt_observe(call=call, route=call.route, error=tally.error, latency_ms=latency_ms)
+            try:
+                await attempt_observe(call=call, route=call.route, error=tally.error, latency_ms=latency_ms)
+            except Exception:
+                log.exception("request %s: observing the cut stream failed", call.request_id)
     elif tally.finish_reason is None:
         status, error_text = 499, "client went away before the stream ended"
-    record(call, status=status, usage=usage, is_estimated=is_estimated, finish_reason=tally.finish_reason, error_text=error_text, meter=meter)
+    # cut or abandoned: a usage report seen early does not cover the text delivered after it
+    await settle_and_record(
+        call, meter, request, reported=tally.usage, delivered_text=lambda: "".join(tally.texts), is_cut=status != 200,
+        status=status, finish_reason=tally.finish_reason, error_text=error_text,
+    )
+
+
+async def settle_and_record(
+    call: Call, meter: Meter, request: dict, *, reported: Usage | None, delivered_text, is_cut: bool, status: int,
+    finish_reason: str | None, error_text: str = "",
+) -> None:
+    """Bill what was delivered (bounded by what could have been) and log the request. Never
+    raises: the answer has been (or is being) delivered; a fault here is logged, and a hold it
+    leaves open is ended by reconciliation."""
+    usage: Usage | None = None
+    is_estimated = False
+    try:
+        counted = estimate_usage(request, delivered_text()) if reported is None or is_cut else None
+        usage, is_estimated = meter.billable(reported, counted or reported, is_cut=is_cut)
+        await meter.settle(usage, is_estimated=is_estimated)
+    except Exception:
+        log.exception("request %s: settling failed; its hold is left to reconciliation", call.request_id)
+    try:
+        record(call, status=status, usage=usage, is_estimated=is_estimated, finish_reason=finish_reason, error_text=error_text, meter=meter)
+    except Exception:
+        log.exception("request %s: recording failed", call.request_id)
 
 
 def usage_chunk(call: Call, usage: Usage) -> bytes:
@@ -511,6 +540,8 @@ def record(
             "cached_tokens": usage.cached_tokens if usage else 0,
             "is_usage_estimated": is_estimated,
             "cost_micros": meter.charged_micros,
+            "upstream_discrepancy": meter.discrepancy[:300],
+            "unbilled_micros": meter.unbilled_micros,
             "balance_kind": meter.balance_kind,
             "currency": meter.currency,
             "latency_ms": round((time.perf_counter() - call.started) * 1000),

@@ -3,6 +3,17 @@ charge what it really cost. The money rules themselves live in `billing.services
 
 A route of class `official` bills the tenant's Credit, `routed` its Wallet; when failover moves
 to a route billed from the other balance, the hold moves with it. Failed attempts cost nothing.
+
+Bounds (docs/billing.md):
+- the hold is the worst case: the counted prompt plus `choices` x `output_limit` completion
+  tokens, where `choices` is the larger of `n` and `best_of` and `output_limit` the largest
+  output-limit field the client set (else the model's max output, else 4,096); that limit is
+  what the upstream is sent (`output_limit_write`);
+- the bill is what was delivered, bounded by what could have been: completion tokens above
+  `choices` x `output_limit` and prompt tokens above USAGE_PROMPT_SLACK_RATIO x our count +
+  USAGE_PROMPT_SLACK_TOKENS are not billed; the difference is the upstream's discrepancy,
+  recorded in the request log;
+- the charge never exceeds the hold (billing clamps it there too).
 """
 
 from __future__ import annotations
@@ -17,7 +28,7 @@ from billing import services as billing
 from billing.models import BalanceKind
 from billing.pricing import PriceSnapshot, charge_micros, list_cost_micros
 from billing.ratecard import ratecard_aget
-from providers.base import Usage
+from providers.base import NATIVE_ANTHROPIC, Usage
 from common.db import run_db
 
 from . import counting
@@ -25,6 +36,39 @@ from .errors import InsufficientQuota, ModelNotPriced
 
 log = logging.getLogger(__name__)
 
+
+# Every field a client may limit the output with: the largest one is the worst case.
+OUTPUT_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+# Fields asking for several answers in one request: each may be `output_limit` long.
+CHOICES_FIELDS = ("n", "best_of")
+
+
+def _positive_int(value) -> int | None:
+    return value if type(value) is int and value >= 1 else None
+
+
+def output_limit_of(request: dict) -> int | None:
+    """The largest output limit the client set, or None when it set none."""
+    limits = [v for v in (_positive_int(request.get(name)) for name in OUTPUT_LIMIT_FIELDS) if v is not None]
+    return max(limits) if limits else None
+
+
+def choices_of(request: dict) -> int:
+    """How many answers the upstream may generate (and bill) for this request."""
+    return max([1] + [v for v in (_positive_int(request.get(name)) for name in CHOICES_FIELDS) if v is not None])
+
+
+def output_limit_write(request: dict, limit: int, *, field: str) -> None:
+    """Tell the upstream the limit that was held, in the one field this endpoint's protocol
+    honours (adapters and brands translate it: Anthropic `max_tokens`, Gemini
+    `maxOutputTokens`, vLLM/Mistral/Ollama `max_tokens`); the other limit fields are dropped so
+    no upstream can honour a larger one."""
+    for name in OUTPUT_LIMIT_FIELDS:
+        request.pop(name, None)
+    request[field] = limit
+    native = request.get(NATIVE_ANTHROPIC)
+    if isinstance(native, dict) and isinstance(native.get("body"), dict):
+        native["body"]["max_tokens"] = limit  # /v1/messages to an Anthropic upstream: sent as is
 
 BILLING_TO_BALANCE = {"official": BalanceKind.CREDIT, "routed": BalanceKind.WALLET}
 BALANCE_CURRENCY = billing.DEFAULT_CURRENCY
@@ -46,6 +90,12 @@ class Meter:
         self._hold_route = None
         self._switches = 0
         self._refusals: list[str] = []
+        self.choices = choices_of(request)
+        self.output_limit = 0  # completion tokens per choice the hold covers (set by prepare)
+        self.discrepancy = ""  # what the upstream reported beyond what could be billed
+        self.unbilled_micros = 0  # the charge it would have made, minus what was charged
+        self._reported: Usage | None = None  # the upstream's usage when it lay beyond the bounds
+        self.lease_due = 0.0  # monotonic time the hold's lease is next renewed (streams)
 
     @property
     def is_billed(self) -> bool:
@@ -61,6 +111,9 @@ class Meter:
                 "An operator must set one (manage.py set_price) or mark it free."
             )
         self.price = price
+        if self._max_output_tokens is None:
+            self._max_output_tokens = output_limit_of(self.request) or self.info.max_output or settings.DEFAULT_MAX_OUTPUT_TOKENS
+        self.output_limit = self._max_output_tokens
         if price.is_free:
             return
         if self._prompt_tokens is None:
@@ -71,13 +124,6 @@ class Meter:
                 raise InsufficientQuota("Insufficient balance: every balance of this account is used up or reserved.")
             self._prompt_tokens = await counting.prompt_tokens_acount(self.request, body_size=self.call.body_size)
         self.call.prompt_tokens = self._prompt_tokens
-        if self._max_output_tokens is None:
-            self._max_output_tokens = (
-                self.request.get("max_completion_tokens")
-                or self.request.get("max_tokens")
-                or self.info.max_output
-                or settings.DEFAULT_MAX_OUTPUT_TOKENS
-            )
 
     def _quote(self, route, usage: Usage) -> tuple[int, int, str, str]:
         """(charge in the balance's micro-units, cap amount in micro-USD, balance kind, currency)."""
@@ -106,7 +152,7 @@ class Meter:
             return None
         if self._hold_route is not None and self._hold_route.billing == route.billing and self._hold_route.discount_ratio >= route.discount_ratio:
             return None  # the hold we have covers this route too
-        worst = Usage(prompt_tokens=self._prompt_tokens, completion_tokens=self._max_output_tokens)
+        worst = Usage(prompt_tokens=self._prompt_tokens, completion_tokens=self.choices * self._max_output_tokens)
         floor_usage = Usage(prompt_tokens=self._prompt_tokens)
         amount, cap_amount, kind, currency = self._quote(route, worst)
         ceiling = self.call.directives.max_cost_micros
@@ -146,17 +192,66 @@ class Meter:
             hold_key, self._hold_key, self._hold_route = self._hold_key, None, None
             await run_db(billing.hold_release, hold_key=hold_key)
 
+    def billable(self, reported: Usage | None, counted: Usage, *, is_cut: bool) -> tuple[Usage, bool]:
+        """What to bill: (usage, is_estimated). The upstream's report when it gave a usable one
+        (on a cut or abandoned stream, each count the larger of the report and what we counted
+        delivered), bounded by what the request could have cost; what lies beyond the bounds
+        is noted in `discrepancy`."""
+        if reported is None:
+            usage, is_estimated = counted, True
+        elif is_cut:
+            usage = Usage(
+                max(reported.prompt_tokens, counted.prompt_tokens),
+                max(reported.completion_tokens, counted.completion_tokens),
+                min(reported.cached_tokens, max(reported.prompt_tokens, counted.prompt_tokens)),
+                reported.cache_creation_tokens,
+            )
+            is_estimated = usage.completion_tokens != reported.completion_tokens or usage.prompt_tokens != reported.prompt_tokens
+        else:
+            usage, is_estimated = reported, False
+        notes = []
+        max_completion = self.choices * self.output_limit if self.output_limit else None
+        if max_completion is not None and usage.completion_tokens > max_completion:
+            notes.append(f"completion {usage.completion_tokens} > limit sent {max_completion}")
+        max_prompt = None
+        if self._prompt_tokens is not None:
+            max_prompt = int(self._prompt_tokens * settings.USAGE_PROMPT_SLACK_RATIO) + settings.USAGE_PROMPT_SLACK_TOKENS
+            if usage.prompt_tokens > max_prompt:
+                notes.append(f"prompt {usage.prompt_tokens} > {max_prompt} (counted {self._prompt_tokens})")
+        if notes:
+            self.discrepancy = "; ".join(notes)
+            self._reported = usage
+            prompt = min(usage.prompt_tokens, max_prompt) if max_prompt is not None else usage.prompt_tokens
+            usage = Usage(
+                prompt,
+                min(usage.completion_tokens, max_completion) if max_completion is not None else usage.completion_tokens,
+                min(usage.cached_tokens, prompt),
+                min(usage.cache_creation_tokens, prompt - min(usage.cached_tokens, prompt)),
+            )
+        return usage, is_estimated
+
     async def settle(self, usage: Usage, *, is_estimated: bool) -> None:
-        """Charge what the request really cost, once."""
+        """Charge what the request really cost, once, at most what was held. The part of a
+        bill the hold cannot cover is not charged: it is noted as `unbilled_micros`."""
         if self._hold_key is None:
             return
         # priced on the route that answered: the hold may have been made for a costlier one
-        charge, _, _, _ = self._quote(self.call.route or self._hold_route, usage)
+        route = self.call.route or self._hold_route
+        charge, _, _, _ = self._quote(route, usage)
+        would_charge = self._quote(route, self._reported)[0] if self._reported is not None else charge
         note = f"{self.info.public_id}: {usage.prompt_tokens} in, {usage.completion_tokens} out" + (" (counted)" if is_estimated else "")
         hold = await run_db(billing.hold_settle, hold_key=self._hold_key, charge_micros=charge, note=note)
         self._hold_key = None
         if hold is not None:
             self.charged_micros = hold.charged_micros
+            self.unbilled_micros = max(0, would_charge - hold.charged_micros)
+            if hold.charged_micros < charge and not self.discrepancy:
+                self.discrepancy = f"cost {charge} above what was held; {hold.charged_micros} charged"
+
+    async def renew(self) -> None:
+        """Renew the hold's lease: reconciliation leaves a hold whose request still runs."""
+        if self._hold_key is not None:
+            await run_db(billing.hold_renew, hold_key=self._hold_key)
 
     def refusal_error(self) -> InsufficientQuota:
         return InsufficientQuota(" ".join(dict.fromkeys(self._refusals)) or "Insufficient balance.")

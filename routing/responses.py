@@ -48,8 +48,7 @@ async def responses(call: Call, body: bytes) -> Reply | StreamReply:
         events = _events(result.chunks, state, call=call, conversation=conversation if is_stored else None)
         return StreamReply(events, result.headers)
     completion = orjson.loads(result.body)
-    usage_obj = completion.get("usage")
-    usage = parse_usage(usage_obj) if isinstance(usage_obj, dict) else estimate_usage(request, _text(completion))
+    usage = parse_usage(completion.get("usage")) or estimate_usage(request, _text(completion))  # unusable: counted
     response = translate.to_response(completion, body=native, response_id=response_id, usage=usage, previous_response_id=previous_id)
     if is_stored:
         await _remember(call, response_id, conversation + translate.output_messages(response))
@@ -124,7 +123,7 @@ async def _events(chunks: AsyncIterator[bytes], state: translate.ResponseEvents,
                 yield state.error(str(error.get("message") or "The upstream stream broke."))
                 break
             if obj.get("usage"):
-                usage = parse_usage(obj["usage"])
+                usage = parse_usage(obj["usage"]) or usage
             events = state.feed(obj)
             if events:
                 yield events

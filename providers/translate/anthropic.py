@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from providers.base import Usage
+from providers.usage import usage_from_anthropic
 from providers.translate.common import (
     bad_request,
     chunk_object,
@@ -243,17 +244,9 @@ def _tool_choice(choice: Any) -> dict | None:
 # --- outbound: Anthropic answer -> OpenAI ----------------------------------------------------
 
 
-def usage_from(usage: dict) -> Usage:
-    """Anthropic usage -> ours. Anthropic's input_tokens leave out cache reads and writes;
-    our prompt_tokens, like OpenAI's, include them."""
-    read = usage.get("cache_read_input_tokens") or 0
-    written = usage.get("cache_creation_input_tokens") or 0
-    return Usage(
-        prompt_tokens=(usage.get("input_tokens") or 0) + read + written,
-        completion_tokens=usage.get("output_tokens") or 0,
-        cached_tokens=read,
-        cache_creation_tokens=written,
-    )
+def usage_from(usage: Any) -> Usage | None:
+    """Anthropic usage -> ours, checked (see providers.usage); None if unusable."""
+    return usage_from_anthropic(usage)
 
 
 def from_message(message: dict) -> tuple[dict, Usage, str | None]:
@@ -279,14 +272,14 @@ def from_message(message: dict) -> tuple[dict, Usage, str | None]:
         reply["reasoning_content"] = "".join(thoughts)
     stop_reason = message.get("stop_reason")
     finish = FINISH_FROM_STOP.get(stop_reason, "stop") if stop_reason else None
-    usage = usage_from(message.get("usage") or {})
+    usage = usage_from(message.get("usage"))
     completion = {
         "id": message.get("id") or new_id("msg_"),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": message.get("model") or "",
         "choices": [{"index": 0, "message": reply, "logprobs": None, "finish_reason": finish}],
-        "usage": usage_to_openai(usage),
+        **({"usage": usage_to_openai(usage)} if usage is not None else {}),  # unusable: the relay counts
     }
     return completion, usage, finish
 
@@ -371,8 +364,8 @@ class MessageEvents:
             return [(chunk_object(self.id, self.created, self.model, None, usage=self.usage), "")]
         return []  # ping, content_block_stop, unknown future events
 
-    def _add_usage(self, usage: dict | None) -> None:
-        if usage:
+    def _add_usage(self, usage: Any) -> None:
+        if usage and isinstance(usage, dict):
             # message_delta counts are cumulative; a field left out keeps message_start's value
             self._raw_usage.update({k: v for k, v in usage.items() if v is not None})
             self.usage = usage_from(self._raw_usage)

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from providers.base import ErrorKind, ProviderError, Usage
+from providers.usage import usage_from_gemini
 from providers.translate.common import (
     bad_request,
     chunk_object,
@@ -265,13 +266,9 @@ def signature_from_call(call: dict) -> str | None:
 # --- answers -----------------------------------------------------------------------------------
 
 
-def usage_from(metadata: dict) -> Usage:
-    """promptTokenCount includes cached content; thoughts are billed as output."""
-    return Usage(
-        prompt_tokens=(metadata.get("promptTokenCount") or 0) + (metadata.get("toolUsePromptTokenCount") or 0),
-        completion_tokens=(metadata.get("candidatesTokenCount") or 0) + (metadata.get("thoughtsTokenCount") or 0),
-        cached_tokens=metadata.get("cachedContentTokenCount") or 0,
-    )
+def usage_from(metadata: Any) -> Usage | None:
+    """usageMetadata -> ours, checked (see providers.usage); None if unusable."""
+    return usage_from_gemini(metadata)
 
 
 def blocked_error(response: dict) -> ProviderError | None:
@@ -331,14 +328,14 @@ def from_response(response: dict) -> tuple[dict, Usage, str | None]:
         if thoughts:
             message["reasoning_content"] = "".join(thoughts)
         choices.append({"index": candidate.get("index", number), "message": message, "logprobs": None, "finish_reason": finish})
-    usage = usage_from(response.get("usageMetadata") or {})
+    usage = usage_from(response.get("usageMetadata"))
     completion = {
         "id": response.get("responseId") or new_id("chatcmpl-"),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": response.get("modelVersion") or "",
         "choices": choices,
-        "usage": usage_to_openai(usage),
+        **({"usage": usage_to_openai(usage)} if usage is not None else {}),  # unusable: the relay counts
     }
     return completion, usage, choices[0]["finish_reason"] if choices else None
 

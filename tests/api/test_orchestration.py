@@ -48,7 +48,7 @@ def test_vote_asks_every_model_then_the_judge_and_sums_the_usage(relay, alice, t
     run_id = raw.headers["x-request-id"]
 
     assert completion.model == "tokenhub/vote" and completion.choices[0].message.content
-    assert [len(f.requests) for f in three_models.values()] == [1, 1, 1]
+    assert [len(f.requests) for f in three_models.values()] == [1, 1, 1], [(s["model"], s["status"], s.get("error")) for s in completion.model_extra["tokenhub"]["steps"]]
     steps = logs_of(run_id)
     assert sorted(s.model for s in steps) == ["m-judge", "m-one", "m-two"]
     assert all(s.status == 200 for s in steps)

@@ -1,6 +1,6 @@
 """The ledger: append-only, idempotent, always adding up; holds end exactly once."""
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from django.core.management import call_command
@@ -99,14 +99,25 @@ def test_a_hold_that_does_not_fit_is_refused_saying_which_balance_and_how_much()
     assert Hold.objects.count() == 1
 
 
-def test_a_settlement_never_drives_a_balance_below_zero_or_below_other_holds():
+def test_a_settlement_never_charges_more_than_its_hold_nor_below_other_holds():
     tenant = make_tenant("t", credit="1", wallet=None)
     open_hold(tenant, key="a", amount=500_000)
     open_hold(tenant, key="b", amount=400_000)
     billing.hold_settle(hold_key="a", charge_micros=5_000_000)  # far more than held (a prompt underestimated)
     balance = credit_of(tenant)
-    assert balance.amount_micros == 400_000 and balance.held_micros == 400_000
-    assert Hold.objects.get(hold_key="a").charged_micros == 600_000
+    assert balance.amount_micros == 500_000 and balance.held_micros == 400_000
+    assert Hold.objects.get(hold_key="a").charged_micros == 500_000  # the excess is not charged
+
+
+def test_one_settle_cannot_overrun_the_keys_caps():
+    tenant = make_tenant("t", credit="10", wallet=None)
+    caps = billing.CapPolicy(key_id=7, daily_cap_micros=1_000, monthly_cap_micros=2_000)
+    open_hold(tenant, key="a", amount=900, caps=caps)
+    billing.hold_settle(hold_key="a", charge_micros=256_000)  # an upstream that generated far more
+    day = KeySpend.objects.get(key_id=7, period="day")
+    assert (day.spent_micros, day.held_micros) == (900, 0)
+    assert credit_of(tenant).amount_micros == 10_000_000 - 900
+    assert billing.ledger_audit() == []
 
 
 def test_a_key_cap_refuses_a_hold_and_rolls_over_at_the_tenants_midnight():
@@ -140,13 +151,43 @@ def test_a_monthly_cap_rolls_over_on_the_first():
 def test_reconciliation_settles_abandoned_holds_for_their_prompt_once():
     tenant = make_tenant("t", credit="10", wallet=None)
     open_hold(tenant, key="dead", amount=2_000_000, floor=150_000)
-    Hold.objects.filter(hold_key="dead").update(created_at=datetime(2020, 1, 1, tzinfo=timezone.utc))
+    long_ago = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    Hold.objects.filter(hold_key="dead").update(created_at=long_ago, renewed_at=long_ago)
     open_hold(tenant, key="alive", amount=1_000_000)
+    Hold.objects.filter(hold_key="alive").update(created_at=long_ago)  # old, but its request renewed the lease
     assert billing.holds_reconcile(older_than_s=60) == {"settled": 1}
     assert billing.holds_reconcile(older_than_s=60) == {"settled": 0}
     assert Hold.objects.get(hold_key="dead").charged_micros == 150_000
     assert Hold.objects.get(hold_key="alive").status == "open"
     assert credit_of(tenant).held_micros == 1_000_000
+
+
+def test_a_settle_after_reconciliation_charges_the_rest_once_as_its_own_entry():
+    tenant = make_tenant("t", credit="10", wallet=None)
+    caps = billing.CapPolicy(key_id=9, daily_cap_micros=5_000_000, monthly_cap_micros=None)
+    open_hold(tenant, key="slow", amount=2_000_000, floor=150_000, caps=caps)
+    assert billing.holds_reconcile(older_than_s=0) == {"settled": 1}
+    ended = billing.hold_settle(hold_key="slow", charge_micros=1_000_000)
+    assert ended is not None and ended.charged_micros == 1_000_000
+    assert billing.hold_settle(hold_key="slow", charge_micros=1_000_000) is None  # exactly once
+    assert billing.hold_release(hold_key="slow") is None
+    entries = sorted(LedgerEntry.objects.filter(kind="usage").values_list("amount_micros", flat=True))
+    assert entries == [-850_000, -150_000]
+    assert credit_of(tenant).amount_micros == 9_000_000 and credit_of(tenant).held_micros == 0
+    assert KeySpend.objects.get(key_id=9, period="day").spent_micros == 1_000_000
+    assert billing.ledger_audit() == []
+
+
+def test_audit_finds_a_settled_hold_whose_charge_is_not_its_ledger_entry_and_key_spend_that_does_not_add_up():
+    tenant = make_tenant("t", credit="10", wallet=None)
+    open_hold(tenant, key="r1", amount=1_000, caps=billing.CapPolicy(key_id=3, daily_cap_micros=10_000, monthly_cap_micros=None))
+    billing.hold_settle(hold_key="r1", charge_micros=700)
+    assert billing.ledger_audit() == []
+    Hold.objects.filter(hold_key="r1").update(charged_micros=600)
+    KeySpend.objects.filter(key_id=3, period="month").update(spent_micros=1)
+    found = billing.ledger_audit()
+    assert {"request_id": "r1", "balance_id": credit_of(tenant).pk, "charged_micros": 600, "usage_entries_micros": 700} in found
+    assert any(m.get("key_id") == 3 and m["period"] == "month" for m in found)
 
 
 def test_audit_ledger_finds_a_balance_that_does_not_add_up(capsys):
@@ -158,3 +199,23 @@ def test_audit_ledger_finds_a_balance_that_does_not_add_up(capsys):
         call_command("audit_ledger", "--json")
     assert exited.value.code == 1
     assert '"ok": false' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("after_s, settled", [(900.0, 0), (50.0, 1)])
+def test_reconcile_holds_defaults_to_the_setting(settings, after_s, settled):
+    from tests.commands.test_commands import run_json
+
+    settings.HOLD_RECONCILE_AFTER_S = after_s
+    tenant = make_tenant("t", credit="10", wallet=None)
+    open_hold(tenant, key="quiet", amount=1_000)
+    a_while_ago = datetime.now(timezone.utc) - timedelta(seconds=100)
+    Hold.objects.filter(hold_key="quiet").update(created_at=a_while_ago, renewed_at=a_while_ago)
+    assert run_json("reconcile_holds") == {"settled": settled}
+
+
+def test_balance_json_shows_what_open_holds_reserve():
+    from tests.commands.test_commands import run_json
+
+    tenant = make_tenant("t", credit="10", wallet=None)
+    open_hold(tenant, key="r", amount=2_500)
+    assert run_json("balance", "t")["credit"] == {"currency": "USD", "amount_micros": 10_000_000, "held_micros": 2_500}

@@ -105,8 +105,8 @@ def test_money_commands_move_balances_through_the_ledger():
     assert run_json("credit", "acme", "--balance", "credit", "--amount", "2.5")["id"]
     assert run_json("credit", "acme", "--balance", "wallet", "--amount", "10", "--note", "promo")["id"]
     assert run_json("balance", "acme") == {
-        "credit": {"currency": "USD", "amount_micros": 2_500_000},
-        "wallet": {"currency": "CNY", "amount_micros": 10_000_000},
+        "credit": {"currency": "USD", "amount_micros": 2_500_000, "held_micros": 0},
+        "wallet": {"currency": "CNY", "amount_micros": 10_000_000, "held_micros": 0},
     }
     assert run_json("audit_ledger") == {"ok": True, "mismatches": []}
     assert LedgerEntry.objects.count() == 2

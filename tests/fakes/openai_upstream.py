@@ -25,6 +25,9 @@ name ending in `@<mode>`):
     stream_error       stream sends an error event after `cut_after` content chunks
     no_usage           never reports usage (ignores stream_options)
 
+Settings `usage` (an object sent as the usage report, as is) and `usage_first` (streams: the
+report also rides on the first chunk) make a lying or broken upstream.
+
 No pytest here: the benchmarks reuse it.
 """
 
@@ -147,6 +150,8 @@ class _Settings:
     stall_s: float = 30.0
     chunk_delay_s: float = 0.0
     embedding_dims: int = 8
+    usage: Any = None  # when set, sent as the usage object as is (a lying or broken upstream)
+    usage_first: bool = False  # streams: the usage object rides on the first chunk too
 
 
 class FakeOpenAI(FakeUpstream):
@@ -213,6 +218,8 @@ class FakeOpenAI(FakeUpstream):
 
         pieces = split_text(self.text, settings.chunks)
         usage = None if mode == "no_usage" else _usage(settings, len(pieces))
+        if settings.usage is not None:
+            usage = settings.usage
         completion_id = f"chatcmpl-fake{number}"
         if not payload.get("stream"):
             await send_json(
@@ -277,7 +284,12 @@ class FakeOpenAI(FakeUpstream):
 
         try:
             first = {"role": "assistant", "content": "", "refusal": None}
-            await send_body(send, event(first, None))
+            if settings.usage_first:
+                opening = orjson.loads(event(first, None)[6:])
+                opening["usage"] = usage
+                await send_body(send, b"data: " + orjson.dumps(opening) + b"\n\n")
+            else:
+                await send_body(send, event(first, None))
             for sent, piece in enumerate(pieces):
                 if sent == settings.cut_after:
                     if mode == "cut":

@@ -50,6 +50,29 @@ def test_it_answers_a_chat_from_a_translated_upstream(openai_client, upstreams, 
 
 
 @pytest.mark.parametrize("kind", TRANSLATED)
+@pytest.mark.parametrize("limits, held", [({}, 1000), ({"max_completion_tokens": 7, "max_tokens": 300}, 300)])
+def test_a_translated_upstream_is_sent_the_output_limit_that_was_held(openai_client, upstreams, kind, limits, held):
+    """Without a limit the model's max output is held and sent; with several, the largest."""
+    from channels.services import model_set
+
+    serve_model(kind, upstreams)
+    model_set(public_id="m-test", max_output=1000)
+
+    hi(openai_client, **limits)
+
+    sent = upstreams[kind].requests[-1].json
+    assert (sent["max_tokens"] if kind == "anthropic" else sent["generationConfig"]["maxOutputTokens"]) == held
+
+
+def test_a_native_anthropic_request_is_sent_the_limit_it_held(anthropic_client, upstreams):
+    serve_model("anthropic", upstreams)
+
+    anthropic_client.messages.create(model="m-test", max_tokens=123, messages=[{"role": "user", "content": "hi"}])
+
+    assert upstreams["anthropic"].requests[-1].json["max_tokens"] == 123
+
+
+@pytest.mark.parametrize("kind", TRANSLATED)
 def test_it_streams_openai_chunks_from_a_translated_upstream(openai_client, upstreams, kind):
     serve_model(kind, upstreams)
 

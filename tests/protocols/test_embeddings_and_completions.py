@@ -121,6 +121,17 @@ def test_it_answers_a_legacy_completion(openai_client, upstreams):
     assert ledger_charge(raw.headers["x-request-id"]) == charge_micros(prompt=12, completion=4)
 
 
+def test_a_legacy_completion_is_sent_the_limit_it_held_as_max_tokens(openai_client, upstreams):
+    """A non-integer max_completion_tokens is no limit (and is never multiplied by a price):
+    the held default goes upstream in the one field completions know."""
+    serve_model("openai", upstreams)
+
+    openai_client.completions.create(model="m-test", prompt="Say hello", extra_body={"max_completion_tokens": "x" * 50})
+
+    sent = upstreams["openai"].requests[-1].json
+    assert sent["max_tokens"] == 4096 and "max_completion_tokens" not in sent
+
+
 def test_it_streams_a_legacy_completion(openai_client, upstreams):
     serve_model("openai", upstreams)
 

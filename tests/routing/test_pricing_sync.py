@@ -124,3 +124,13 @@ def test_the_command_refuses_a_bad_source(catalog, tmp_path):
         call_command("sync_prices", str(bad))
     with pytest.raises(CommandError, match="markup must be a positive number"):
         call_command("sync_prices", str(bad), "--markup", "0")
+
+
+def test_the_sync_keeps_a_cache_write_price_it_does_not_set(catalog, source):
+    from billing.models import Price
+
+    make_price("gpt-test", "1", "2", cache_write_usd_per_m="3.75", request_usd="0.01")
+    sync(source=source, apply=True)
+    synced = Price.objects.get(model="gpt-test")
+    assert (synced.input_micros_per_m, synced.output_micros_per_m) == (2_500_000, 10_000_000)  # what it sets
+    assert (synced.cache_write_micros_per_m, synced.request_micros) == (3_750_000, 10_000)  # what it does not

@@ -14,8 +14,11 @@ class Command(JsonCommand):
     def run(self, *, tenant, **_):
         owner = tenant_get(ref=tenant)
         balances = balances_get(tenant_id=owner.pk)
-        # exactly the shape ARCHITECTURE.md fixes; what is held for requests in flight is in the line
-        result = {kind: {"currency": b.currency, "amount_micros": b.amount_micros} for kind, b in balances.items()}
+        # exactly the shape ARCHITECTURE.md fixes, with what open holds reserve
+        result = {
+            kind: {"currency": b.currency, "amount_micros": b.amount_micros, "held_micros": b.held_micros}
+            for kind, b in balances.items()
+        }
         line = "  ".join(
             f"{kind}: {format_micros(b.amount_micros)} {b.currency} ({format_micros(b.held_micros)} held)" for kind, b in balances.items()
         )
