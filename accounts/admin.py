@@ -1,11 +1,13 @@
 from django.contrib import admin
 
+from observability.admin_audit import AuditedAdmin
+
 from .models import ApiKey, Membership, Tenant
 from .services import api_key_revoke, tenant_set_status
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(AuditedAdmin):
     list_display = ("name", "group", "status", "timezone", "created_at")
     list_filter = ("group", "status")
     search_fields = ("name",)
@@ -23,7 +25,7 @@ class TenantAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(AuditedAdmin):
     """Keys are made by their owners (or `create_api_key`); the secret is never stored."""
 
     list_display = ("prefix", "name", "tenant", "status", "rpm", "tpm", "daily_cap_micros", "monthly_cap_micros", "expires_at", "last_used_at")
@@ -48,6 +50,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(AuditedAdmin):
     list_display = ("user", "tenant", "role", "created_at")
     list_filter = ("role",)

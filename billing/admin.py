@@ -7,13 +7,15 @@ import uuid
 from django import forms
 from django.contrib import admin, messages
 
+from observability.admin_audit import AuditedAdmin
+
 from . import ratecard
 from .models import Balance, BalanceKind, ExchangeRate, Group, Hold, KeySpend, LedgerEntry, Price, PriceChange
 from .money import format_micros, parse_micros
 from .services import balance_credit
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(AuditedAdmin):
     def has_add_permission(self, request):
         return False
 
@@ -67,7 +69,7 @@ class AdjustmentForm(forms.ModelForm):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(admin.ModelAdmin):
+class LedgerEntryAdmin(AuditedAdmin):
     list_display = ("id", "created_at", "balance", "kind", "amount", "balance_after", "request_id", "note")
     list_filter = ("kind", "balance__kind")
     search_fields = ("request_id", "idempotency_key", "balance__tenant__name", "note")
@@ -118,7 +120,7 @@ class KeySpendAdmin(ReadOnlyAdmin):
     list_filter = ("period",)
 
 
-class RateCardAdmin(admin.ModelAdmin):
+class RateCardAdmin(AuditedAdmin):
     """Prices, groups and rates are configuration; the hot path's copy is refreshed on save."""
 
     def save_model(self, request, obj, form, change):

@@ -15,6 +15,7 @@ from starlette.routing import Mount  # noqa: E402
 from starlette.staticfiles import StaticFiles  # noqa: E402
 
 from routing.app import shutdown, startup, v1_app  # noqa: E402  (needs Django set up)
+from observability.ws import websocket_application  # noqa: E402  (the admin's live view)
 
 # The admin's CSS and scripts, collected by `manage.py collectstatic` (make run does it): served
 # here because Django serves static files only with DEBUG on.
@@ -37,6 +38,8 @@ async def application(scope, receive, send):
             await django_app(scope, receive, send)
     elif kind == "lifespan":
         await _lifespan(receive, send)
+    elif kind == "websocket":
+        await websocket_application(scope, receive, send)
     else:
         await django_app(scope, receive, send)
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import environ
 
+from observability.logs import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
@@ -47,10 +49,14 @@ INSTALLED_APPS = [
     "routing",
     "observability",
     "vault",
+    # observability (issue 13): Django-side Prometheus metrics; Channels for the live view
+    "django_prometheus",
+    "channels",
 ]
 
 # The /v1 API does not go through this stack: relay.asgi sends it to routing's lean app.
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",  # first: times the whole stack
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -58,6 +64,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",  # last
 ]
 
 ROOT_URLCONF = "relay.urls"
@@ -98,6 +105,11 @@ else:
 # the /v1 path about a millisecond (bench/).
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Query counts and latencies for /metrics: django-prometheus's wrappers of the same backends.
+DATABASES["default"]["ENGINE"] = {
+    "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
+    "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
+}.get(DATABASES["default"]["ENGINE"], DATABASES["default"]["ENGINE"])
 
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
@@ -127,14 +139,9 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))  # `collectstatic` fills it
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
-}
+# Structured logs (docs/observability.md): JSON lines, or readable ones with LOG_FORMAT=console (make run).
+LOG_FORMAT = env.str("LOG_FORMAT", default="json")
+LOGGING = logging_config(log_format=LOG_FORMAT, level=env.str("LOG_LEVEL", default="INFO"))
 
 # --- TokenHub ---------------------------------------------------------------------------
 UPSTREAM_CONNECT_TIMEOUT_S = env.float("UPSTREAM_CONNECT_TIMEOUT_S", default=5.0)
@@ -155,6 +162,16 @@ HOLD_RECONCILE_AFTER_S = env.float("HOLD_RECONCILE_AFTER_S", default=900.0)  # l
 TOKENHUB_UPSTREAM_ALLOW_CIDRS = env.list("TOKENHUB_UPSTREAM_ALLOW_CIDRS", default=[])
 TOKENHUB_VAULT_PASSWORD = env.str("TOKENHUB_VAULT_PASSWORD", default="")
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# --- observability (docs/observability.md) ---
+# The live view's channel layer: Redis when REDIS_URL is set (every web process sees every
+# decision), in-process otherwise.
+if REDIS_URL:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+LIVE_EVENTS_ENABLED = env.bool("LIVE_EVENTS_ENABLED", default=True)
+LIVE_EVENTS_QUEUE_SIZE = env.int("LIVE_EVENTS_QUEUE_SIZE", default=1000)  # past this, decisions are dropped and counted
+STATS_WINDOWS = ("1m", "5m", "1h", "24h")  # the rolling statistics' windows (observability.selectors)
 # --- routing intelligence, health and background jobs (docs/routing.md, docs/operations.md) ---
 ROUTING_DEFAULT_MODE = env.str("ROUTING_DEFAULT_MODE", default="weighted")  # see routing.strategies.MODES
 ROUTING_MODE_WEIGHTS = env.json("ROUTING_MODE_WEIGHTS", default={})  # {"cheap": {"cost": 0.8, ...}} overrides

@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from accounts import keycache
 from accounts.selectors import key_hash
+from observability.logs import request_id_bind
 from relay.db import run_db
 
 from . import background, embeddings, inbound_anthropic, upstream
@@ -76,6 +77,7 @@ def to_response(result: Reply | StreamReply) -> Response:
 
 async def serve(request: Request, handler: Handler, *, endpoint: str, protocol: str = "openai") -> Response:
     request_id = new_request_id()
+    request_id_bind(request_id)
     started = time.perf_counter()
     call: Call | None = None
     try:

@@ -1,0 +1,96 @@
+"""The live stream of routing decisions: one small event per /v1 request, published without
+ever making the request wait. `event_publish` puts it in a bounded in-process queue (a full
+queue drops it and counts it in `tokenhub_live_events_dropped_total`); one task per event
+loop sends the queue to the channel layer's group, which the admin's WebSocket consumer
+(observability.consumers) listens to. The layer is in-memory on the embedded default and Redis
+when REDIS_URL is set, so a decision made by any web process reaches a page open on any other."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+from prometheus_client import Counter
+
+log = logging.getLogger(__name__)
+
+GROUP = "routing-decisions"
+MESSAGE_TYPE = "routing.decision"  # handled by RoutingDecisionConsumer.routing_decision
+
+PUBLISHED = Counter("tokenhub_live_events_published_total", "Routing decisions sent to the live stream")
+DROPPED = Counter("tokenhub_live_events_dropped_total", "Routing decisions the live stream dropped", ["reason"])
+
+
+class _Publisher:
+    """The queue and its sending task, bound to one event loop (tests run several in turn)."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.queue: asyncio.Queue | None = None
+        self.task: asyncio.Task | None = None
+
+    def queue_for(self, loop: asyncio.AbstractEventLoop) -> asyncio.Queue:
+        if self.loop is not loop or self.task is None or self.task.done():
+            self.loop = loop
+            self.queue = asyncio.Queue(maxsize=settings.LIVE_EVENTS_QUEUE_SIZE)
+            self.task = loop.create_task(_send_forever(self.queue), name="live-events")
+        return self.queue
+
+
+_publisher = _Publisher()
+
+
+def decision_event(entry: dict) -> dict:
+    """The event for one request log entry: what was asked, which routes were considered and
+    why, which answered, and how it went. No key, no prompt, no answer."""
+    return {
+        "request_id": entry["request_id"],
+        "at": entry["created_at"].isoformat(),
+        "tenant_id": entry["tenant_id"],
+        "endpoint": entry["endpoint"],
+        "model": entry["model"],
+        "channel": entry["channel_name"],
+        "status": entry["status"],
+        "error": entry["error_class"],
+        "candidates": [
+            {"channel": c.get("channel"), "eligible": c.get("eligible"), "reason": c.get("reason", "")}
+            for c in entry["candidates"]
+        ],
+        "attempts": [{"channel": a.get("channel"), "outcome": a.get("outcome")} for a in entry["attempts"]],
+        "latency_ms": entry["latency_ms"],
+        "overhead_ms": entry["overhead_ms"],
+        "cost_micros": entry["cost_micros"],
+        "currency": entry["currency"],
+    }
+
+
+def event_publish(event: dict) -> None:
+    """Queue one event for the live stream; never blocks, never raises."""
+    if not settings.LIVE_EVENTS_ENABLED:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        DROPPED.labels("no_event_loop").inc()  # a synchronous caller (a command): nobody to watch
+        return
+    try:
+        _publisher.queue_for(loop).put_nowait(event)
+    except asyncio.QueueFull:
+        DROPPED.labels("queue_full").inc()
+
+
+async def _send_forever(queue: asyncio.Queue) -> None:
+    layer = get_channel_layer()
+    while True:
+        event = await queue.get()
+        if layer is None:
+            DROPPED.labels("no_channel_layer").inc()
+            continue
+        try:
+            await layer.group_send(GROUP, {"type": MESSAGE_TYPE, "event": event})
+            PUBLISHED.inc()
+        except Exception:
+            DROPPED.labels("layer_error").inc()
+            log.warning("live events: the channel layer refused an event", exc_info=True)
