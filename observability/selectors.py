@@ -21,6 +21,7 @@ from django.db import connection
 from django.db.models import Aggregate, Count, FloatField, Q, Sum
 from django.utils import timezone
 
+from billing.money import decimal_ceil
 from billing.pricing import list_cost_micros
 from billing.ratecard import ratecard_get
 
@@ -114,6 +115,7 @@ def stats_rolling(
             continue
         target.revenue_usd_micros += int((Decimal(item["charged"]) / rate).to_integral_value())
 
+    upstream: dict[str, Decimal] = {}
     answered = logs.filter(channel_id__isnull=False, status__lt=ERROR_STATUS)
     for item in answered.values(column, "model", "channel_id").annotate(
         requests=Count("id"), prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"), cached=Sum("cached_tokens")
@@ -126,7 +128,9 @@ def stats_rolling(
             base, prompt_tokens=item["prompt"] or 0, completion_tokens=item["completion"] or 0, cached_tokens=item["cached"] or 0
         ) + base.request_micros * (item["requests"] - 1) * (not base.is_free)
         ratio = cost_ratios.get(item["channel_id"], Decimal(1))
-        row(item[column]).upstream_cost_usd_micros += int((Decimal(list_micros) * ratio).to_integral_value())
+        upstream[row(item[column]).key] = upstream.get(row(item[column]).key, Decimal(0)) + Decimal(list_micros) * ratio
+    for key, cost in upstream.items():
+        rows[key].upstream_cost_usd_micros = decimal_ceil(cost)  # rounded once, up: a margin is never flattered
     return sorted(rows.values(), key=lambda r: (-r.requests, r.key))
 
 
