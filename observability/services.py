@@ -3,11 +3,10 @@ from __future__ import annotations
 from django.utils import timezone
 
 from .events import decision_event, event_publish
-from .logs import access_log
 from .metrics import request_observe
 from .models import AuditRecord
 from .redact import redact
-from .writer import request_logs
+from .writer import access_lines, request_logs
 
 
 def request_log_submit(*, entry: dict) -> None:
@@ -16,7 +15,7 @@ def request_log_submit(*, entry: dict) -> None:
     decision to the live stream: each only appends to an in-process queue."""
     request_observe(entry)
     request_logs.submit(entry)
-    access_log(entry)
+    access_lines.submit(entry)
     event_publish(decision_event(entry))
 
 

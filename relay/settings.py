@@ -121,6 +121,7 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL or "cache+memory://")
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
 CELERY_TIMEZONE = "UTC"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # workers log through LOGGING too (JSON, docs/observability.md)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -171,6 +172,7 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 LIVE_EVENTS_ENABLED = env.bool("LIVE_EVENTS_ENABLED", default=True)
 LIVE_EVENTS_QUEUE_SIZE = env.int("LIVE_EVENTS_QUEUE_SIZE", default=1000)  # past this, decisions are dropped and counted
+LIVE_EVENTS_INTERVAL_S = env.float("LIVE_EVENTS_INTERVAL_S", default=0.1)  # decisions are sent in batches this often at most
 STATS_WINDOWS = ("1m", "5m", "1h", "24h")  # the rolling statistics' windows (observability.selectors)
 # --- routing intelligence, health and background jobs (docs/routing.md, docs/operations.md) ---
 ROUTING_DEFAULT_MODE = env.str("ROUTING_DEFAULT_MODE", default="weighted")  # see routing.strategies.MODES

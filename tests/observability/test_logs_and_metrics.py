@@ -37,7 +37,10 @@ def captured():
 
     def attach(name: str) -> Lines:
         handler = handlers[name] = Lines()
-        logging.getLogger(name).addHandler(handler)
+        logger = logging.getLogger(name)
+        if logger.handlers:  # format as the configured handler does (the access line's own formatter)
+            handler.setFormatter(logger.handlers[0].formatter)
+        logger.addHandler(handler)
         return handler
 
     yield attach
@@ -58,7 +61,7 @@ def test_one_access_line_per_request_with_what_the_operator_needs(relay, alice, 
     line = lines[0]
     assert (line["event"], line["logger"], line["status"], line["model"], line["channel_name"]) == ("request", ACCESS_LOGGER, 200, "gpt-logged", "logged")
     assert line["cost_micros"] > 0 and line["currency"] == "USD"
-    assert line["overhead_ms"] >= 0 and line["latency_ms"] >= 0 and "timestamp" in line
+    assert line["overhead_ms"] >= 0 and line["latency_ms"] >= 0 and "timestamp" in line and line["at"].startswith("20")
     assert alice.key not in access.lines[0]
 
 
