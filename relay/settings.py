@@ -106,10 +106,13 @@ else:
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Query counts and latencies for /metrics: django-prometheus's wrappers of the same backends.
-DATABASES["default"]["ENGINE"] = {
-    "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
-    "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
-}.get(DATABASES["default"]["ENGINE"], DATABASES["default"]["ENGINE"])
+# They cost about 25-35 us of CPU per query (docs/observability.md); off: plain backends.
+DATABASE_METRICS = env.bool("DATABASE_METRICS", default=True)
+if DATABASE_METRICS:
+    DATABASES["default"]["ENGINE"] = {
+        "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
+        "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
+    }.get(DATABASES["default"]["ENGINE"], DATABASES["default"]["ENGINE"])
 
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
