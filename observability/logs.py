@@ -6,8 +6,8 @@ while a /v1 request runs.
 
 The access log (`tokenhub.access`, one line per /v1 request) is written in batches by a thread
 (observability.writer.access_lines): the request only appends its entry to a queue. A thread
-woken per line would take the interpreter lock from the event loop at every request (measured:
-CPU per request up by half, req/s at 32 concurrent requests down to a third)."""
+woken per line would take the interpreter lock from the event loop at every request (a first version
+did; one noisy bench run showed req/s at 32 concurrent requests well down; not measured cleanly)."""
 
 from __future__ import annotations
 
