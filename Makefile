@@ -23,7 +23,7 @@ migrate: install
 
 run: migrate
 	$(PY) manage.py seed_demo --port $(PORT)
-	TOKENHUB_ENV=$${TOKENHUB_ENV:-dev} $(PY) -m uvicorn relay.asgi:application --host $(HOST) --port $(PORT) --loop uvloop --http httptools --no-access-log
+	TOKENHUB_ENV=$${TOKENHUB_ENV:-dev} LOG_FORMAT=$${LOG_FORMAT:-console} $(PY) -m uvicorn relay.asgi:application --host $(HOST) --port $(PORT) --loop uvloop --http httptools --no-access-log
 
 # Production-style: several workers (needs DATABASE_URL=postgres://... and REDIS_URL).
 # Metrics of every worker are summed through PROMETHEUS_MULTIPROC_DIR (emptied at each start).

@@ -3,6 +3,8 @@ from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django import forms
 from django.contrib import admin, messages
 
+from observability.admin_audit import AuditedAdmin
+
 from . import keycache
 from .models import ApiKey, Membership, OperatorToken, Tenant
 from .services import InvalidInput, api_key_create, api_key_revoke, operator_token_revoke, tenant_set_status, timezone_check
@@ -21,7 +23,7 @@ class TenantForm(forms.ModelForm):
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(AuditedAdmin):
     form = TenantForm
     list_display = ("name", "group", "status", "timezone", "created_at")
     list_filter = ("group", "status")
@@ -46,7 +48,7 @@ class ApiKeyAddForm(forms.ModelForm):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(AuditedAdmin):
     """Keys are made here, by their owners or by `create_api_key`, always through
     accounts.services.api_key_create; the secret is shown once (a message) and never stored."""
 
@@ -94,13 +96,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(AuditedAdmin):
     list_display = ("user", "tenant", "role", "created_at")
     list_filter = ("role",)
 
 
 @admin.register(OperatorToken)
-class OperatorTokenAdmin(admin.ModelAdmin):
+class OperatorTokenAdmin(AuditedAdmin):
     """Tokens are made by `create_operator_token` (the secret is printed once); here they are
     listed and revoked."""
 

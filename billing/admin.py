@@ -12,6 +12,8 @@ from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
+from observability.admin_audit import AuditedAdmin
+
 from . import ratecard
 from .models import (
     Alert,
@@ -33,7 +35,7 @@ from .money import format_micros, parse_micros
 from .services import balance_credit, price_values_check, redemption_batch_create
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(AuditedAdmin):
     def has_add_permission(self, request):
         return False
 
@@ -87,7 +89,7 @@ class AdjustmentForm(forms.ModelForm):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(admin.ModelAdmin):
+class LedgerEntryAdmin(AuditedAdmin):
     list_display = ("id", "created_at", "balance", "kind", "amount", "balance_after", "request_id", "note")
     list_filter = ("kind", "balance__kind")
     search_fields = ("request_id", "idempotency_key", "balance__tenant__name", "note")
@@ -138,7 +140,7 @@ class KeySpendAdmin(ReadOnlyAdmin):
     list_filter = ("period",)
 
 
-class RateCardAdmin(admin.ModelAdmin):
+class RateCardAdmin(AuditedAdmin):
     """Prices, groups and rates are configuration; the hot path's copy is refreshed on save."""
 
     def save_model(self, request, obj, form, change):
@@ -273,7 +275,7 @@ class RedemptionBatchForm(forms.ModelForm):
 
 
 @admin.register(RedemptionBatch)
-class RedemptionBatchAdmin(admin.ModelAdmin):
+class RedemptionBatchAdmin(AuditedAdmin):
     """Generate codes: they are shown once, on the page after "Save", with a CSV download;
     only their hashes are stored."""
 

@@ -149,7 +149,7 @@ class Hold(models.Model):
     charged_micros = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     # the lease: the live request renews it while it streams; reconciliation ends only holds
-    # whose lease is older than HOLD_RECONCILE_AFTER_S (docs/decisions/003-hold-leases.md)
+    # whose lease is older than HOLD_RECONCILE_AFTER_S (docs/decisions/005-hold-leases.md)
     renewed_at = models.DateTimeField(null=True)
     is_reconciled = models.BooleanField(default=False)  # settled by reconciliation, not by its request
     ended_at = models.DateTimeField(null=True)

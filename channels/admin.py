@@ -27,6 +27,8 @@ from django.urls import path
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from observability.admin_audit import AuditedAdmin
+
 from .health import board, channel_operator_set, channel_probe
 from observability.selectors import channel_has_history, channels_with_history
 
@@ -121,7 +123,7 @@ class ChannelFormChecked(ChannelForm):
 
 
 @admin.register(Channel)
-class ChannelAdmin(admin.ModelAdmin):
+class ChannelAdmin(AuditedAdmin):
     list_display = ("name", "provider_type", "brand", "priority", "weight", "billing", "status_column", "health_column", "probe_column", "balance_column")
     list_filter = ("status", "provider_type", "brand", "billing")
     search_fields = ("name", "brand", "base_url")
@@ -252,6 +254,7 @@ class ChannelAdmin(admin.ModelAdmin):
             path("route-tree/", self.admin_site.admin_view(self.route_tree_view), name="channels_route_tree"),
             path("simulator/", self.admin_site.admin_view(self.simulator_view), name="channels_simulator"),
             path("requests/", self.admin_site.admin_view(self.requests_view), name="channels_requests"),
+            path("stats/", self.admin_site.admin_view(self.stats_view), name="channels_stats"),
         ]
         return own + super().get_urls()
 
@@ -288,6 +291,16 @@ class ChannelAdmin(admin.ModelAdmin):
         return self._page(request, "admin/channels/requests.html", "Why requests went where they went",
                           selected=selected, rewards=rewards, recent=recent, request_id=request_id)
 
+    def stats_view(self, request):
+        from observability.stats import DIMENSIONS, WINDOWS_S, stats_rolling
+
+        dimension = request.GET.get("by") if request.GET.get("by") in DIMENSIONS else "model"
+        window = request.GET.get("window") if request.GET.get("window") in WINDOWS_S else "1h"
+        cost_ratios = dict(Channel.objects.values_list("id", "cost_ratio"))
+        rows = stats_rolling(dimension=dimension, window=window, cost_ratios=cost_ratios)
+        return self._page(request, "admin/channels/stats.html", "Rolling statistics", rows=rows,
+                          dimension=dimension, window=window, dimensions=list(DIMENSIONS), windows=list(WINDOWS_S))
+
 
 class SimulatorForm(forms.Form):
     model = forms.CharField(max_length=200, help_text="public model id or alias")
@@ -297,7 +310,7 @@ class SimulatorForm(forms.Form):
 
 
 @admin.register(Model)
-class ModelAdmin(admin.ModelAdmin):
+class ModelAdmin(AuditedAdmin):
     list_display = ("public_id", "context_window", "max_output", "is_hidden", "aliases")
     search_fields = ("public_id",)
     list_filter = ("is_hidden",)
@@ -308,7 +321,7 @@ class ChannelModelDisableForm(DisableForm):
 
 
 @admin.register(ChannelModel)
-class ChannelModelAdmin(admin.ModelAdmin):
+class ChannelModelAdmin(AuditedAdmin):
     list_display = ("channel", "model", "upstream_name", "is_enabled", "disabled_because", "health_column")
     list_filter = ("is_enabled", "channel")
     search_fields = ("channel__name", "model__public_id", "upstream_name")
@@ -368,7 +381,7 @@ def last_disable_reason(link: ChannelModel) -> str:
 
 
 @admin.register(ChannelBalanceSnapshot)
-class ChannelBalanceSnapshotAdmin(admin.ModelAdmin):
+class ChannelBalanceSnapshotAdmin(AuditedAdmin):
     list_display = ("channel", "amount", "currency", "source", "created_at")
     list_filter = ("channel", "source")
     date_hierarchy = "created_at"
@@ -385,7 +398,7 @@ class ChannelBalanceSnapshotAdmin(admin.ModelAdmin):
 
 
 @admin.register(ThompsonArm)
-class ThompsonArmAdmin(admin.ModelAdmin):
+class ThompsonArmAdmin(AuditedAdmin):
     list_display = ("channel", "model", "alpha", "beta", "mean", "attempts", "computed_at")
     list_filter = ("channel",)
 

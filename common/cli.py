@@ -1,9 +1,12 @@
 """Plumbing shared by our management commands: `--json` output, one-line errors, nothing
-changed on failure (each command's work runs in one transaction)."""
+changed on failure (each command's work runs in one transaction), and one audit record per
+successful run of a mutating command (`is_mutating`, on unless a command says it only reads)."""
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import sys
 
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
@@ -11,11 +14,13 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import IntegrityError, transaction
 
 
+
 class JsonCommand(BaseCommand):
     """Subclasses define `add_args(parser)` and `run(**options) -> (dict, str)`: the JSON
     object for `--json` and the line a person reads otherwise."""
 
     atomic = True
+    is_mutating = True  # False: the command only reads, and leaves no audit record
 
     def create_parser(self, prog_name, subcommand, **kwargs):
         parser = super().create_parser(prog_name, subcommand, **kwargs)
@@ -39,8 +44,10 @@ class JsonCommand(BaseCommand):
             if self.atomic:
                 with transaction.atomic():
                     result, line = self.run(**options)
+                    self._audit(options, result)
             else:
                 result, line = self.run(**options)
+                self._audit(options, result)
         except CommandError:
             raise
         except (ValueError, ObjectDoesNotExist, ValidationError, IntegrityError) as exc:
@@ -52,6 +59,35 @@ class JsonCommand(BaseCommand):
 
     def run(self, **options) -> tuple[dict, str]:
         raise NotImplementedError
+
+    def _audit(self, options: dict, result: dict) -> None:
+        if not self.is_mutating:
+            return
+        name = self.__module__.rsplit(".", 1)[-1]
+        arguments = {k: v for k, v in options.items() if k not in _BASE_OPTIONS}
+        for record in command_recorders:
+            record(
+                actor=cli_actor(), action=f"cli.{name}", target_type=name,
+                target_id=result.get("id") if isinstance(result, dict) else None,
+                before=None, after={"arguments": arguments, "result": result},
+            )
+
+
+# Who records a mutating command's run (inside its transaction): observability's audit log adds
+# itself when Django starts (observability.apps), so this base knows no app.
+command_recorders: list = []
+
+# what every Django command accepts; not the operator's arguments
+_BASE_OPTIONS = frozenset({"json", "verbosity", "settings", "pythonpath", "traceback", "no_color", "force_color", "skip_checks"})
+
+
+def cli_actor() -> str:
+    """`cli:<os user>`: who ran the command, as far as this machine can tell."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        user = f"uid{os.getuid()}"
+    return f"cli:{user}"
 
 
 def _one_line(exc: Exception) -> str:

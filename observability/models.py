@@ -62,3 +62,30 @@ class RewardLog(models.Model):
         ]
         # thompson_refresh and the error-rate sweep read a window of recent rewards per route
         indexes = [models.Index(fields=["created_at", "channel_id"], name="reward_by_time")]
+
+
+class AuditRecord(models.Model):
+    """One operator mutation (admin, command or management API): who did what to which object,
+    with its fields before and after, secrets redacted. Append-only: a PostgreSQL trigger
+    refuses UPDATE and DELETE, and the admin offers neither."""
+
+    actor = models.CharField(max_length=200)  # a user name, "token:<operator token name>" or "cli:<os user>"
+    action = models.CharField(max_length=100)
+    target_type = models.CharField(max_length=100)  # app_label.model, or what a command acted on
+    target_id = models.CharField(max_length=64, blank=True, default="")
+    target_repr = models.CharField(max_length=200, blank=True, default="")
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=~models.Q(actor=""), name="audit_actor_named"),
+            models.CheckConstraint(condition=~models.Q(action=""), name="audit_action_named"),
+        ]
+        # the admin's "history of this object" filter
+        indexes = [models.Index(fields=["target_type", "target_id"], name="audit_by_target")]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target_type} {self.target_id}"

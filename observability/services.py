@@ -1,15 +1,51 @@
 from __future__ import annotations
 
+from django.utils import timezone
+
+from .events import decision_event, event_publish
 from .metrics import request_observe
-from .writer import request_logs
+from .models import AuditRecord
+from .redact import redact
+from .writer import access_lines, request_logs
 
 
 def request_log_submit(*, entry: dict) -> None:
     """Queue one request log (fields of RequestLog); written within REQUEST_LOG_FLUSH_S. It
-    also counts in the Prometheus metrics."""
+    also counts in the Prometheus metrics, queues the access line and publishes the routing
+    decision to the live stream: each only appends to an in-process queue."""
     request_observe(entry)
     request_logs.submit(entry)
+    access_lines.submit(entry)
+    event_publish(decision_event(entry))
 
 
 def request_logs_flush() -> int:
     return request_logs.flush()
+
+
+def audit_record(
+    *,
+    actor: str,
+    action: str,
+    target_type: str,
+    target_id: str | int | None,
+    before: dict | None,
+    after: dict | None,
+    target_repr: str = "",
+) -> AuditRecord:
+    """Append one operator mutation to the audit log. `before` and `after` are field dicts;
+    secrets in them (credentials, key hashes, tokens, codes) are redacted here, whatever the
+    caller passed. Called by the admin (observability.admin_audit), the commands (common.cli)
+    and the management API."""
+    if not actor:
+        raise ValueError("an audit record needs an actor")
+    return AuditRecord.objects.create(
+        actor=actor[:200],
+        action=action[:100],
+        target_type=target_type[:100],
+        target_id="" if target_id is None else str(target_id)[:64],
+        target_repr=redact(str(target_repr))[:200],
+        before=redact(before) if before is not None else None,
+        after=redact(after) if after is not None else None,
+        created_at=timezone.now(),
+    )

@@ -12,6 +12,8 @@ from collections import deque
 from django.conf import settings
 from django.db import close_old_connections
 
+from .logs import access_write
+
 log = logging.getLogger(__name__)
 
 MAX_PENDING = 200_000
@@ -98,6 +100,11 @@ def _write_request_logs(batch: list[dict]) -> None:
         api_keys_touch(last_used_at_by_key=last_used)
 
 
+def _write_access_lines(batch: list[dict]) -> None:
+    for entry in batch:
+        access_write(entry)
+
+
 def flush_all() -> int:
     return sum(writer.flush() for writer in BatchWriter.instances)
 
@@ -107,3 +114,4 @@ def discard_all() -> int:
 
 
 request_logs = BatchWriter(_write_request_logs, name="request-log-writer", flush_s=settings.REQUEST_LOG_FLUSH_S)
+access_lines = BatchWriter(_write_access_lines, name="access-log-writer", flush_s=settings.REQUEST_LOG_FLUSH_S)

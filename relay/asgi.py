@@ -18,6 +18,7 @@ from asgiref.sync import sync_to_async  # noqa: E402
 
 from relay.jobs import embedded_start, embedded_stop  # noqa: E402  (needs Django set up)
 from routing.app import shutdown, startup, v1_app  # noqa: E402
+from observability.ws import websocket_application  # noqa: E402  (the admin's live view)
 
 # The admin's CSS and scripts, collected by `manage.py collectstatic` (make run does it): served
 # here because Django serves static files only with DEBUG on.
@@ -40,6 +41,8 @@ async def application(scope, receive, send):
             await django_app(scope, receive, send)
     elif kind == "lifespan":
         await _lifespan(receive, send)
+    elif kind == "websocket":
+        await websocket_application(scope, receive, send)
     else:
         await django_app(scope, receive, send)
 

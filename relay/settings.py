@@ -11,6 +11,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from observability.logs import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
@@ -51,10 +53,13 @@ INSTALLED_APPS = [
     "vault",
     # the management API's docs page serves Swagger UI from ninja's own static files (no CDN)
     "ninja",
+    # observability (issue 13): Django-side Prometheus metrics
+    "django_prometheus",
 ]
 
 # The /v1 API does not go through this stack: relay.asgi sends it to routing's lean app.
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",  # first: times the whole stack
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -62,6 +67,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",  # last
 ]
 
 ROOT_URLCONF = "relay.urls"
@@ -102,6 +108,14 @@ else:
 # the /v1 path about a millisecond (bench/).
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Query counts and latencies for /metrics: django-prometheus's wrappers of the same backends.
+# They cost about 25-35 us of CPU per query (docs/observability.md); off: plain backends.
+DATABASE_METRICS = env.bool("DATABASE_METRICS", default=True)
+if DATABASE_METRICS:
+    DATABASES["default"]["ENGINE"] = {
+        "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
+        "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
+    }.get(DATABASES["default"]["ENGINE"], DATABASES["default"]["ENGINE"])
 
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
@@ -131,14 +145,9 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))  # `collectstatic` fills it
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
-}
+# Structured logs (docs/observability.md): JSON lines, or readable ones with LOG_FORMAT=console (make run).
+LOG_FORMAT = env.str("LOG_FORMAT", default="json")
+LOGGING = logging_config(log_format=LOG_FORMAT, level=env.str("LOG_LEVEL", default="INFO"))
 
 # --- TokenHub ---------------------------------------------------------------------------
 UPSTREAM_CONNECT_TIMEOUT_S = env.float("UPSTREAM_CONNECT_TIMEOUT_S", default=5.0)
@@ -162,7 +171,7 @@ TOKEN_COUNT_THREADS = env.int("TOKEN_COUNT_THREADS", default=2)  # the tokenizer
 REQUEST_LOG_FLUSH_S = env.float("REQUEST_LOG_FLUSH_S", default=0.5)
 DEFAULT_MAX_OUTPUT_TOKENS = env.int("DEFAULT_MAX_OUTPUT_TOKENS", default=4096)
 HOLD_RECONCILE_AFTER_S = env.float("HOLD_RECONCILE_AFTER_S", default=900.0)  # longer than any stream may last
-# --- money bounds (docs/billing.md, docs/decisions/003-hold-leases.md) ---
+# --- money bounds (docs/billing.md, docs/decisions/005-hold-leases.md) ---
 HOLD_LEASE_RENEW_S = env.float("HOLD_LEASE_RENEW_S", default=60.0)  # a live stream renews its hold's lease this often
 USAGE_PROMPT_SLACK_RATIO = env.float("USAGE_PROMPT_SLACK_RATIO", default=2.0)  # reported prompt tokens billed up to
 USAGE_PROMPT_SLACK_TOKENS = env.int("USAGE_PROMPT_SLACK_TOKENS", default=1024)  # ratio x our count + these
@@ -184,6 +193,11 @@ CORS_EXPOSE_HEADERS = [
     "x-request-id", "x-tokenhub-overhead-ms", "retry-after", "idempotent-replayed",
     *(f"x-ratelimit-{kind}-{unit}" for kind in ("limit", "remaining", "reset") for unit in ("requests", "tokens")),
 ]
+# --- observability (docs/observability.md) ---
+LIVE_EVENTS_ENABLED = env.bool("LIVE_EVENTS_ENABLED", default=True)
+LIVE_EVENTS_QUEUE_SIZE = env.int("LIVE_EVENTS_QUEUE_SIZE", default=1000)  # past this, decisions are dropped and counted
+LIVE_EVENTS_INTERVAL_S = env.float("LIVE_EVENTS_INTERVAL_S", default=0.1)  # decisions are sent in batches this often at most
+STATS_WINDOWS = ("1m", "5m", "1h", "24h")  # the rolling statistics' windows (observability.selectors)
 # --- routing intelligence, health and background jobs (docs/routing.md, docs/operations.md) ---
 ROUTING_DEFAULT_MODE = env.str("ROUTING_DEFAULT_MODE", default="weighted")  # see channels.strategies.MODES
 ROUTING_MODE_WEIGHTS = env.json("ROUTING_MODE_WEIGHTS", default={})  # {"cheap": {"cost": 0.8, ...}} overrides

@@ -28,6 +28,7 @@ from accounts import keycache
 from accounts.selectors import key_hash
 from common.config_version import config_sync
 from common.db import run_db
+from observability.logs import request_id_bind
 
 from common import background
 
@@ -82,6 +83,7 @@ def to_response(result: Reply | StreamReply) -> Response:
 
 async def serve(request: Request, handler: Handler, *, endpoint: str, protocol: str = "openai") -> Response:
     request_id = new_request_id()
+    request_id_bind(request_id)
     started = time.perf_counter()
     call: Call | None = None
     try:

@@ -28,7 +28,8 @@ def _log(channel_id=None, request_id="r1", model="gpt-test", status=200):
 
     request_log_submit(entry={"request_id": request_id, "tenant_id": 1, "key_id": 1, "model": model, "status": status, "channel_id": channel_id,
                               "endpoint": "chat.completions", "latency_ms": 1, "overhead_ms": 0.1, "attempts": [], "prompt_tokens": 1,
-                              "completion_tokens": 1, "cost_micros": 3, "currency": "USD", "created_at": timezone.now()})
+                              "completion_tokens": 1, "cost_micros": 3, "currency": "USD", "created_at": timezone.now(),
+                              "channel_name": "", "candidates": [], "error_class": "", "ttft_ms": None, "is_stream": False})
     request_logs_flush()
 
 

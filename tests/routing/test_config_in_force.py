@@ -68,8 +68,8 @@ def test_changes_are_in_force_at_the_next_request_of_another_process(web, alice,
     assert ask(web, alice.key).status_code == 200  # the other process has its table and key cached now
 
     # A channel (and its model, and its price) added by the command: served at once, not 404.
+    call_command("add_channel", "second", "--type", "openai", "--base-url", fake.url + "/v1", "--models", "gpt-new=gpt-4o-mini", "--no-check")
     call_command("set_price", "gpt-new", "--input", "1", "--output", "2")
-    call_command("add_channel", "second", "--type", "openai", "--base-url", fake.url + "/v1", "--models", "gpt-new=gpt-4o-mini")
     answer = ask(web, alice.key, model="gpt-new")
     assert answer.status_code == 200, answer.text
 

@@ -6,6 +6,7 @@ from common.cli import JsonCommand
 class Command(JsonCommand):
     help = "Check that every balance equals the sum of its ledger entries; exit 1 on any mismatch."
     atomic = False
+    is_mutating = False
 
     def run(self, **options):
         mismatches = ledger_audit()

@@ -7,6 +7,7 @@ from common.cli import JsonCommand
 class Command(JsonCommand):
     help = "Show a tenant's Credit and Wallet balances."
     atomic = False
+    is_mutating = False
 
     def add_args(self, parser) -> None:
         parser.add_argument("tenant", help="tenant name or id")

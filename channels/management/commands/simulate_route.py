@@ -7,6 +7,7 @@ class Command(JsonCommand):
     help = "What-if: rank the candidates of MODEL for a group and mode, with scores and skip reasons. Sends nothing."
 
     atomic = False
+    is_mutating = False
 
     def add_args(self, parser) -> None:
         parser.add_argument("model")
