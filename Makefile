@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tokenhub
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install run serve migrate test test-embedded test-scale bench worker beat check
+.PHONY: install run serve migrate test test-embedded test-scale bench bench-peer worker beat check
 
 install: .venv/.installed
 
@@ -42,8 +42,21 @@ test-scale: install
 	$(PY) scripts/wait_services.py "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"
 	DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" $(PY) -m pytest
 
-bench: migrate
-	$(PY) bench/run.py
+bench: migrate .venv/.bench-installed
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+.venv/.bench-installed: pyproject.toml .venv/.installed
+	$(PY) -m pip install -q -e '.[bench]'
+	touch $@
+
+# LiteLLM's proxy in an environment of its own, measured in the same run as TokenHub.
+bench-peer: migrate .venv/.bench-installed bench/.peer/litellm/.installed
+	$(PY) bench/run.py --peer litellm $(BENCH_ARGS)
+
+bench/.peer/litellm/.installed:
+	$(PYTHON) -m venv bench/.peer/litellm
+	bench/.peer/litellm/bin/pip install -q 'litellm[proxy]==1.106.2'
+	touch $@
 
 worker: migrate
 	$(PY) -m celery -A relay worker -l info

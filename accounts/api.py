@@ -15,6 +15,7 @@ from .models import ApiKey, Membership, Tenant
 from .services import (
     api_key_create,
     api_key_revoke,
+    api_key_rotate,
     membership_create,
     membership_remove,
     membership_set_role,
@@ -218,6 +219,18 @@ def _key(request, tenant: Tenant, key_id: int) -> ApiKey:
 def keys_show(request, tenant_id: int = Path(..., ge=1, le=MAX_ID), key_id: int = Path(..., ge=1, le=MAX_ID)):
     tenant = tenant_for(request, tenant_id=tenant_id, permission=roles.KEYS_OWN)
     return _key(request, tenant, key_id)
+
+
+class RotateIn(Schema):
+    overlap_s: int = Field(0, ge=0, le=10 * 365 * 86400, description="how long the old secret keeps working; 0: it stops now")
+
+
+@router.post("/tenants/{tenant_id}/keys/{key_id}/rotate", response=with_errors({200: KeyCreated}), summary="Rotate a key's secret (the new one is in this answer only)")
+def keys_rotate(request, body: RotateIn, tenant_id: int = Path(..., ge=1, le=MAX_ID), key_id: int = Path(..., ge=1, le=MAX_ID)):
+    tenant = tenant_for(request, tenant_id=tenant_id, permission=roles.KEYS_OWN)
+    key, secret = api_key_rotate(key_id=_key(request, tenant, key_id).pk, overlap_s=body.overlap_s)
+    key.key = secret
+    return key
 
 
 @router.post("/tenants/{tenant_id}/keys/{key_id}/revoke", response=with_errors({200: KeyOut}), summary="Revoke a key (at once)")

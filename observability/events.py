@@ -45,24 +45,25 @@ _publisher = _Publisher()
 def decision_event(entry: dict) -> dict:
     """The event for one request log entry: what was asked, which routes were considered and
     why, which answered, and how it went. No key, no prompt, no answer."""
+    get = entry.get  # an entry written by another path may lack the optional fields
     return {
         "request_id": entry["request_id"],
         "at": entry["created_at"].isoformat(),
-        "tenant_id": entry["tenant_id"],
-        "endpoint": entry["endpoint"],
-        "model": entry["model"],
-        "channel": entry["channel_name"],
-        "status": entry["status"],
-        "error": entry["error_class"],
+        "tenant_id": get("tenant_id"),
+        "endpoint": get("endpoint", ""),
+        "model": get("model", ""),
+        "channel": get("channel_name", ""),
+        "status": get("status"),
+        "error": get("error_class", ""),
         "candidates": [
             {"channel": c.get("channel"), "eligible": c.get("eligible"), "reason": c.get("reason", "")}
-            for c in entry["candidates"]
+            for c in get("candidates") or ()
         ],
-        "attempts": [{"channel": a.get("channel"), "outcome": a.get("outcome")} for a in entry["attempts"]],
-        "latency_ms": entry["latency_ms"],
-        "overhead_ms": entry["overhead_ms"],
-        "cost_micros": entry["cost_micros"],
-        "currency": entry["currency"],
+        "attempts": [{"channel": a.get("channel"), "outcome": a.get("outcome")} for a in get("attempts") or ()],
+        "latency_ms": get("latency_ms", 0),
+        "overhead_ms": get("overhead_ms", 0),
+        "cost_micros": get("cost_micros", 0),
+        "currency": get("currency", ""),
     }
 
 
