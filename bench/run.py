@@ -476,7 +476,7 @@ def start_litellm(tmp: Path, upstream_port: int, timeout_s: float) -> tuple[proc
     port = procs.free_port()
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False", "LITELLM_LOG": "ERROR"}
     argv = [str(exe), "--config", str(litellm_config(tmp, upstream_port)), "--host", HOST, "--port", str(port),
-            "--num_workers", "2"]
+            "--num_workers", "2", "--run_gunicorn"]  # its uvicorn workers die at start-up here; gunicorn's live
     peer = procs.Managed("litellm", argv, env, str(tmp), str(tmp / "litellm.log"))
     ok, why = procs.wait_http(f"http://{HOST}:{port}/health/liveliness", peer, timeout_s)
     if not ok:
