@@ -30,6 +30,7 @@ BODIES = {
     "ChannelPatch": {"weight": 5},
     "DisableIn": {"reason": "bob was here"},
     "ModelIn": {"public_id": "m"},
+    "RotateIn": {"overlap_s": 0},
 }
 
 SCHEMA = api.get_openapi_schema(path_prefix="")
