@@ -116,7 +116,7 @@ class ChannelFormChecked(ChannelForm):
         data = super().clean()
         base_url = data.get("base_url")
         if base_url and data.get("provider_type", getattr(self.instance, "provider_type", "")) != "simulated":
-            problem = base_url_problem(base_url)
+            problem = base_url_problem(base_url, is_saving=True)
             if problem:
                 self.add_error("base_url", problem)
         return data

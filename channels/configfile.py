@@ -43,7 +43,7 @@ from vault.services import secret_unseal
 
 from .discovery import base_url_check
 from .models import BillingClass, Channel, Model, ProviderType
-from .services import channel_create, channel_update, model_set, parse_model_specs
+from .services import channel_create, channel_replace, model_set, parse_model_specs
 
 __all__ = ["ImportReport", "config_dump", "config_export", "config_import", "config_load"]
 
@@ -428,7 +428,7 @@ def _apply_channel(name: str, entry: dict, report: ImportReport, check_timeout_s
     if check_timeout_s is not None and {"type", "base_url", "credential", "brand", "options"} & set(changed):
         base_url_check(provider_type=provider_type, base_url=base_url, api_key=api_key or _current_key(existing),
                        brand=fields["brand"], options=fields["options"], timeout_s=check_timeout_s)
-    channel_update(channel=existing, api_key=api_key if "credential" in changed else None, credential_source=source, **fields)
+    channel_replace(channel=existing, api_key=api_key if "credential" in changed else None, credential_source=source, **fields)
     _note(report, "channel", name, "update", changed)
 
 

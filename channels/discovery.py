@@ -109,10 +109,7 @@ def base_url_check(
     hint = _API_ROOT_HINT.get(provider_type)
     if hint is None:
         return  # simulated: nothing to reach
-    problem = base_url_problem(base_url)
-    if problem:
-        raise ValueError(problem)  # never probe an address we refuse to use
-    if provider_type in ("anthropic", "gemini"):
+    if provider_type in ("anthropic", "gemini"):  # a rule on the URL itself: nothing is sent
         stripped = base_url
         for suffix in ("/v1", "/v1beta", "/v1alpha"):
             if stripped.endswith(suffix):
@@ -122,6 +119,9 @@ def base_url_check(
                 f"the {provider_type} base URL is {hint}: use --base-url {stripped} (or --no-check to keep {base_url})"
             )
         return
+    problem = base_url_problem(base_url)
+    if problem:
+        raise ValueError(problem)  # never probe an address we refuse to use
     timeouts = Timeouts(connect_s=min(5.0, timeout_s), first_byte_s=timeout_s, idle_s=timeout_s)
     failure = _probe(base_url, api_key, brand, options, timeouts)
     if failure is None:

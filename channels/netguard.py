@@ -4,7 +4,9 @@
 Two checks, one rule (providers.netpin): when a base URL is saved or the routing table is
 rebuilt (so the operator sees the reason at once), and when a connection is made (the only check
 that binds: the transport connects to the address it vetted, so DNS rebinding gains nothing).
-A name that does not resolve is refused, never remembered as allowed.
+A name that does not resolve is refused, never remembered as allowed; only when a URL is saved
+(`is_saving=True`) is it let through, since the connection refuses it anyway while it does not
+resolve, and an operator may configure a channel before its name exists (an air-gapped import).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def allowed_networks() -> tuple[Network, ...]:
     return _parsed[1]
 
 
-def base_url_problem(url: str, *, resolver: SyncResolver | None = None) -> str | None:
+def base_url_problem(url: str, *, resolver: SyncResolver | None = None, is_saving: bool = False) -> str | None:
     """Why this base URL may not be used, or None when it may."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -39,13 +41,15 @@ def base_url_problem(url: str, *, resolver: SyncResolver | None = None) -> str |
     host = parts.hostname
     now = time.monotonic()
     key = (host, tuple(settings.TOKENHUB_UPSTREAM_ALLOW_CIDRS))
-    cached = _cache.get(key) if resolver is None else None
+    cached = _cache.get(key) if resolver is None and not is_saving else None
     if cached and cached[0] > now:
         return cached[1]
     try:
         addresses = list((resolver or system_resolve_sync)(host, parts.port or 443))
     except (OSError, UnicodeError):
         addresses = []
+    if not addresses and is_saving:
+        return None  # not cached: every later use resolves (and refuses) again
     problem = addresses_problem(host, addresses, allowed_networks())
     if resolver is None:
         _cache[key] = (now + (_ALLOWED_CACHE_S if problem is None else _REFUSED_CACHE_S), problem)

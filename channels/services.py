@@ -91,7 +91,7 @@ def _channel_checked(
     if weight < 1:
         raise ValueError("weight must be at least 1")
     if provider_type != ProviderType.SIMULATED:
-        problem = base_url_problem(base_url)
+        problem = base_url_problem(base_url, is_saving=True)
         if problem:
             raise ValueError(problem)
     return {
@@ -146,7 +146,7 @@ def channel_create(
 
 
 @transaction.atomic
-def channel_update(
+def channel_replace(
     *,
     channel: Channel,
     provider_type: str,
@@ -163,8 +163,9 @@ def channel_update(
     discount_ratio="1",
     options: dict | None = None,
 ) -> Channel:
-    """Make a channel what these arguments say (as channel_create would have made it).
-    `api_key=None` keeps its credential; served models not in `models` are removed."""
+    """Make a channel what these arguments say, every field (as channel_create would have made
+    it; import_config's update). `api_key=None` keeps its credential; served models not in
+    `models` are removed. `channel_update` changes only the fields it is given."""
     checked = _channel_checked(
         provider_type=provider_type, base_url=base_url, billing=billing, weight=weight,
         cost_ratio=cost_ratio, discount_ratio=discount_ratio,
@@ -227,7 +228,7 @@ def channel_update(*, channel: Channel, models: list[tuple[str, str]] | None = N
     if "base_url" in fields:
         fields["base_url"] = fields["base_url"].rstrip("/")
         if channel.provider_type != ProviderType.SIMULATED:
-            problem = base_url_problem(fields["base_url"])
+            problem = base_url_problem(fields["base_url"], is_saving=True)
             if problem:
                 raise ValueError(problem)
     for what in ("cost_ratio", "discount_ratio"):

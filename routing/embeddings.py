@@ -18,12 +18,14 @@ from providers.registry import get_adapter
 from channels import upstream
 from .errors import InvalidRequest, NoAvailableChannel, TokenHubError
 from .journey import Call, candidates_for, check_rate, generate, parse_body, record, resolve_model, send, settle_and_record, steer
-from .metering import Meter
+from .metering import Meter, output_limit_of
 from .replies import Reply, StreamReply
 from .schemas import CompletionsRequest, EmbeddingsRequest, request_check
 from channels.table import Route, table_aget
 
 __all__ = ["completions", "embeddings"]
+
+LEGACY_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 
 async def embeddings(call: Call, body: bytes) -> Reply:
     request = parse_body(body)
@@ -63,7 +65,10 @@ async def completions(call: Call, body: bytes) -> Reply | StreamReply:
             return await adapter.open_completions_stream(upstream.client(), target, request, timeouts)
         return await adapter.completions(upstream.client(), target, request, timeouts)
 
-    # legacy completions know only `max_tokens`
+    # legacy completions know only `max_tokens`, and without one OpenAI answers 16 tokens: that is
+    # what is held and sent (not the model's whole output limit)
+    if output_limit_of(request) is None:
+        request["max_tokens"] = LEGACY_DEFAULT_MAX_TOKENS
     return await generate(call, request, info, routes, operation, text_of=_choices_text, limit_field="max_tokens")
 
 

@@ -78,7 +78,7 @@ def _to_openai(native: dict) -> dict:
         raise InvalidRequest(error.message, code="unsupported_content") from None
 
 
-async def _events(chunks: AsyncIterator[bytes], *, is_native: bool, model: str, message_id: str) -> AsyncIterator[bytes]:
+async def _events(chunks: AsyncIterator[bytes], *, is_native: bool, model: str, message_id: str, input_tokens: int) -> AsyncIterator[bytes]:
     """The journey's stream (OpenAI SSE lines, or an Anthropic upstream's own events) as
     Anthropic events."""
     state = translate.ChunkEvents(message_id=message_id, model=model, input_tokens=input_tokens)

@@ -14,6 +14,7 @@ expired or other tenant's id is a 400 naming the parameter.
 
 from __future__ import annotations
 
+import hashlib
 from typing import AsyncIterator
 
 import orjson
@@ -27,13 +28,14 @@ from providers.translate import responses as translate
 from .errors import InvalidRequest
 from .journey import Call, chat, estimate_usage, parse_body
 from .replies import Reply, StreamReply
+from .schemas import ResponsesRequest, request_check
 
 __all__ = ["responses"]
 
 
 async def responses(call: Call, body: bytes) -> Reply | StreamReply:
     native = parse_body(body)
-    _validate(native)
+    request_check(ResponsesRequest, native)
     previous_id = native.get("previous_response_id")
     history = await _recall(call, previous_id) if previous_id else []
     try:
@@ -55,43 +57,9 @@ async def responses(call: Call, body: bytes) -> Reply | StreamReply:
     return Reply(200, orjson.dumps(response), result.headers)
 
 
-def _validate(body: dict) -> None:
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("You must provide a model parameter.", param="model", code="missing_model")
-    value = body.get("input")
-    if not isinstance(value, (str, list)) or (isinstance(value, list) and not all(isinstance(item, dict) for item in value)):
-        raise InvalidRequest("'input' must be a string or an array of input items.", param="input", code="invalid_value")
-    for item in value if isinstance(value, list) else ():
-        content = item.get("content")
-        if content is not None and not isinstance(content, (str, list)):
-            raise InvalidRequest("An input message's 'content' must be a string or an array of parts.", param="input", code="invalid_value")
-        if isinstance(content, list) and not all(isinstance(part, dict) for part in content):
-            raise InvalidRequest("Content parts must be objects.", param="input", code="invalid_value")
-    checks = {
-        "instructions": (str,),
-        "previous_response_id": (str,),
-        "tools": (list,),
-        "text": (dict,),
-        "tool_choice": (str, dict),
-        "temperature": (int, float),
-        "top_p": (int, float),
-    }
-    for name, kinds in checks.items():
-        if body.get(name) is not None and (not isinstance(body[name], kinds) or isinstance(body[name], bool)):
-            raise InvalidRequest(f"'{name}' has the wrong type.", param=name, code="invalid_type")
-    if not all(isinstance(tool, dict) for tool in body.get("tools") or ()):
-        raise InvalidRequest("'tools' must be an array of tool objects.", param="tools", code="invalid_type")
-    limit = body.get("max_output_tokens")
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-        raise InvalidRequest("'max_output_tokens' must be a positive integer.", param="max_output_tokens", code="invalid_value")
-    for name in ("stream", "store", "parallel_tool_calls"):
-        if body.get(name) is not None and not isinstance(body[name], bool):
-            raise InvalidRequest(f"'{name}' must be a boolean.", param=name, code="invalid_type")
-
-
 def _store_key(call: Call, response_id: str) -> str:
-    return f"tokenhub:responses:{call.policy.tenant_id}:{response_id}"
+    # the client names the id: hashed, so any text makes a well-formed key
+    return f"tokenhub:responses:{call.policy.tenant_id}:{hashlib.sha256(response_id.encode()).hexdigest()}"
 
 
 async def _recall(call: Call, response_id: str) -> list[dict]:

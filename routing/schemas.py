@@ -28,6 +28,7 @@ __all__ = [
     "CountTokensRequest",
     "EmbeddingsRequest",
     "MessagesRequest",
+    "ResponsesRequest",
     "SCHEMAS",
     "request_check",
 ]
@@ -231,12 +232,43 @@ class MessagesRequest(CountTokensRequest):
     metadata: Metadata | None = None
 
 
+# --- OpenAI Responses ---------------------------------------------------------------------------
+
+
+class ResponsesInputItem(_Open):
+    type: StrictStr | None = None
+    role: StrictStr | None = None
+    content: StrictStr | list[dict[str, Any]] | None = None
+    call_id: StrictStr | None = None
+    name: StrictStr | None = None
+    arguments: StrictStr | None = None
+    output: StrictStr | list[Any] | dict[str, Any] | None = None
+
+
+class ResponsesRequest(_Open):
+    model: Annotated[StrictStr, Field(min_length=1)]
+    input: StrictStr | list[ResponsesInputItem]
+    instructions: StrictStr | None = None
+    previous_response_id: StrictStr | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: StrictStr | dict[str, Any] | None = None
+    text: dict[str, Any] | None = None
+    max_output_tokens: PositiveInt | None = None
+    temperature: Number | None = None
+    top_p: Number | None = None
+    stream: StrictBool | None = None
+    store: StrictBool | None = None
+    parallel_tool_calls: StrictBool | None = None
+    user: StrictStr | None = None
+
+
 SCHEMAS: dict[str, type[BaseModel]] = {
     "chat.completions": ChatRequest,
     "completions": CompletionsRequest,
     "embeddings": EmbeddingsRequest,
     "messages": MessagesRequest,
     "messages.count_tokens": CountTokensRequest,
+    "responses": ResponsesRequest,
 }
 
 _FIELD_CODES = {"model": "missing_model", "messages": "invalid_messages", "input": "invalid_input", "prompt": "invalid_prompt"}

@@ -122,14 +122,21 @@ def test_it_answers_a_legacy_completion(openai_client, upstreams):
 
 
 def test_a_legacy_completion_is_sent_the_limit_it_held_as_max_tokens(openai_client, upstreams):
-    """A non-integer max_completion_tokens is no limit (and is never multiplied by a price):
-    the held default goes upstream in the one field completions know."""
+    """Without a limit a legacy completion holds and sends OpenAI's default for the endpoint,
+    16 tokens, in the one field completions know; a non-integer limit (never multiplied by a
+    price) is refused before anything is held or sent."""
+    import openai
+
     serve_model("openai", upstreams)
 
-    openai_client.completions.create(model="m-test", prompt="Say hello", extra_body={"max_completion_tokens": "x" * 50})
-
+    openai_client.completions.create(model="m-test", prompt="Say hello")
     sent = upstreams["openai"].requests[-1].json
-    assert sent["max_tokens"] == 4096 and "max_completion_tokens" not in sent
+    assert sent["max_tokens"] == 16 and "max_completion_tokens" not in sent
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        openai_client.completions.create(model="m-test", prompt="Say hello", extra_body={"max_completion_tokens": "x" * 50})
+    assert caught.value.body["param"] == "max_completion_tokens"
+    assert len(upstreams["openai"].requests) == 1
 
 
 def test_it_streams_a_legacy_completion(openai_client, upstreams):

@@ -132,7 +132,7 @@ def test_bad_requests_are_refused_before_anything_is_sent(openai_client, upstrea
     with pytest.raises(openai.BadRequestError) as caught:
         openai_client.responses.create(**{"model": "m-test", "input": "hi", **overrides})
     if param:
-        assert caught.value.body["param"] == param
+        assert caught.value.body["param"].startswith(param)
     assert len(upstreams["openai"].requests) == sent_before
 
 

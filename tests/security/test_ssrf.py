@@ -148,6 +148,9 @@ async def test_an_unresolvable_name_is_refused_at_save_and_at_connect(settings):
     assert "did not resolve" in base_url_problem("https://nowhere.test/v1", resolver=fail)
     assert "did not resolve" in base_url_problem("https://nowhere.invalid/v1")
     assert "did not resolve" in base_url_problem("https://nowhere.invalid/v1")  # not remembered as allowed
+    # saving may name a host that does not resolve yet: the connection still refuses it
+    assert base_url_problem("https://nowhere.invalid/v1", is_saving=True) is None
+    assert "did not resolve" in base_url_problem("https://nowhere.invalid/v1")
     async with _client(afail) as client:
         with pytest.raises(httpx.ConnectError, match="did not resolve"):
             await client.get("https://nowhere.test/v1/models")
