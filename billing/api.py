@@ -14,7 +14,7 @@ from accounts.apiauth import MAX_ID, MAX_MICROS, operator_required, tenant_for, 
 
 from .models import BalanceKind, Group, LedgerEntry, Price
 from .selectors import balances_get
-from .services import balance_credit, group_set, price_set
+from .services import balance_credit, group_set, price_set, redemption_batch_create
 
 router = Router(tags=["billing"])
 
@@ -164,3 +164,33 @@ def groups_list(request):
 def groups_set(request, body: GroupIn, name: str = Path(..., min_length=1, max_length=50, pattern=r"^[A-Za-z0-9_-]+$")):
     operator_required(request)
     return group_set(name=name, ratio=body.ratio, mode=body.mode)
+
+
+# --- redemption codes ----------------------------------------------------------------------------
+
+
+class RedemptionBatchIn(Schema):
+    balance: BalanceKind
+    amount_micros: int = Field(ge=1, le=MAX_MICROS, description="what each code credits, in the balance's micro-units")
+    count: int = Field(ge=1, le=10_000)
+    expires_at: datetime | None = None
+    note: str = Field("", max_length=200)
+
+
+class RedemptionBatchOut(Schema):
+    id: int
+    balance: str
+    amount_micros: int
+    count: int
+    expires_at: datetime | None
+    codes: list[str] = Field(description="the codes in clear: in this answer only (stored hashed)")
+
+
+@router.post("/redemption-batches", response=with_errors({201: RedemptionBatchOut}), summary="Generate a batch of redemption codes (shown once)")
+def redemption_batches_create(request, body: RedemptionBatchIn):
+    operator_required(request)
+    batch, codes = redemption_batch_create(
+        kind=body.balance, amount_micros=body.amount_micros, count=body.count, expires_at=body.expires_at, note=body.note
+    )
+    return Status(201, {"id": batch.pk, "balance": body.balance, "amount_micros": body.amount_micros, "count": body.count,
+                        "expires_at": body.expires_at, "codes": codes})

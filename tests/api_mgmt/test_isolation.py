@@ -31,6 +31,7 @@ BODIES = {
     "DisableIn": {"reason": "bob was here"},
     "ModelIn": {"public_id": "m"},
     "RotateIn": {"overlap_s": 0},
+    "RedemptionBatchIn": {"balance": "credit", "amount_micros": 1000000, "count": 1},
 }
 
 SCHEMA = api.get_openapi_schema(path_prefix="")

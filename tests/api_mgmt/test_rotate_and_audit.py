@@ -53,3 +53,16 @@ def test_every_api_write_leaves_one_audit_record_with_its_token_and_no_secret(op
     assert secret not in json.dumps([r.after for r in AuditRecord.objects.all()])
     operator.get(f"/tenants/{alice.tenant.pk}/keys")  # reads leave nothing
     assert AuditRecord.objects.filter(action__startswith="api.").count() == 1
+
+
+def test_operators_generate_redemption_codes_through_the_api_and_members_cannot(operator, alice, relay_server):
+    made = operator.post("/redemption-batches", json={"balance": "credit", "amount_micros": 2_000_000, "count": 3, "note": "promo"})
+    assert made.status_code == 201, made.text
+    codes = made.json()["codes"]
+    assert len(codes) == 3 and len(set(codes)) == 3
+    from billing.models import RedemptionCode
+
+    stored = set(RedemptionCode.objects.values_list("code_hash", flat=True))
+    assert len(stored) == 3 and not stored & set(codes)  # only hashes are kept
+    assert alice.http.post("/redemption-batches", json={"balance": "credit", "amount_micros": 1, "count": 1}).status_code == 403
+    assert operator.post("/redemption-batches", json={"balance": "credit", "amount_micros": 0, "count": 1}).status_code == 422
