@@ -29,7 +29,7 @@ from .directives import anthropic_system_strip
 from .errors import InvalidRequest
 from . import counting
 from .journey import Call, chat, check_rate, estimate_usage, parse_body, resolve_model
-from .replies import Reply, StreamReply
+from .replies import Reply, StreamReply, chat_stream_items
 from .schemas import CountTokensRequest, MessagesRequest, request_check
 from channels.table import table_aget
 
@@ -83,32 +83,24 @@ async def _events(chunks: AsyncIterator[bytes], *, is_native: bool, model: str, 
     Anthropic events."""
     state = translate.ChunkEvents(message_id=message_id, model=model, input_tokens=input_tokens)
     usage: Usage | None = None
+    items = chat_stream_items(chunks)
     try:
-        async for data in chunks:
-            if data.startswith(b"event:"):  # an Anthropic upstream's event, passed through
-                yield data
-                continue
-            payload = data[6:].strip()  # "data: ...\n\n"
-            if payload == b"[DONE]":
+        async for kind, item in items:
+            if kind == "event":  # an Anthropic upstream's event, passed through
+                yield item
+            elif kind == "done":
                 if not is_native:
                     yield state.finish(usage)
-                break
-            obj = orjson.loads(payload)
-            if "error" in obj and "choices" not in obj:
-                error = obj["error"] if isinstance(obj["error"], dict) else {}
-                yield state.error("api_error", str(error.get("message") or "The upstream stream broke."))
-                break
-            if is_native:
-                continue  # a usage chunk the journey added: the upstream's events said it all
-            if obj.get("usage"):
-                usage = parse_usage(obj["usage"]) or usage
-            events = state.feed(obj)
-            if events:
-                yield events
+            elif kind == "error":
+                yield state.error("api_error", item)
+            elif not is_native:  # else a usage chunk the journey added: the upstream's events said it all
+                if item.get("usage"):
+                    usage = parse_usage(item["usage"]) or usage
+                events = state.feed(item)
+                if events:
+                    yield events
     finally:
-        close = getattr(chunks, "aclose", None)
-        if close is not None:
-            await close()
+        await items.aclose()  # closes the journey's stream at once: a client that left cancels the upstream
 
 
 def _completion_text(completion: dict) -> str:

@@ -27,7 +27,7 @@ from providers.translate import responses as translate
 
 from .errors import InvalidRequest
 from .journey import Call, chat, estimate_usage, parse_body
-from .replies import Reply, StreamReply
+from .replies import Reply, StreamReply, chat_stream_items
 from .schemas import ResponsesRequest, request_check
 
 __all__ = ["responses"]
@@ -77,28 +77,23 @@ async def _events(chunks: AsyncIterator[bytes], state: translate.ResponseEvents,
     """The journey's chat stream (OpenAI SSE lines) as Responses events."""
     usage: Usage | None = None
     yield state.start()
+    items = chat_stream_items(chunks)
     try:
-        async for data in chunks:
-            payload = data[6:].strip()  # "data: ...\n\n"
-            if payload == b"[DONE]":
+        async for kind, item in items:
+            if kind == "done":
                 yield state.finish(usage)
                 if conversation is not None:
                     await _remember(call, state.response["id"], conversation + translate.output_messages(state.response))
-                break
-            obj = orjson.loads(payload)
-            if "error" in obj and "choices" not in obj:
-                error = obj["error"] if isinstance(obj["error"], dict) else {}
-                yield state.error(str(error.get("message") or "The upstream stream broke."))
-                break
-            if obj.get("usage"):
-                usage = parse_usage(obj["usage"]) or usage
-            events = state.feed(obj)
-            if events:
-                yield events
+            elif kind == "error":
+                yield state.error(item)
+            elif kind == "chunk":
+                if item.get("usage"):
+                    usage = parse_usage(item["usage"]) or usage
+                events = state.feed(item)
+                if events:
+                    yield events
     finally:
-        close = getattr(chunks, "aclose", None)
-        if close is not None:
-            await close()
+        await items.aclose()  # closes the journey's stream at once: a client that left cancels the upstream
 
 
 def _text(completion: dict) -> str:
