@@ -361,5 +361,5 @@ def _web_search(query: str, *, limit: int) -> list[dict]:
     return [
         {"title": str(r.get("title") or r.get("url") or "Result")[:200], "url": str(r.get("url") or "")[:500], "text": str(r.get("content") or "")}
         for r in results[:limit]
-        if isinstance(r, dict) and (r.get("content") or r.get("title"))
+        if isinstance(r, dict) and r.get("content")  # a result without text has nothing to cite
     ]

@@ -151,3 +151,35 @@ def test_bad_input_is_refused_and_makes_nothing(transactional_db, settings):
         with pytest.raises(ResearchError, match=message.replace(".", r"\.")):
             start(tenant, **overrides)
     assert not ResearchRun.objects.exists()
+
+
+def test_web_search_results_become_cited_sources(research_relay, settings):
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from tests.fakes.server import ServerThread
+
+    asked = []
+
+    async def search(request):
+        asked.append(dict(request.query_params) | {"auth": request.headers.get("authorization")})
+        return JSONResponse({"results": [
+            {"title": "Tea on Wikipedia", "url": "https://example.org/tea", "content": "Tea is grown on bushes."},
+            {"title": "Empty", "url": "https://example.org/empty"},
+        ]})
+
+    server = ServerThread(Starlette(routes=[Route("/search", search)])).start()
+    try:
+        settings.RESEARCH_SEARCH_URL = server.url + "/search"
+        settings.RESEARCH_SEARCH_API_KEY = "search-secret"
+        run = start(make_tenant("searcher"), depth=1, sources=[], use_web_search=True)
+
+        assert research_run_execute(run_id=run.pk) == "succeeded"
+    finally:
+        server.stop()
+
+    run.refresh_from_db()
+    assert asked == [{"q": "How are tea and coffee grown?", "format": "json", "auth": "Bearer search-secret"}]
+    assert run.report["citations"] == [{"n": 1, "title": "Tea on Wikipedia", "url": "https://example.org/tea"}]
+    assert run.report["sections"][0]["citations"] == [1]  # the result without text is left out
