@@ -37,6 +37,12 @@ def source_text_extract(*, name: str, data: bytes) -> str:
     return text[:MAX_SOURCE_CHARS]
 
 
+def _fetch_nothing(url: str, *args, **kwargs):
+    """The report needs no outside resource; what models or sources write must not make the
+    server fetch a URL or read a file (the template escapes it too)."""
+    raise ValueError(f"research reports fetch no resources ({url[:40]})")
+
+
 def report_pdf_render(*, run: ResearchRun) -> bytes:
     html = render_to_string("research/report_pdf.html", {"run": run, "report": run.report or {}})
-    return HTML(string=html).write_pdf()
+    return HTML(string=html, url_fetcher=_fetch_nothing).write_pdf()

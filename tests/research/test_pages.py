@@ -140,3 +140,32 @@ def render_pages(pdf: bytes, name: str) -> None:
     source.write_bytes(pdf)
     subprocess.run(["pdftoppm", "-png", "-r", "60", str(source), str(SHOTS / name)], check=True, timeout=60)
     assert list(SHOTS.glob(f"{name}*.png"))
+
+
+def test_markup_from_a_model_or_source_is_printed_never_fetched(cast, login):
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from tests.fakes.server import ServerThread
+
+    fetched = []
+
+    async def anything(request):
+        fetched.append(request.url.path)
+        return Response(b"")
+
+    server = ServerThread(Starlette(routes=[Route("/{path:path}", anything)])).start()
+    try:
+        lure = f'<img src="{server.url}/img"><link rel="stylesheet" href="{server.url}/css"><img src="file:///etc/passwd">'
+        run = finished_run(cast["alice"].tenant, report={
+            "title": "Lure", "summary": lure, "sections": [{"heading": lure, "text": lure, "citations": [1]}],
+            "citations": [{"n": 1, "title": lure, "url": ""}], "models_used": ["sim-model"],
+        })
+        response = login(cast["alice"]).get(f"/research/{run.pk}/report.pdf")
+    finally:
+        server.stop()
+
+    assert response.status_code == 200 and fetched == []
+    text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(response.content)).pages)
+    assert '<img src="file:///etc/passwd">' in "".join(text.split("\n"))  # printed as text
