@@ -327,7 +327,7 @@ RESEARCH_RELAY_URL = env.str("RESEARCH_RELAY_URL", default=f"http://127.0.0.1:{e
 RESEARCH_DISPATCH = env.str("RESEARCH_DISPATCH", default="auto")  # auto (Celery with a broker, else a thread), celery, thread
 if RESEARCH_DISPATCH not in ("auto", "celery", "thread"):
     raise ImproperlyConfigured("RESEARCH_DISPATCH must be auto, celery or thread")
-RESEARCH_CALL_TIMEOUT_S = env.float("RESEARCH_CALL_TIMEOUT_S", default=180.0)  # one model call of a run
+RESEARCH_CALL_TIMEOUT_S = env.float("RESEARCH_CALL_TIMEOUT_S", default=330.0)  # one call of a run; above ORCHESTRATION_DEADLINE_S
 RESEARCH_STALE_AFTER_S = env.float("RESEARCH_STALE_AFTER_S", default=900.0)  # no heartbeat this long: the run is failed
 RESEARCH_MAX_TOKENS = env.int("RESEARCH_MAX_TOKENS", default=1024)  # output limit of each call (and so its hold)
 RESEARCH_MAX_COST_MICROS = env.int("RESEARCH_MAX_COST_MICROS", default=50_000_000)  # highest ceiling a customer may set
