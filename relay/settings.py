@@ -336,3 +336,5 @@ RESEARCH_SEARCH_API_KEY = env.str("RESEARCH_SEARCH_API_KEY", default="")  # sent
 RESEARCH_SEARCH_RESULTS = env.int("RESEARCH_SEARCH_RESULTS", default=5)
 RESEARCH_MAX_UPLOAD_BYTES = env.int("RESEARCH_MAX_UPLOAD_BYTES", default=5_000_000)  # each uploaded source file
 JOBS_RESEARCH_REAP_EVERY_S = env.float("JOBS_RESEARCH_REAP_EVERY_S", default=60.0)  # mark runs of dead workers failed
+# WeasyPrint logs every rendering step at INFO (once on import too): commands must print one line
+LOGGING["loggers"].update({"weasyprint": {"level": "WARNING"}, "fontTools": {"level": "WARNING"}})
