@@ -2,7 +2,7 @@
 management API (`accounts.apiauth`) both ask, so that a role means the same everywhere.
 
     member  reads usage and request logs, prices and the quickstart; makes, sees and revokes
-            only the keys they made
+            only the keys they made; runs research (billed to the tenant)
     admin   also every key of the tenant, and the team (invite, change roles, remove), but
             cannot make or unmake owners
     owner   also billing (balances, ledger, top-up, redeem) and owners
@@ -23,8 +23,9 @@ OWNERS_MANAGE = "owners.manage"
 BILLING_READ = "billing.read"
 # the portal's names for the same rights (its pages ask with these)
 VIEW, USAGE, TEAM, BILLING = "view", "usage", "team", "billing"
+RESEARCH = "research"  # start, re-open, duplicate and delete research runs (billed to the tenant)
 
-MEMBER_PERMISSIONS = frozenset({TENANT_READ, USAGE_READ, KEYS_OWN, VIEW, USAGE})
+MEMBER_PERMISSIONS = frozenset({TENANT_READ, USAGE_READ, KEYS_OWN, VIEW, USAGE, RESEARCH})
 ADMIN_PERMISSIONS = MEMBER_PERMISSIONS | {KEYS_ALL, MEMBERS_READ, MEMBERS_MANAGE, TEAM}
 OWNER_PERMISSIONS = ADMIN_PERMISSIONS | {OWNERS_MANAGE, BILLING_READ, BILLING}
 

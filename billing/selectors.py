@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from django.db.models import F
+from django.db.models import F, Sum
 
-from .models import Balance, Group, Payment, Price
+from .models import Balance, Group, KeySpend, Payment, Price
 
 DEFAULT_GROUP = "default"  # every tenant created without a group is in it; it always exists
 
@@ -65,3 +65,10 @@ def payment_get(*, tenant_id: int, session_id: str):
     if not session_id:
         return None
     return Payment.objects.filter(tenant_id=tenant_id, session_id=session_id).first()
+
+
+def key_spent_micros(*, key_id: int) -> int:
+    """What a key has been charged in all, in its tenant's Credit-currency micros (the sum of its
+    months; kept for keys with a spending cap)."""
+    total = KeySpend.objects.filter(key_id=key_id, period=KeySpend.Period.MONTH).aggregate(total=Sum("spent_micros"))
+    return int(total["total"] or 0)

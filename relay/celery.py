@@ -24,6 +24,7 @@ SCHEDULE = {
     "reconcile-holds": ("billing.reconcile_holds", "JOBS_RECONCILE_EVERY_S"),
     "idempotency-prune": ("routing.idempotency_prune", "JOBS_RETENTION_EVERY_S"),
     "alerts": ("billing.alerts", "JOBS_ALERTS_EVERY_S"),  # low-balance and channel alerts
+    "research-reap": ("research.reap_stale", "JOBS_RESEARCH_REAP_EVERY_S"),  # runs whose worker died
 }
 
 

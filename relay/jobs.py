@@ -34,6 +34,7 @@ def _task_function(task_name: str):
     import billing.tasks  # noqa: F401  (each import registers that app's tasks)
     import channels.tasks  # noqa: F401
     import routing.tasks  # noqa: F401
+    import research.tasks  # noqa: F401
 
     return app.tasks[task_name].run
 

@@ -321,3 +321,21 @@ PASSWORD_HASH_CONCURRENCY = env.int("PASSWORD_HASH_CONCURRENCY", default=2)
 
 # --- vault at run time (docs/security.md) ------------------------------------------------
 VAULT_STATE_CHECK_S = env.float("VAULT_STATE_CHECK_S", default=1.0)  # a lock/unlock/rotation reaches every process this fast
+
+# --- research workspace (issue 15); see docs/research.md ---
+INSTALLED_APPS += ["research"]
+RESEARCH_RELAY_URL = env.str("RESEARCH_RELAY_URL", default=f"http://127.0.0.1:{env.int('PORT', default=8000)}/v1")  # runs call /v1 here
+RESEARCH_DISPATCH = env.str("RESEARCH_DISPATCH", default="auto")  # auto (Celery with a broker, else a thread), celery, thread
+if RESEARCH_DISPATCH not in ("auto", "celery", "thread"):
+    raise ImproperlyConfigured("RESEARCH_DISPATCH must be auto, celery or thread")
+RESEARCH_CALL_TIMEOUT_S = env.float("RESEARCH_CALL_TIMEOUT_S", default=330.0)  # one call of a run; above ORCHESTRATION_DEADLINE_S
+RESEARCH_STALE_AFTER_S = env.float("RESEARCH_STALE_AFTER_S", default=900.0)  # no heartbeat this long: the run is failed
+RESEARCH_MAX_TOKENS = env.int("RESEARCH_MAX_TOKENS", default=1024)  # output limit of each call (and so its hold)
+RESEARCH_MAX_COST_MICROS = env.int("RESEARCH_MAX_COST_MICROS", default=50_000_000)  # highest ceiling a customer may set
+RESEARCH_SEARCH_URL = env.str("RESEARCH_SEARCH_URL", default="")  # SearXNG-style JSON search API; empty: web search off
+RESEARCH_SEARCH_API_KEY = env.str("RESEARCH_SEARCH_API_KEY", default="")  # sent as Bearer when set
+RESEARCH_SEARCH_RESULTS = env.int("RESEARCH_SEARCH_RESULTS", default=5)
+RESEARCH_MAX_UPLOAD_BYTES = env.int("RESEARCH_MAX_UPLOAD_BYTES", default=5_000_000)  # each uploaded source file
+JOBS_RESEARCH_REAP_EVERY_S = env.float("JOBS_RESEARCH_REAP_EVERY_S", default=60.0)  # mark runs of dead workers failed
+# WeasyPrint logs every rendering step at INFO (once on import too): commands must print one line
+LOGGING["loggers"].update({"weasyprint": {"level": "WARNING"}, "fontTools": {"level": "WARNING"}})

@@ -11,4 +11,5 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("observability.urls")),
     path("", include("billing.urls")),
+    path("research/", include("research.urls")),  # research workspace (issue 15)
 ]
