@@ -20,18 +20,18 @@ from typing import AsyncIterator
 
 import orjson
 
+from channels.table import table_aget
 from providers.base import NATIVE_ANTHROPIC, ProviderError, Usage
 from providers.openai import parse_usage
 from providers.translate import anthropic as translate
 from providers.translate.common import text_of
 
+from . import counting
 from .directives import anthropic_system_strip
 from .errors import InvalidRequest
-from . import counting
 from .journey import Call, chat, check_rate, estimate_usage, parse_body, resolve_model
 from .replies import Reply, StreamReply
 from .schemas import CountTokensRequest, MessagesRequest, request_check
-from channels.table import table_aget
 
 __all__ = ["count_tokens", "messages"]
 

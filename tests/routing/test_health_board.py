@@ -6,7 +6,8 @@ import time
 import pytest
 
 from providers.base import ErrorKind, ProviderError
-from channels.health import DEGRADED, DOWN, HEALTHY, board
+from channels.health.state import DEGRADED, DOWN, HEALTHY
+from channels.health.board import board
 
 
 def error(kind=ErrorKind.TRANSIENT, status=500, retry_after_s=None):
