@@ -50,9 +50,13 @@ def _expire(key):
     if store.is_shared:
         import json
 
-        raw = json.loads(store._sync.get(store.prefix + key))
+        import redis
+        from django.conf import settings
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        raw = json.loads(client.get(store.prefix + key))
         raw["until"] = time.time() - 0.01
-        store._sync.set(store.prefix + key, json.dumps(raw), ex=60)
+        client.set(store.prefix + key, json.dumps(raw), ex=60)
     else:
         record, expires = store._records[key]
         from dataclasses import replace
