@@ -24,6 +24,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
+from common import redis as shared_redis
 from common.config_version import config_follow
 from common.db import run_db
 
@@ -31,7 +32,6 @@ from .policy import KeyPolicy
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "tokenhub:keys:invalidate"
 _NEGATIVE_TTL_S = 2.0  # unknown keys: cached briefly so a flood of bad keys doesn't hit the DB
 _MAX_ENTRIES = 100_000
 
@@ -111,15 +111,17 @@ def invalidate(*, key_hash: str) -> None:
     transaction.on_commit(lambda: _broadcast(key_hash))
 
 
+def _channel() -> str:
+    return shared_redis.key("keys", "invalidate")
+
+
 def _broadcast(key_hash: str) -> None:
     _entries.pop(key_hash, None)
     if not settings.REDIS_URL:
         _stamp_bump()
         return
     try:
-        from redis import Redis
-
-        Redis.from_url(settings.REDIS_URL).publish(CHANNEL, key_hash)
+        shared_redis.client_sync().publish(_channel(), key_hash)
     except Exception:  # the TTL still bounds staleness; say so rather than fail the change
         log.warning("could not publish a key invalidation; other processes see it within %ss", settings.KEY_CACHE_TTL_S)
 
@@ -133,13 +135,10 @@ config_follow(clear)
 
 async def listen_for_invalidations() -> None:
     """Runs for the life of a web process when Redis is configured."""
-    from redis.asyncio import Redis
-
     while True:
         try:
-            client = Redis.from_url(settings.REDIS_URL)
-            async with client.pubsub() as pubsub:
-                await pubsub.subscribe(CHANNEL)
+            async with shared_redis.client_async().pubsub() as pubsub:
+                await pubsub.subscribe(_channel())
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
                         _entries.pop(message["data"].decode(), None)

@@ -3,11 +3,12 @@ by every web process, atomic INCR), in process memory otherwise."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 
 from django.conf import settings
+
+from common import redis as shared_redis
 
 WINDOW_S = 60
 
@@ -41,36 +42,23 @@ class _LocalCounters:
 
 
 class _RedisCounters:
-    def __init__(self, url: str) -> None:
-        self._url = url
-        self._clients: dict[int, object] = {}
-
-    def _client(self):
-        from redis.asyncio import Redis
-
-        loop_id = id(asyncio.get_running_loop())
-        client = self._clients.get(loop_id)
-        if client is None:
-            client = self._clients[loop_id] = Redis.from_url(self._url)
-        return client
-
     async def add(self, kind: str, key_id: int, amount: int, window: int) -> int:
-        name = f"tokenhub:{kind}:{key_id}:{window}"
-        async with self._client().pipeline(transaction=False) as pipe:
+        name = shared_redis.key(kind, key_id, window)
+        async with shared_redis.client_async().pipeline(transaction=False) as pipe:
             pipe.incrby(name, amount)
             pipe.expire(name, WINDOW_S * 2)
             count, _ = await pipe.execute()
         return int(count)
 
     async def get(self, kind: str, key_id: int, window: int) -> int:
-        value = await self._client().get(f"tokenhub:{kind}:{key_id}:{window}")
+        value = await shared_redis.client_async().get(shared_redis.key(kind, key_id, window))
         return int(value or 0)
 
     def clear(self) -> None:
         pass
 
 
-counters = _RedisCounters(settings.REDIS_URL) if settings.REDIS_URL else _LocalCounters()
+counters = _RedisCounters() if settings.REDIS_URL else _LocalCounters()
 
 
 def _window() -> tuple[int, float]:

@@ -28,13 +28,17 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from observability.admin_audit import AuditedAdmin
-
-from .health import board, channel_operator_set, channel_probe
+from observability.models import RequestLog, RewardLog
 from observability.selectors import channel_has_history, channels_with_history
+from observability.stats import DIMENSIONS, WINDOWS_S, stats_rolling
 
+from .health.board import board
+from .health.probes import channel_probe
+from .health.status import channel_operator_set
 from .models import Channel, ChannelBalanceSnapshot, ChannelHealth, ChannelModel, Model, ThompsonArm
-from .services import channel_credential_set, channel_delete
 from .netguard import base_url_problem
+from .services import channel_credential_set, channel_delete
+from .simulator import route_tree, simulate
 from .strategies import MODES
 
 _records_cache: tuple[float, dict] = (0.0, {})
@@ -86,8 +90,15 @@ class ChannelHealthInline(admin.StackedInline):
     can_delete = False
     fields = ("auto_disabled_kind", "last_probe_at", "last_probe_ok", "last_probe_latency_ms", "last_probe_error", "probe_failures",
               "balance_warn_below_micros", "is_balance_low")
-    readonly_fields = ("auto_disabled_kind", "last_probe_at", "last_probe_ok", "last_probe_latency_ms", "last_probe_error", "probe_failures",
-                       "is_balance_low")
+    readonly_fields = (
+        "auto_disabled_kind",
+        "last_probe_at",
+        "last_probe_ok",
+        "last_probe_latency_ms",
+        "last_probe_error",
+        "probe_failures",
+        "is_balance_low",
+    )
 
 
 class ChannelForm(forms.ModelForm):
@@ -124,7 +135,18 @@ class ChannelFormChecked(ChannelForm):
 
 @admin.register(Channel)
 class ChannelAdmin(AuditedAdmin):
-    list_display = ("name", "provider_type", "brand", "priority", "weight", "billing", "status_column", "health_column", "probe_column", "balance_column")
+    list_display = (
+        "name",
+        "provider_type",
+        "brand",
+        "priority",
+        "weight",
+        "billing",
+        "status_column",
+        "health_column",
+        "probe_column",
+        "balance_column",
+    )
     list_filter = ("status", "provider_type", "brand", "billing")
     search_fields = ("name", "brand", "base_url")
     ordering = ("-priority", "name")
@@ -186,7 +208,9 @@ class ChannelAdmin(AuditedAdmin):
         if channel.status == Channel.Status.ENABLED:
             return mark_safe('<span style="color:#070">enabled</span>')
         since = channel.status_changed_at.strftime("%Y-%m-%d %H:%M UTC") if channel.status_changed_at else "?"
-        return format_html('<span style="color:#b00">disabled</span> since {}<br><small>{}</small>', since, channel.status_reason or "no reason given")
+        return format_html(
+            '<span style="color:#b00">disabled</span> since {}<br><small>{}</small>', since, channel.status_reason or "no reason given"
+        )
 
     @admin.display(description="health (live)")
     def health_column(self, channel):
@@ -245,7 +269,9 @@ class ChannelAdmin(AuditedAdmin):
                 self.message_user(request, f"{channel.name} / {result.model}: answered in {result.latency_ms} ms{extra}.", messages.SUCCESS)
             else:
                 extra = " It has been disabled." if result.disabled else ""
-                self.message_user(request, f"{channel.name} / {result.model}: failed after {result.latency_ms} ms: {result.error}.{extra}", messages.ERROR)
+                self.message_user(
+                    request, f"{channel.name} / {result.model}: failed after {result.latency_ms} ms: {result.error}.{extra}", messages.ERROR
+                )
 
     # pages
 
@@ -261,16 +287,14 @@ class ChannelAdmin(AuditedAdmin):
     def _page(self, request, template: str, title: str, **context):
         if not self.has_view_permission(request):
             raise PermissionDenied
-        return TemplateResponse(request, template, {**self.admin_site.each_context(request), "title": title, "opts": self.model._meta, **context})
+        return TemplateResponse(
+            request, template, {**self.admin_site.each_context(request), "title": title, "opts": self.model._meta, **context}
+        )
 
     def route_tree_view(self, request):
-        from .simulator import route_tree
-
         return self._page(request, "admin/channels/route_tree.html", "Route tree", tree=route_tree())
 
     def simulator_view(self, request):
-        from .simulator import simulate
-
         form = SimulatorForm(request.GET or None)
         result, error = None, ""
         if form.is_bound and form.is_valid():
@@ -282,8 +306,6 @@ class ChannelAdmin(AuditedAdmin):
         return self._page(request, "admin/channels/simulator.html", "Routing simulator", form=form, result=result, error=error)
 
     def requests_view(self, request):
-        from observability.models import RequestLog, RewardLog
-
         request_id = (request.GET.get("request_id") or "").strip()
         selected = RequestLog.objects.filter(request_id=request_id).first() if request_id else None
         rewards = list(RewardLog.objects.filter(request_id=request_id).order_by("attempt")) if selected else []
@@ -292,8 +314,6 @@ class ChannelAdmin(AuditedAdmin):
                           selected=selected, rewards=rewards, recent=recent, request_id=request_id)
 
     def stats_view(self, request):
-        from observability.stats import DIMENSIONS, WINDOWS_S, stats_rolling
-
         dimension = request.GET.get("by") if request.GET.get("by") in DIMENSIONS else "model"
         window = request.GET.get("window") if request.GET.get("window") in WINDOWS_S else "1h"
         cost_ratios = dict(Channel.objects.values_list("id", "cost_ratio"))

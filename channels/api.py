@@ -11,7 +11,7 @@ from ninja.errors import HttpError
 
 from accounts.apiauth import MAX_ID, operator_required, with_errors
 
-from .health import channel_operator_set
+from .health.status import channel_operator_set
 from .models import BillingClass, Channel, Model, ProviderType
 from .services import channel_create, channel_credential_set, channel_delete, channel_update, model_set
 

@@ -299,7 +299,11 @@ def _litellm_credential(value, label: str, warnings: list[str]) -> dict:
 
 def _litellm_price(info: dict, label: str, warnings: list[str]) -> dict | None:
     costs = {}
-    for ours, theirs in (("input", "input_cost_per_token"), ("output", "output_cost_per_token"), ("cached_input", "cache_read_input_token_cost")):
+    for ours, theirs in (
+        ("input", "input_cost_per_token"),
+        ("output", "output_cost_per_token"),
+        ("cached_input", "cache_read_input_token_cost"),
+    ):
         if info.get(theirs) is None:
             continue
         try:

@@ -334,7 +334,11 @@ def _apply_price(model: str, entry: dict, report: ImportReport) -> None:
     if "tiers" in entry:
         tiers = [
             {"above_prompt_tokens": int(tier["above_prompt_tokens"])}
-            | {f"{k}_micros_per_m": parse_micros(tier[k], what=f"tier {k} price") for k in ("input", "output", "cached_input", "cache_write") if k in tier}
+            | {
+                f"{k}_micros_per_m": parse_micros(tier[k], what=f"tier {k} price")
+                for k in ("input", "output", "cached_input", "cache_write")
+                if k in tier
+            }
             for tier in entry["tiers"]
         ]
     price_set(
@@ -376,7 +380,11 @@ def _price_normalized(entry: dict) -> dict:
                 raise ValueError(f"each tier needs above_prompt_tokens and only {', '.join(sorted(_TIER_KEYS - {'above_prompt_tokens'}))}")
             normalized["tiers"].append(
                 {"above_prompt_tokens": int(tier["above_prompt_tokens"])}
-                | {k: _usd_text(parse_micros(_text_or_none(tier[k]), what=f"tier {k} price")) for k in ("input", "output", "cached_input", "cache_write") if k in tier}
+                | {
+                    k: _usd_text(parse_micros(_text_or_none(tier[k]), what=f"tier {k} price"))
+                    for k in ("input", "output", "cached_input", "cache_write")
+                    if k in tier
+                }
             )
     return normalized
 

@@ -23,6 +23,8 @@ from django.db import transaction
 
 from providers.base import DiscoveredModel, ErrorKind, ProviderError, Target, Timeouts
 from providers.registry import get_adapter
+from vault.crypto import SecretUnreadable
+from vault.services import secret_unseal
 
 from . import upstream
 from .models import Channel, ChannelModel
@@ -49,9 +51,6 @@ class Proposal:
 
 
 def channel_models_discover(*, channel: Channel, kinds: tuple[str, ...] = KINDS, timeout_s: float = 15.0) -> Proposal:
-    from vault.crypto import SecretUnreadable
-    from vault.services import secret_unseal
-
     adapter = get_adapter(channel.provider_type)
     if not hasattr(adapter, "list_models"):
         raise ValueError(f"channels of type {channel.provider_type!r} cannot list their models")

@@ -13,14 +13,14 @@ the what-if simulator calls it with the same inputs and gets the router's answer
 from __future__ import annotations
 
 import math
-import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import groupby
 
 from . import strategies, thompson
-from .health import HealthView, board
+from .health.board import board
+from .health.state import HealthView
 from .table import Route
 
 
@@ -58,7 +58,9 @@ class Plan:
                 }
             )
         for skipped in self.skipped:
-            rows.append({"channel": skipped.route.channel_name, "eligible": False, "reason": skipped.reason, "priority": skipped.route.priority})
+            rows.append(
+                {"channel": skipped.route.channel_name, "eligible": False, "reason": skipped.reason, "priority": skipped.route.priority}
+            )
         return rows
 
 
@@ -95,17 +97,6 @@ def plan_scored(
             ordered.append(scored.route)
             scores[scored.route.channel_id] = scored
     return Plan(mode, model, ordered, skipped, scores, health)
-
-
-def plan(routes: tuple[Route, ...], *, group: str, rng: random.Random | None = None, model: str = "") -> tuple[list[Route], list[Skipped]]:
-    """The weighted-random plan (kept for callers that need no mode)."""
-    rand = None
-    if rng is not None:
-        rand = strategies.seeded(None)
-        rand.py = rng
-    health = board.view(model, [r.channel_id for r in routes])
-    planned = plan_scored(routes, group=group, model=model, health=health, rand=rand)
-    return planned.ordered, planned.skipped
 
 
 async def plan_for(routes: tuple[Route, ...], *, group: str, model: str, mode: str) -> Plan:

@@ -15,8 +15,6 @@ def model_ids_existing(*, ids: list[str]) -> set[str]:
 
 def channel_get(*, ref: str | int):
     """A channel by its unique name, or by its id. Raises Channel.DoesNotExist."""
-    from .models import Channel
-
     ref = str(ref)
     channel = Channel.objects.filter(name=ref).first()
     if channel is None and ref.isdigit():

@@ -7,8 +7,10 @@ from decimal import Decimal, InvalidOperation
 from django.db import transaction
 from django.utils import timezone
 
+from observability.selectors import channel_has_history
 from vault.services import secret_seal
 
+from .health.status import channel_operator_set
 from .models import BillingClass, Channel, ChannelModel, Model, ProviderType
 from .netguard import base_url_problem
 
@@ -261,13 +263,9 @@ def channel_credential_set(*, channel: Channel, api_key: str) -> Channel:
 def channel_delete(*, channel: Channel, disable_instead: bool = False) -> bool:
     """Delete a channel that never served a request. One that did is refused (ChannelHasHistory),
     or with `disable_instead` disabled and kept. Returns whether it was deleted."""
-    from observability.selectors import channel_has_history
-
     if channel_has_history(channel_id=channel.pk):
         if not disable_instead:
             raise ChannelHasHistory(f"channel {channel.name!r} has request history; disable it instead")
-        from .health import channel_operator_set
-
         channel_operator_set(channel=channel, is_enabled=False, reason="disabled instead of deleted: it has request history")
         return False
     channel.delete()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from . import strategies, thompson
-from .health import board
+from .health.board import board
 from .selection import plan_scored
 from .table import table_build
 

@@ -30,7 +30,6 @@ from django.conf import settings
 
 from billing.ratecard import ratecard_aget, ratecard_get
 
-
 log = logging.getLogger(__name__)
 
 MULTI_OBJECTIVE = ("cheap", "normal", "high_confidence", "planning")

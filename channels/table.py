@@ -10,9 +10,14 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from providers.base import Timeouts
 from common.config_version import config_follow
 from common.snapshot import Snapshot
+from providers.base import Timeouts
+from vault.crypto import SecretUnreadable
+from vault.services import secret_unseal
+
+from .models import Channel, ChannelModel, Model
+from .netguard import base_url_problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +65,6 @@ class RoutingTable:
 
 
 def table_build() -> RoutingTable:
-    from vault.crypto import SecretUnreadable
-    from vault.services import secret_unseal
-
-    from .models import Channel, ChannelModel, Model
-    from .netguard import base_url_problem
-
     models = {
         m.public_id: ModelInfo(m.public_id, m.context_window, m.max_output, m.is_hidden, int(m.created_at.timestamp()))
         for m in Model.objects.all()

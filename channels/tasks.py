@@ -24,7 +24,18 @@ from urllib.parse import urlsplit
 from celery import shared_task
 from django.conf import settings
 
+from billing.alerts import operator_alert_queue
+from billing.sync import markup_parse, prices_sync, pricing_document_parse, pricing_document_read, source_lookup
+from observability.models import RequestLog, RewardLog
+from vault.services import secret_unseal
+
 from . import upstream
+from .health.probes import channel_probe, channels_to_probe
+from .health.status import channel_auto_disable, channel_auto_enable
+from .health.sweep import error_rate_sweep
+from .models import Channel, ChannelBalanceSnapshot, ChannelHealth, ChannelModel, DisableKind, Model
+from .netguard import base_url_problem
+from .thompson import arms_refresh
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +44,6 @@ log = logging.getLogger(__name__)
 
 
 def probes_run(*, limit: int = 50) -> dict:
-    from .health import channel_probe, channels_to_probe, error_rate_sweep
-
     disabled = error_rate_sweep()
     results = [channel_probe(channel_id=c, model=m) for c, m in channels_to_probe(limit=limit)]
     return {
@@ -53,8 +62,6 @@ def probe_channels() -> dict:
 
 @shared_task(name="channels.thompson_refresh")
 def thompson_refresh() -> dict:
-    from .thompson import arms_refresh
-
     return arms_refresh()
 
 
@@ -142,7 +149,13 @@ BALANCE_READERS = {
     "siliconflow": _read_siliconflow,
     "moonshot": _read_moonshot,
 }
-_BY_HOST = {"deepseek.com": "deepseek", "openrouter.ai": "openrouter", "siliconflow.cn": "siliconflow", "moonshot.cn": "moonshot", "moonshot.ai": "moonshot"}
+_BY_HOST = {
+    "deepseek.com": "deepseek",
+    "openrouter.ai": "openrouter",
+    "siliconflow.cn": "siliconflow",
+    "moonshot.cn": "moonshot",
+    "moonshot.ai": "moonshot",
+}
 
 
 def balance_reader_for(channel) -> str | None:
@@ -165,10 +178,6 @@ def balance_reader_for(channel) -> str | None:
 
 
 def channel_balance_read(channel) -> BalanceReading:
-    from vault.services import secret_unseal
-
-    from .netguard import base_url_problem
-
     reader = balance_reader_for(channel)
     if reader is None:
         raise LookupError(f"channel {channel.name} has no balance endpoint")
@@ -185,16 +194,11 @@ def balances_check() -> dict:
     """Read every channel's upstream balance that can be read; keep the history; warn below
     the threshold; disable at zero or less; re-enable a channel disabled for its balance once
     the balance is back above zero."""
-    from billing.alerts import operator_alert_queue
-
-    from .health import channel_auto_disable, channel_auto_enable
-    from .models import Channel, ChannelBalanceSnapshot, ChannelHealth
-
     warn_default = _micros(settings.BALANCE_WARN_BELOW)
     counts = {"read": 0, "failed": 0, "low": 0, "disabled": 0, "re_enabled": 0, "skipped": 0}
     for channel in Channel.objects.exclude(provider_type="simulated").order_by("id"):
         health, _ = ChannelHealth.objects.get_or_create(channel=channel)
-        if channel.status == Channel.Status.DISABLED and health.auto_disabled_kind != "balance":
+        if channel.status == Channel.Status.DISABLED and health.auto_disabled_kind != DisableKind.BALANCE:
             counts["skipped"] += 1  # an operator's (or another) decision: not ours to revisit
             continue
         if balance_reader_for(channel) is None:
@@ -216,8 +220,14 @@ def balances_check() -> dict:
             log.warning("channel %s balance is low: %s %s", channel.name, reading.amount_micros / 1_000_000, reading.currency)
             operator_alert_queue(
                 kind="channel_balance_low",
-                subject=f"Channel {channel.name}'s upstream balance is low: {Decimal(reading.amount_micros) / 1_000_000:f} {reading.currency}",
-                payload={"channel_id": channel.pk, "channel": channel.name, "amount_micros": reading.amount_micros, "currency": reading.currency},
+                subject=f"Channel {channel.name}'s upstream balance is low: "
+                f"{Decimal(reading.amount_micros) / 1_000_000:f} {reading.currency}",
+                payload={
+                    "channel_id": channel.pk,
+                    "channel": channel.name,
+                    "amount_micros": reading.amount_micros,
+                    "currency": reading.currency,
+                },
             )
         if is_low != health.is_balance_low:
             health.is_balance_low = is_low
@@ -225,9 +235,13 @@ def balances_check() -> dict:
         counts["low"] += is_low
         amount = f"{Decimal(reading.amount_micros) / 1_000_000:f} {reading.currency}"
         if reading.amount_micros <= 0 and channel.status == Channel.Status.ENABLED:
-            counts["disabled"] += channel_auto_disable(channel_id=channel.pk, kind="balance", reason=f"balance at the upstream is {amount}")
-        elif reading.amount_micros > 0 and health.auto_disabled_kind == "balance":
-            counts["re_enabled"] += channel_auto_enable(channel_id=channel.pk, why=f"balance is back to {amount}", kinds=("balance",))
+            counts["disabled"] += channel_auto_disable(
+                channel_id=channel.pk, kind=DisableKind.BALANCE, reason=f"balance at the upstream is {amount}"
+            )
+        elif reading.amount_micros > 0 and health.auto_disabled_kind == DisableKind.BALANCE:
+            counts["re_enabled"] += channel_auto_enable(
+                channel_id=channel.pk, why=f"balance is back to {amount}", kinds=(DisableKind.BALANCE,)
+            )
     return counts
 
 
@@ -242,8 +256,6 @@ def balance_monitor() -> dict:
 def catalog_names() -> dict[str, list[str]]:
     """Each public model id with the names a price list may know it by: its own id, its
     aliases, then the upstream names its channels use (also as brand/name)."""
-    from .models import ChannelModel, Model
-
     names: dict[str, list[str]] = {m.public_id: [m.public_id, *(m.aliases or [])] for m in Model.objects.all()}
     for cm in ChannelModel.objects.select_related("channel", "model"):
         listed = names.setdefault(cm.model.public_id, [cm.model.public_id])
@@ -255,10 +267,6 @@ def catalog_names() -> dict[str, list[str]]:
 
 def prices_sync_from_source(*, source: str, markup: str = "1", apply: bool = False) -> dict:
     """billing's sync over our whole catalog, then the context limits the catalog lacks."""
-    from billing.sync import markup_parse, pricing_document_parse, pricing_document_read, prices_sync, source_lookup
-
-    from .models import Model
-
     markup_parse(markup)  # a bad argument is refused before anything is fetched
     document = pricing_document_read(source=source)
     names = catalog_names()
@@ -285,7 +293,9 @@ def prices_sync_from_source(*, source: str, markup: str = "1", apply: bool = Fal
 def pricing_sync() -> dict:
     if not settings.PRICING_SYNC_SOURCE:
         return {"skipped": "PRICING_SYNC_SOURCE is not set"}
-    report = prices_sync_from_source(source=settings.PRICING_SYNC_SOURCE, markup=settings.PRICING_SYNC_MARKUP, apply=settings.PRICING_SYNC_APPLY)
+    report = prices_sync_from_source(
+        source=settings.PRICING_SYNC_SOURCE, markup=settings.PRICING_SYNC_MARKUP, apply=settings.PRICING_SYNC_APPLY
+    )
     return {k: (len(v) if isinstance(v, list) else v) for k, v in report.items()}
 
 
@@ -303,10 +313,6 @@ def _delete_older(queryset, *, batch: int = 5000) -> int:
 
 
 def logs_prune(*, now: datetime | None = None) -> dict:
-    from observability.models import RequestLog, RewardLog
-
-    from .models import ChannelBalanceSnapshot
-
     now = now or datetime.now(timezone.utc)
     logs_before = now - timedelta(days=settings.REQUEST_LOG_RETENTION_DAYS)
     balances_before = now - timedelta(days=settings.BALANCE_SNAPSHOT_RETENTION_DAYS)

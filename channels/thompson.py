@@ -23,9 +23,14 @@ from collections import deque
 from datetime import datetime, timedelta, timezone
 
 from django.conf import settings
+from django.db.models import Count, Q
+from django.db.models.functions import TruncHour, TruncMinute
 
-from observability.writer import BatchWriter
 from common.snapshot import Snapshot
+from observability.models import RewardLog
+from observability.writer import BatchWriter
+
+from .models import Channel, ThompsonArm
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +88,6 @@ class LiveCounts:
 
 live = LiveCounts()
 def arms_load() -> Arms:
-    from .models import ThompsonArm
-
     base, newest = {}, 0.0
     for arm in ThompsonArm.objects.all().only("channel_id", "model", "alpha", "beta", "computed_at"):
         base[(arm.channel_id, arm.model)] = (arm.alpha, arm.beta)
@@ -121,8 +124,6 @@ def forget() -> None:
 
 
 def _write_rewards(batch: list[dict]) -> None:
-    from observability.models import RewardLog
-
     RewardLog.objects.bulk_create([RewardLog(**entry) for entry in batch], ignore_conflicts=True)
 
 
@@ -161,13 +162,6 @@ def arms_refresh(*, now: datetime | None = None) -> dict:
 
     Rewards are counted per minute (last two hours) or per hour (before) in the database,
     portable to SQLite and PostgreSQL; each bucket is weighted by its age at its middle."""
-    from django.db.models import Count, Q
-    from django.db.models.functions import TruncHour, TruncMinute
-
-    from observability.models import RewardLog
-
-    from .models import Channel, ThompsonArm
-
     now = now or datetime.now(timezone.utc)
     # Rewards still in some process's write queue are not in the table yet: stop a little
     # before now, and let processes keep their live counts after that point.

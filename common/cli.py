@@ -14,7 +14,6 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import IntegrityError, transaction
 
 
-
 class JsonCommand(BaseCommand):
     """Subclasses define `add_args(parser)` and `run(**options) -> (dict, str)`: the JSON
     object for `--json` and the line a person reads otherwise."""

@@ -17,7 +17,6 @@ the request after it rebuilds once more.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import uuid
@@ -27,11 +26,12 @@ from typing import Callable
 from django.conf import settings
 from django.db import connection, transaction
 
+from common import redis as shared_redis
+
 log = logging.getLogger(__name__)
 
 _followers: list[Callable[[], None]] = []
 _seen: list[object] = [object()]  # sentinel: the first look always counts as a change
-_redis_clients: dict[int, object] = {}
 
 
 def config_follow(on_change: Callable[[], None]) -> Callable[[], None]:
@@ -50,9 +50,7 @@ def _bump() -> None:
     _drop_caches()
     try:
         if settings.REDIS_URL:
-            from redis import Redis
-
-            Redis.from_url(settings.REDIS_URL).incr(_redis_key())
+            shared_redis.client_sync().incr(_redis_key())
         else:
             path = version_path()
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,13 +75,7 @@ def _drop_caches() -> None:
 
 async def _read() -> object:
     if settings.REDIS_URL:
-        from redis.asyncio import Redis
-
-        loop_id = id(asyncio.get_running_loop())
-        client = _redis_clients.get(loop_id)
-        if client is None:
-            client = _redis_clients[loop_id] = Redis.from_url(settings.REDIS_URL)
-        return await client.get(_redis_key())
+        return await shared_redis.client_async().get(_redis_key())
     try:
         with open(version_path(), "rb") as handle:
             return handle.read(64)
@@ -92,8 +84,7 @@ async def _read() -> object:
 
 
 def _redis_key() -> str:
-    # Namespaced by database: two deployments (or test runs) on one Redis do not mix.
-    return f"tokenhub:{connection.settings_dict['NAME']}:config:version"
+    return shared_redis.key("config", "version")
 
 
 def version_path() -> Path:

@@ -21,7 +21,9 @@ T = TypeVar("T")
 
 
 class Snapshot(Generic[T]):
-    def __init__(self, build: Callable[[], T], *, ttl_s: Callable[[], float], name: str, on_load: Callable[[T], None] | None = None) -> None:
+    def __init__(
+        self, build: Callable[[], T], *, ttl_s: Callable[[], float], name: str, on_load: Callable[[T], None] | None = None
+    ) -> None:
         self._build = build
         self._ttl_s = ttl_s  # read at each use, so a setting changed at run time (tests) applies
         self._name = name

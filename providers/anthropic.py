@@ -11,7 +11,7 @@ client wrote it and answered in Anthropic's shape, events forwarded byte for byt
 thinking signatures, cache_control, server tools and betas survive the relay.
 
 Errors (`{"type": "error", "error": {"type", "message"}}`) are classified like OpenAI's
-(`providers.openai.classify_error`: 429 rate limit with retry-after, 401/403 auth, 529
+(`providers.httpkit.classify_error`: 429 rate limit with retry-after, 401/403 auth, 529
 `overloaded_error` and other 5xx transient, "prompt is too long" context overflow, "credit
 balance is too low" quota), plus `billing_error` -> QUOTA. An `error` event inside a stream
 raises the same way.
@@ -34,7 +34,7 @@ from providers.base import (
     Target,
     Timeouts,
 )
-from providers.openai import (
+from providers.httpkit import (
     ChunkStream,
     answer_object,
     classify_error,

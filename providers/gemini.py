@@ -11,7 +11,7 @@ Translation lives in `providers.translate.gemini`. Errors are Google's
     400 API_KEY_INVALID, 401, 403          AUTH
     400 FAILED_PRECONDITION                AUTH (region or billing: the channel can't serve)
     "exceeds the maximum number of tokens" CONTEXT_OVERFLOW
-    other 4xx BAD_REQUEST, 5xx TRANSIENT   (as providers.openai.classify_error)
+    other 4xx BAD_REQUEST, 5xx TRANSIENT   (as providers.httpkit.classify_error)
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from providers.base import (
     Target,
     Timeouts,
 )
-from providers.openai import (
+from providers.httpkit import (
     ChunkStream,
     answer_object,
     classify_error,
@@ -174,7 +174,12 @@ def classify_gemini_error(
         if retry_after_s is None and headers is not None:
             retry_after_s = parse_retry_after(headers)
         return made(ErrorKind.RATE_LIMITED, f"{label}: rate limited", retry_after_s)
-    if status in (401, 403) or "API_KEY_INVALID" in reasons or state in ("UNAUTHENTICATED", "PERMISSION_DENIED") or "api key not valid" in message.lower():
+    if (
+        status in (401, 403)
+        or "API_KEY_INVALID" in reasons
+        or state in ("UNAUTHENTICATED", "PERMISSION_DENIED")
+        or "api key not valid" in message.lower()
+    ):
         return made(ErrorKind.AUTH, f"{label}: the upstream refused the channel's credentials")
     if state == "FAILED_PRECONDITION":
         return made(ErrorKind.AUTH, f"{label}: the upstream account cannot serve this ({message[:200]})")

@@ -147,7 +147,3 @@ def embedded_stop() -> None:
     if _runner is not None:
         _runner.stop()
         _runner = None
-
-
-def embedded_runner() -> Runner | None:
-    return _runner

@@ -90,16 +90,30 @@ def research_run_create(
     if len(sources) > MAX_SOURCES:
         raise ResearchError(f"At most {MAX_SOURCES} sources.")
     return ResearchRun.objects.create(
-        tenant=tenant, created_by=created_by, question=question, depth=depth, model_ids=model_ids, mode=mode,
-        sources=sources, use_web_search=use_web_search, max_cost_micros=max_cost_micros, heartbeat_at=timezone.now(),
+        tenant=tenant,
+        created_by=created_by,
+        question=question,
+        depth=depth,
+        model_ids=model_ids,
+        mode=mode,
+        sources=sources,
+        use_web_search=use_web_search,
+        max_cost_micros=max_cost_micros,
+        heartbeat_at=timezone.now(),
     )
 
 
 def research_run_duplicate(*, run: ResearchRun, created_by=None) -> ResearchRun:
     """A new run with the same inputs (its own cost, key and report)."""
     return research_run_create(
-        tenant=run.tenant, created_by=created_by, question=run.question, depth=run.depth, model_ids=list(run.model_ids),
-        mode=run.mode, sources=list(run.sources), use_web_search=run.use_web_search and bool(settings.RESEARCH_SEARCH_URL),
+        tenant=run.tenant,
+        created_by=created_by,
+        question=run.question,
+        depth=run.depth,
+        model_ids=list(run.model_ids),
+        mode=run.mode,
+        sources=list(run.sources),
+        use_web_search=run.use_web_search and bool(settings.RESEARCH_SEARCH_URL),
         max_cost_micros=run.max_cost_micros,
     )
 
@@ -171,8 +185,11 @@ def research_run_execute(*, run_id: int) -> str:
         return "skipped"
     run = ResearchRun.objects.select_related("tenant").get(pk=run_id)
     key, secret = api_key_create(
-        tenant=run.tenant, name=f"research run {run.pk}", daily_cap_micros=run.max_cost_micros,
-        monthly_cap_micros=run.max_cost_micros, created_by=run.created_by,
+        tenant=run.tenant,
+        name=f"research run {run.pk}",
+        daily_cap_micros=run.max_cost_micros,
+        monthly_cap_micros=run.max_cost_micros,
+        created_by=run.created_by,
     )
     ResearchRun.objects.filter(pk=run.pk).update(key_id=key.pk)
     run.key_id = key.pk
@@ -195,7 +212,12 @@ def research_run_execute(*, run_id: int) -> str:
 def _finish(run: ResearchRun, *, status: str, error: str = "", report: dict | None = None, only_if_active: bool = False) -> bool:
     if run.key_id is not None:
         _key_revoke(run.key_id)
-    fields = {"status": status, "error": error, "finished_at": timezone.now(), "stage": "Finished" if status == "succeeded" else status.capitalize()}
+    fields = {
+        "status": status,
+        "error": error,
+        "finished_at": timezone.now(),
+        "stage": "Finished" if status == "succeeded" else status.capitalize(),
+    }
     if report is not None:
         fields["report"] = report
     rows = ResearchRun.objects.filter(pk=run.pk)
@@ -245,8 +267,11 @@ class _Worker:
         run = self.run
         total = 1 + run.depth + 1 + (1 if run.use_web_search else 0)
         self.beat(stage="Planning sub-questions", done=0, total=total)
-        plan = self.ask(run.model_ids[0], "You plan research. Answer with a numbered list of sub-questions, one per line.",
-                        f"Question: {run.question}\nWrite exactly {run.depth} sub-questions that together answer it.")
+        plan = self.ask(
+            run.model_ids[0],
+            "You plan research. Answer with a numbered list of sub-questions, one per line.",
+            f"Question: {run.question}\nWrite exactly {run.depth} sub-questions that together answer it.",
+        )
         self.sub_questions = _sub_questions(plan, question=run.question, depth=run.depth)
         done = 1
         if run.use_web_search:
@@ -267,8 +292,9 @@ class _Worker:
             done += 1
         self.beat(stage="Summarising", done=done, total=total)
         drafted = "\n\n".join(f"{s['heading']}\n{s['text'][:1500]}" for s in self.sections)
-        self.summary = self.ask(run.model_ids[0], "You summarise research reports in one paragraph.",
-                                f"Question: {run.question}\n\nSections:\n{drafted}")
+        self.summary = self.ask(
+            run.model_ids[0], "You summarise research reports in one paragraph.", f"Question: {run.question}\n\nSections:\n{drafted}"
+        )
         self.beat(stage="Finishing", done=total, total=total)
 
     def section_model(self) -> str:
@@ -277,8 +303,12 @@ class _Worker:
     def beat(self, *, stage: str, done: int, total: int) -> None:
         """Heartbeat and progress; a run deleted or reaped meanwhile stops here."""
         alive = ResearchRun.objects.filter(pk=self.run.pk, status=ResearchRun.Status.RUNNING).update(
-            heartbeat_at=timezone.now(), stage=stage, steps_done=done, steps_total=total,
-            report=self.report(), request_ids=self.run.request_ids,
+            heartbeat_at=timezone.now(),
+            stage=stage,
+            steps_done=done,
+            steps_total=total,
+            report=self.report(),
+            request_ids=self.run.request_ids,
         )
         if not alive:
             raise RunStopped(ResearchRun.Status.FAILED, "The run was stopped elsewhere (deleted or marked failed).")
@@ -300,7 +330,9 @@ class _Worker:
         if request_id:
             self.run.request_ids.append(request_id)
         if response.status_code == 402:
-            raise RunStopped(ResearchRun.Status.STOPPED, "Stopped: " + _error_message(response) + " (the balance or this run's cost ceiling ran out).")
+            raise RunStopped(
+                ResearchRun.Status.STOPPED, "Stopped: " + _error_message(response) + " (the balance or this run's cost ceiling ran out)."
+            )
         if response.status_code != 200:
             raise RunStopped(ResearchRun.Status.FAILED, f"{model} answered {response.status_code}: {_error_message(response)}")
         answer = response.json()
@@ -359,7 +391,11 @@ def _web_search(query: str, *, limit: int) -> list[dict]:
         log.warning("research web search failed")
         return []
     return [
-        {"title": str(r.get("title") or r.get("url") or "Result")[:200], "url": str(r.get("url") or "")[:500], "text": str(r.get("content") or "")}
+        {
+            "title": str(r.get("title") or r.get("url") or "Result")[:200],
+            "url": str(r.get("url") or "")[:500],
+            "text": str(r.get("content") or ""),
+        }
         for r in results[:limit]
         if isinstance(r, dict) and r.get("content")  # a result without text has nothing to cite
     ]

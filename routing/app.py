@@ -9,6 +9,7 @@ behind service functions. Everything else goes to Django.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 import uuid
@@ -17,6 +18,7 @@ from typing import Awaitable, Callable
 import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connection
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -26,20 +28,26 @@ from starlette.routing import Route
 
 from accounts import keycache
 from accounts.selectors import key_hash
+from billing.ratecard import ratecard_aget
+from channels import upstream
+from channels.health.board import board
+from channels.table import table_aget
+from channels.thompson import reward_logs_flush
+from common import background
+from common import redis as shared_redis
 from common.config_version import config_sync
 from common.db import run_db
 from observability.logs import request_id_bind
+from observability.metrics import exposition
+from observability.services import request_logs_flush
+from providers import tokens
+from vault.services import warn_if_key_derived_from_secret_key
 
-from common import background
-
-from channels import upstream
-from . import embeddings, idempotency, inbound_anthropic, model_list, orchestration, responses
-from . import dashboard
+from . import dashboard, embeddings, idempotency, inbound_anthropic, model_list, orchestration, responses
 from .errors import RequestTooLarge, TokenHubError
 from .journey import Call, check_key, record
 from .metering import Meter
 from .replies import Reply, StreamReply
-from channels.table import table_aget
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +85,9 @@ def error_response(error: TokenHubError, request_id: str, *, protocol: str = "op
 
 def to_response(result: Reply | StreamReply) -> Response:
     if isinstance(result, StreamReply):
-        return StreamingResponse(result.chunks, status_code=result.status, headers={**STREAM_HEADERS, **result.headers}, media_type=result.media_type)
+        return StreamingResponse(
+            result.chunks, status_code=result.status, headers={**STREAM_HEADERS, **result.headers}, media_type=result.media_type
+        )
     return Response(result.body, status_code=result.status, headers=result.headers, media_type=result.media_type)
 
 
@@ -158,8 +168,6 @@ _LOOPBACK = ("127.", "::1", "localhost")
 
 def metrics_allowed(client_ip: str, presented: str | None) -> bool:
     """Loopback clients may read /metrics; others only with `Bearer METRICS_TOKEN`."""
-    import hmac
-
     if client_ip.startswith(_LOOPBACK):
         return True
     token = settings.METRICS_TOKEN
@@ -167,8 +175,6 @@ def metrics_allowed(client_ip: str, presented: str | None) -> bool:
 
 
 async def metrics(request: Request) -> Response:
-    from observability.metrics import exposition
-
     if not metrics_allowed(request.client.host if request.client else "", presented_key(request)):
         return Response(b"metrics are served to loopback clients, or with the metrics token\n", status_code=403, media_type="text/plain")
     body, content_type = exposition()
@@ -180,8 +186,6 @@ async def healthz(_request: Request) -> Response:
 
 
 def _database_ok() -> None:
-    from django.db import connection
-
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
 
@@ -195,16 +199,16 @@ async def readyz(_request: Request) -> Response:
         checks["database"] = f"error: {type(exc).__name__}"
     if settings.REDIS_URL:
         try:
-            from redis.asyncio import Redis
-
-            client = Redis.from_url(settings.REDIS_URL, socket_timeout=2)
-            await client.ping()
-            await client.aclose()
+            await shared_redis.client_async().ping()
             checks["redis"] = "ok"
         except Exception as exc:
             checks["redis"] = f"error: {type(exc).__name__}"
     is_ready = all(v == "ok" for v in checks.values())
-    return Response(orjson.dumps({"status": "ok" if is_ready else "unavailable", "checks": checks}), status_code=200 if is_ready else 503, media_type="application/json")
+    return Response(
+        orjson.dumps({"status": "ok" if is_ready else "unavailable", "checks": checks}),
+        status_code=200 if is_ready else 503,
+        media_type="application/json",
+    )
 
 
 ROUTES = [
@@ -221,7 +225,11 @@ ROUTES = [
         methods=["POST"],
     ),
     *(
-        Route(prefix + "/dashboard/billing/subscription", endpoint_for(dashboard.subscription, endpoint="dashboard.subscription"), methods=["GET"])
+        Route(
+            prefix + "/dashboard/billing/subscription",
+            endpoint_for(dashboard.subscription, endpoint="dashboard.subscription"),
+            methods=["GET"],
+        )
         for prefix in ("/v1", "")
     ),
     *(
@@ -237,10 +245,6 @@ _listeners: list[asyncio.Task] = []
 
 
 async def startup() -> None:
-    from billing.ratecard import ratecard_aget
-    from providers import tokens
-    from vault.services import warn_if_key_derived_from_secret_key
-
     warn_if_key_derived_from_secret_key()  # loud, once per web process: docs/security.md
 
     # Warm what the first request would otherwise pay for: the routing table (and the vault
@@ -250,18 +254,10 @@ async def startup() -> None:
     await sync_to_async(tokens.count_text, thread_sensitive=False)("warm up")
     if settings.REDIS_URL:
         _listeners.append(asyncio.get_running_loop().create_task(keycache.listen_for_invalidations()))
-    from channels.health import board
-
-    if settings.REDIS_URL:
         _listeners.append(asyncio.get_running_loop().create_task(board.run_flusher()))
 
 
 async def shutdown() -> None:
-    from observability.services import request_logs_flush
-
-    from channels.health import board
-    from channels.thompson import reward_logs_flush
-
     await background.drain()
     for task in _listeners:
         task.cancel()

@@ -79,7 +79,9 @@ def _build(given: dict[str, str]) -> Directives:
         if name == "mode":
             mode = raw.strip().lower()
             if mode not in MODES:  # its own code, as before directives: clients match on it
-                raise InvalidRequest(f"Unknown X-TokenHub-Mode {raw!r}; use one of: {', '.join(MODES)}.", param="X-TokenHub-Mode", code="invalid_mode")
+                raise InvalidRequest(
+                    f"Unknown X-TokenHub-Mode {raw!r}; use one of: {', '.join(MODES)}.", param="X-TokenHub-Mode", code="invalid_mode"
+                )
             values["mode"] = mode
         elif name == "max_cost":
             try:
@@ -96,7 +98,10 @@ def _build(given: dict[str, str]) -> Directives:
         elif name == "latency_budget_ms":
             text = raw.strip()
             if not text.isdigit() or not 1 <= int(text) <= MAX_LATENCY_BUDGET_MS:
-                raise _bad(f"Directive latency_budget_ms must be a whole number of milliseconds from 1 to {MAX_LATENCY_BUDGET_MS}; got {raw!r}.", name)
+                raise _bad(
+                    f"Directive latency_budget_ms must be a whole number of milliseconds from 1 to {MAX_LATENCY_BUDGET_MS}; got {raw!r}.",
+                    name,
+                )
             values["latency_budget_ms"] = int(text)
     return Directives(**values, given=dict(given))
 
@@ -171,7 +176,9 @@ def directives_take(*, headers, request: dict | None, is_allowed: bool) -> Direc
     if not given:
         return NONE
     if not is_allowed:
-        raise Forbidden("This API key may not use TokenHub directives (X-TokenHub-* headers or an @tokenhub line).", code="directives_not_allowed")
+        raise Forbidden(
+            "This API key may not use TokenHub directives (X-TokenHub-* headers or an @tokenhub line).", code="directives_not_allowed"
+        )
     return _build(given)
 
 

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import orjson
 
+from channels import upstream
+from channels.table import Route, table_aget
 from providers.registry import get_adapter
 
-from channels import upstream
-from .errors import InvalidRequest, NoAvailableChannel, TokenHubError
+from .errors import NoAvailableChannel, TokenHubError
 from .journey import Call, candidates_for, check_rate, generate, parse_body, record, resolve_model, send, settle_and_record, steer
 from .metering import Meter, output_limit_of
 from .replies import Reply, StreamReply
 from .schemas import CompletionsRequest, EmbeddingsRequest, request_check
-from channels.table import Route, table_aget
 
 __all__ = ["completions", "embeddings"]
 

@@ -62,7 +62,9 @@ def presented_key(headers) -> str | None:
         return None
     value = value.strip()
     if not value or len(value) > MAX_KEY_LENGTH:
-        raise InvalidRequest(f"The Idempotency-Key header must be 1 to {MAX_KEY_LENGTH} characters.", param="Idempotency-Key", code="invalid_idempotency_key")
+        raise InvalidRequest(
+            f"The Idempotency-Key header must be 1 to {MAX_KEY_LENGTH} characters.", param="Idempotency-Key", code="invalid_idempotency_key"
+        )
     return value
 
 
@@ -93,7 +95,9 @@ class _RedisStore:
             return None
         data = orjson.loads(raw)
         body = bytes.fromhex(data.get("body", ""))
-        return Stored(data["fingerprint"], data["state"], data.get("status"), data.get("media_type", ""), data.get("is_stream", False), body)
+        return Stored(
+            data["fingerprint"], data["state"], data.get("status"), data.get("media_type", ""), data.get("is_stream", False), body
+        )
 
     async def complete(self, tenant_id: int, key_hash: str, owner: str, stored: Stored) -> None:
         record = orjson.dumps({

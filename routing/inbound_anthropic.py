@@ -20,18 +20,18 @@ from typing import AsyncIterator
 
 import orjson
 
+from channels.table import table_aget
 from providers.base import NATIVE_ANTHROPIC, ProviderError, Usage
 from providers.openai import parse_usage
 from providers.translate import anthropic as translate
 from providers.translate.common import text_of
 
+from . import counting
 from .directives import anthropic_system_strip
 from .errors import InvalidRequest
-from . import counting
 from .journey import Call, chat, check_rate, estimate_usage, parse_body, resolve_model
 from .replies import Reply, StreamReply, chat_stream_items
 from .schemas import CountTokensRequest, MessagesRequest, request_check
-from channels.table import table_aget
 
 __all__ = ["count_tokens", "messages"]
 
@@ -48,7 +48,7 @@ async def messages(call: Call, body: bytes) -> Reply | StreamReply:
     if isinstance(result, StreamReply):
         input_tokens = call.prompt_tokens
         if input_tokens is None and not is_native:  # a free model: the meter did not count
-            input_tokens = await sync_to_async(tokens.estimate_request_prompt_tokens, thread_sensitive=False)(request)
+            input_tokens = await counting.prompt_tokens_acount(request, body_size=call.body_size)
         events = _events(result.chunks, is_native=is_native, model=native["model"], message_id=message_id, input_tokens=input_tokens or 0)
         return StreamReply(events, headers)
     if is_native:

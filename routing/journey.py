@@ -20,14 +20,19 @@ from django.conf import settings
 
 from accounts import limits
 from accounts.policy import KeyPolicy
+from channels import upstream
+from channels.health.observe import attempt_observe
+from channels.selection import describe_for_customer, first_ready_at, plan_for
+from channels.strategies import UnknownMode, mode_for
+from channels.table import ModelInfo, Route, table_aget
+from common import background
 from observability.services import request_log_submit
 from providers import tokens
 from providers.base import ChatStream, ErrorKind, ProviderError, Target, Timeouts, Usage
 from providers.registry import get_adapter
 
-from common import background
-
-from channels import upstream
+from .directives import NONE as NO_DIRECTIVES
+from .directives import Directives, directives_take
 from .errors import (
     AuthenticationFailed,
     Forbidden,
@@ -40,16 +45,10 @@ from .errors import (
     TokenHubError,
     UpstreamError,
 )
-from channels.health import attempt_observe
-from .directives import NONE as NO_DIRECTIVES
-from .directives import Directives, directives_take
 from .metering import Meter, output_limit_write
 from .replies import Reply, StreamReply
 from .schemas import ChatRequest, request_check
 from .scrub import public_text
-from channels.selection import describe_for_customer, first_ready_at, plan_for
-from channels.strategies import UnknownMode, mode_for
-from channels.table import ModelInfo, Route, table_aget
 
 log = logging.getLogger(__name__)
 

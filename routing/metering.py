@@ -28,8 +28,8 @@ from billing import services as billing
 from billing.models import BalanceKind
 from billing.pricing import PriceSnapshot, charge_micros, list_cost_micros
 from billing.ratecard import ratecard_aget
-from providers.base import NATIVE_ANTHROPIC, Usage
 from common.db import run_db
+from providers.base import NATIVE_ANTHROPIC, Usage
 
 from . import counting
 from .errors import InsufficientQuota, ModelNotPriced
@@ -132,7 +132,10 @@ class Meter:
         card = self._card
         rate = card.rate(currency)
         if rate is None:
-            raise ModelNotPriced(f"No exchange rate is set for {currency}, so routes billed in it cannot be priced; an operator must set one (manage.py set_exchange_rate).")
+            raise ModelNotPriced(
+                f"No exchange rate is set for {currency}, so routes billed in it cannot be priced; "
+                "an operator must set one (manage.py set_exchange_rate)."
+            )
         list_micros = list_cost_micros(
             self.price,
             prompt_tokens=usage.prompt_tokens,
@@ -150,7 +153,11 @@ class Meter:
         """Hold the most this request can cost on `route`'s balance. Returns why not, or None."""
         if not self.is_billed:
             return None
-        if self._hold_route is not None and self._hold_route.billing == route.billing and self._hold_route.discount_ratio >= route.discount_ratio:
+        if (
+            self._hold_route is not None
+            and self._hold_route.billing == route.billing
+            and self._hold_route.discount_ratio >= route.discount_ratio
+        ):
             return None  # the hold we have covers this route too
         worst = Usage(prompt_tokens=self._prompt_tokens, completion_tokens=self.choices * self._max_output_tokens)
         floor_usage = Usage(prompt_tokens=self._prompt_tokens)

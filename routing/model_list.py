@@ -15,10 +15,11 @@ from datetime import datetime, timezone
 
 import orjson
 
+from channels.table import ModelInfo, RoutingTable, table_aget
+
 from .errors import InvalidRequest, ModelNotFound
 from .journey import Call, check_rate
 from .replies import Reply
-from channels.table import ModelInfo, RoutingTable, table_aget
 
 ANTHROPIC_PAGE_DEFAULT, ANTHROPIC_PAGE_MAX = 20, 1000
 

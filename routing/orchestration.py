@@ -151,12 +151,29 @@ class Run:
             raise UpstreamError(f"The first draft failed: {draft.error}")
         text = draft.text
         for _ in range(self.rounds):
-            critique = await self.ask("critique", critic, [*self._messages(), {"role": "assistant", "content": text},
-                                                             {"role": "user", "content": "Critique the answer above: list its errors and gaps."}])
+            critique = await self.ask(
+                "critique",
+                critic,
+                [
+                    *self._messages(),
+                    {"role": "assistant", "content": text},
+                    {"role": "user", "content": "Critique the answer above: list its errors and gaps."},
+                ],
+            )
             if critique.status != 200:
                 return text, f"Stopped early: the critique failed ({critique.error})."
-            rewrite = await self.ask("rewrite", writer, [*self._messages(), {"role": "assistant", "content": text},
-                                                           {"role": "user", "content": f"A reviewer said:\n{critique.text}\n\nRewrite your answer to fix this. Reply with the new answer only."}])
+            rewrite = await self.ask(
+                "rewrite",
+                writer,
+                [
+                    *self._messages(),
+                    {"role": "assistant", "content": text},
+                    {
+                        "role": "user",
+                        "content": f"A reviewer said:\n{critique.text}\n\nRewrite your answer to fix this. Reply with the new answer only.",
+                    },
+                ],
+            )
             if rewrite.status != 200:
                 return text, f"Stopped early: the rewrite failed ({rewrite.error})."
             text = rewrite.text
@@ -170,12 +187,30 @@ class Run:
             raise UpstreamError(f"The first answer failed: {first.error}")
         text = first.text
         for _ in range(self.rounds):
-            attack = await self.ask("attack", attacker, [*self._messages(), {"role": "assistant", "content": text},
-                                                         {"role": "user", "content": "Attack the answer above: find every flaw, wrong claim and weak argument."}])
+            attack = await self.ask(
+                "attack",
+                attacker,
+                [
+                    *self._messages(),
+                    {"role": "assistant", "content": text},
+                    {"role": "user", "content": "Attack the answer above: find every flaw, wrong claim and weak argument."},
+                ],
+            )
             if attack.status != 200:
                 return text, f"Stopped early: the attack failed ({attack.error})."
-            defense = await self.ask("defense", defender, [*self._messages(), {"role": "assistant", "content": text},
-                                                           {"role": "user", "content": f"A critic attacked your answer:\n{attack.text}\n\nDefend it where it is right and correct it where it is wrong. Reply with the final answer only."}])
+            defense = await self.ask(
+                "defense",
+                defender,
+                [
+                    *self._messages(),
+                    {"role": "assistant", "content": text},
+                    {
+                        "role": "user",
+                        "content": f"A critic attacked your answer:\n{attack.text}\n\n"
+                        "Defend it where it is right and correct it where it is wrong. Reply with the final answer only.",
+                    },
+                ],
+            )
             if defense.status != 200:
                 return text, f"Stopped early: the defense failed ({defense.error})."
             text = defense.text
@@ -192,7 +227,9 @@ class Run:
             return [(m, prompt) for m in self.models] + [(self.judge, prompt + step * len(self.models) + 100)]
         writer = self.models[0]
         other = self.models[1] if len(self.models) > 1 else writer
-        return [(writer, prompt)] + [pair for _ in range(self.rounds) for pair in ((other, prompt + step + 50), (writer, prompt + 2 * step + 50))]
+        return [(writer, prompt)] + [
+            pair for _ in range(self.rounds) for pair in ((other, prompt + step + 50), (writer, prompt + 2 * step + 50))
+        ]
 
 
 async def _worst_micros(call: Call, model: str, prompt_tokens: int, completion_tokens: int) -> int:
@@ -220,7 +257,12 @@ async def _visible_models(call: Call, wanted: int) -> list[str]:
 
 def _check_body(request: dict) -> tuple[list[str] | None, str | None, int | None]:
     models = request.get("models")
-    if models is not None and (not isinstance(models, list) or not models or len(models) > MAX_MODELS or not all(isinstance(m, str) and m and not is_orchestration(m) for m in models)):
+    if models is not None and (
+        not isinstance(models, list)
+        or not models
+        or len(models) > MAX_MODELS
+        or not all(isinstance(m, str) and m and not is_orchestration(m) for m in models)
+    ):
         raise InvalidRequest(f"'models' must be a list of 1 to {MAX_MODELS} public model ids.", param="models", code="invalid_value")
     judge = request.get("judge")
     if judge is not None and (not isinstance(judge, str) or not judge or is_orchestration(judge)):
@@ -234,7 +276,9 @@ def _check_body(request: dict) -> tuple[list[str] | None, str | None, int | None
 async def orchestrate(call: Call, request: dict) -> Reply | StreamReply:
     mode = request["model"]
     if mode not in MODES:
-        raise InvalidRequest(f"Unknown orchestration model '{mode}'; use one of: {', '.join(MODES)}.", param="model", code="model_not_found")
+        raise InvalidRequest(
+            f"Unknown orchestration model '{mode}'; use one of: {', '.join(MODES)}.", param="model", code="model_not_found"
+        )
     models, judge, rounds = _check_body(request)
     table = await table_aget()
     for name in [*(models or ()), *([judge] if judge else [])]:

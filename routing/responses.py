@@ -65,7 +65,9 @@ def _store_key(call: Call, response_id: str) -> str:
 async def _recall(call: Call, response_id: str) -> list[dict]:
     history = await cache.aget(_store_key(call, response_id))
     if history is None:
-        raise InvalidRequest(f"Previous response with id '{response_id}' not found.", param="previous_response_id", code="previous_response_not_found")
+        raise InvalidRequest(
+            f"Previous response with id '{response_id}' not found.", param="previous_response_id", code="previous_response_not_found"
+        )
     return orjson.loads(history)
 
 
@@ -73,7 +75,9 @@ async def _remember(call: Call, response_id: str, conversation: list[dict]) -> N
     await cache.aset(_store_key(call, response_id), orjson.dumps(conversation), timeout=settings.RESPONSES_STORE_TTL_S)
 
 
-async def _events(chunks: AsyncIterator[bytes], state: translate.ResponseEvents, *, call: Call, conversation: list[dict] | None) -> AsyncIterator[bytes]:
+async def _events(
+    chunks: AsyncIterator[bytes], state: translate.ResponseEvents, *, call: Call, conversation: list[dict] | None
+) -> AsyncIterator[bytes]:
     """The journey's chat stream (OpenAI SSE lines) as Responses events."""
     usage: Usage | None = None
     yield state.start()

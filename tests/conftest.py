@@ -53,7 +53,7 @@ def _fresh_state(settings):
     from accounts import keycache, limits
     from billing import ratecard
     from channels import netguard
-    from channels.health import board
+    from channels.health.board import board
     from channels.table import table_invalidate
     from vault.services import vault_refresh
 

@@ -58,3 +58,60 @@ def test_only_relay_imports_routing():
         if "routing" in imported_tops(path)
     ]
     assert not offenders, offenders
+
+
+def nested_imports(path: Path) -> list[ast.stmt]:
+    """Imports inside a function or class body (module-level ones, even under `if`, are fine)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            found += [inner for inner in ast.walk(node) if isinstance(inner, (ast.Import, ast.ImportFrom))]
+    return found
+
+
+@pytest.mark.parametrize("app", ["routing", "channels"])
+def test_an_import_inside_a_function_says_why_it_is_there(app):
+    """Imports sit at the top; one inside a function carries a comment naming the cycle (or the
+    start-up order) it works around, on its own line."""
+    offenders = []
+    for path in modules_of(app):
+        lines = path.read_text().splitlines()
+        for node in nested_imports(path):
+            if "#" not in lines[node.lineno - 1]:
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, offenders
+
+
+def test_no_provider_adapter_imports_another():
+    """The shared HTTP toolkit is `providers.httpkit`: the Anthropic and Gemini adapters (and any
+    new one) import it, never the OpenAI adapter or each other."""
+    from providers.registry import get_adapter, provider_types  # the registry is the set of adapters
+
+    adapters = {type(get_adapter(kind)).__module__.split(".")[1] for kind in provider_types()}
+    assert {"openai", "anthropic", "gemini"} <= adapters
+    offenders = {}
+    for name in adapters:
+        tree = ast.parse((ROOT / "providers" / f"{name}.py").read_text())
+        imported = {
+            node.module.split(".")[1]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.startswith("providers.")
+        } | {
+            node.module.split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module
+        }
+        if (imported & adapters) - {name}:
+            offenders[name] = sorted((imported & adapters) - {name})
+    assert not offenders, offenders
+
+
+def test_only_common_redis_talks_to_redis():
+    """One Redis module: a client per event loop and one key namespace (`common.redis.key`)."""
+    offenders = [
+        str(path.relative_to(ROOT))
+        for app in OURS
+        for path in modules_of(app)
+        if "redis" in imported_tops(path) and path != ROOT / "common" / "redis.py"
+    ]
+    assert not offenders, offenders

@@ -33,7 +33,7 @@ def test_a_higher_priority_is_tried_first(openai_client, pair):
 
 @pytest.mark.parametrize("mode", ["429", "500", "slow_first_byte"])
 def test_the_backup_answers_when_the_primary_fails_and_the_primary_cools_down(openai_client, pair, mode, settings):
-    from channels.health import board
+    from channels.health.board import board
     from channels.models import Channel
 
     settings.UPSTREAM_FIRST_BYTE_TIMEOUT_S = 0.5

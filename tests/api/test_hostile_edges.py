@@ -45,7 +45,7 @@ def ask(relay, key):
 
 
 def test_a_400_echoing_insufficient_quota_never_disables_a_shared_channel(relay, alice, one):
-    from channels.health import board
+    from channels.health.board import board
     from channels.models import Channel
 
     fake, channel = one
@@ -100,7 +100,7 @@ def test_upstream_error_text_reaches_the_customer_scrubbed(relay, alice, one, bo
 
 
 def test_a_503_shows_only_the_customers_own_group_in_public_terms(relay, alice, scripted, transactional_db):
-    from channels.health import board
+    from channels.health.board import board
     from channels.services import channel_set_status
 
     make_price("gpt-test", "1", "2")
@@ -137,7 +137,7 @@ def test_every_candidate_answering_429_is_a_429_with_retry_after(relay, alice, s
 
 
 def test_when_every_candidate_cools_the_answer_says_when_to_come_back(relay, alice, scripted, transactional_db):
-    from channels.health import board
+    from channels.health.board import board
 
     make_price("gpt-test", "1", "2")
     first = make_channel("c1", scripted[0].url + "/v1", models=["gpt-test"])

@@ -107,7 +107,7 @@ def test_a_failing_webhook_is_retried_then_given_up(transactional_db, settings):
 
 
 def test_operators_hear_of_a_channel_disabled_automatically(transactional_db, settings, mailoutbox, receiver):
-    from channels.health import channel_auto_disable
+    from channels.health.status import channel_auto_disable
 
     settings.OPERATOR_ALERT_EMAILS = ["ops@example.com"]
     settings.OPERATOR_ALERT_WEBHOOK_URL = receiver.url
@@ -125,7 +125,7 @@ def test_operators_hear_of_a_channel_disabled_automatically(transactional_db, se
 
 
 def test_no_operator_alert_is_queued_without_an_operator_channel(transactional_db, settings):
-    from channels.health import channel_auto_disable
+    from channels.health.status import channel_auto_disable
 
     settings.OPERATOR_ALERT_EMAILS, settings.OPERATOR_ALERT_WEBHOOK_URL = [], ""
     channel = make_channel("quiet", "http://127.0.0.1:9/v1")

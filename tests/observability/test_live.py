@@ -16,7 +16,7 @@ from django.test import Client
 
 from observability import events
 from observability.ws import LIVE_PATH
-from channels.health import channel_operator_set
+from channels.health.status import channel_operator_set
 from tests.conftest import make_channel, make_price
 
 

@@ -270,7 +270,7 @@ def test_retryable_upstream_failures_fail_over(openai_client, upstreams, kind, m
 
 
 def test_gemini_rate_limits_cool_the_channel_for_its_retry_delay(openai_client, upstreams):
-    from channels.health import board
+    from channels.health.board import board
 
     channel = serve_model("gemini", upstreams, priority=10)
     serve_model("openai", upstreams, name="backup")
@@ -284,7 +284,7 @@ def test_gemini_rate_limits_cool_the_channel_for_its_retry_delay(openai_client, 
 
 
 def test_a_bad_gemini_key_cools_the_channel_as_an_auth_failure(openai_client, upstreams):
-    from channels.health import board
+    from channels.health.board import board
 
     channel = serve_model("gemini", upstreams)
     upstreams["gemini"].set_mode("ok", api_key="the-right-key")

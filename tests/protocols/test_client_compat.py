@@ -148,3 +148,17 @@ def test_a_translated_stream_tells_the_input_tokens_in_message_start(anthropic_c
 
     assert start.message.usage.input_tokens > 10
     assert final.usage.input_tokens > 0
+
+
+def test_a_translated_stream_of_a_free_model_counts_the_input_tokens_too(anthropic_client, upstreams):
+    from tests.protocols.conftest import serve_model as serve
+    from billing.services import price_set
+
+    serve("openai", upstreams)
+    price_set(model="m-test", input_usd_per_m="0", output_usd_per_m="0", is_free=True)
+
+    with anthropic_client.messages.stream(model="m-test", max_tokens=64, messages=[{"role": "user", "content": "Count me, please, all of me."}]) as stream:
+        start = next(event for event in stream if event.type == "message_start")
+        stream.get_final_message()
+
+    assert start.message.usage.input_tokens > 5

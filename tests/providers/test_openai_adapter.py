@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from providers.base import Chunk, ErrorKind, ProviderError, Target, Timeouts
-from providers.openai import MAX_ANSWER_BYTES, OpenAIAdapter, classify_error, parse_retry_after
+from providers.httpkit import MAX_ANSWER_BYTES, classify_error, parse_retry_after
+from providers.openai import OpenAIAdapter
 from tests.fakes.scripted_upstream import Scripted
 from tests.fakes.server import ServerThread
 from tests.fakes import FakeOpenAI

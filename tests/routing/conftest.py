@@ -106,7 +106,7 @@ def chat(relay, key: str, *, model: str = "gpt-test", mode: str | None = None, *
 
 
 def flush_all() -> None:
-    from channels.health import board
+    from channels.health.board import board
     from channels.thompson import reward_logs_flush
     from tests.conftest import flush_logs
 

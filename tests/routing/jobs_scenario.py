@@ -24,7 +24,7 @@ DOCUMENT = {"gpt-test": {"input_cost_per_token": 2e-06, "output_cost_per_token":
 
 def set_the_scene(vendor) -> dict:
     from observability.models import RequestLog, RewardLog
-    from channels.health import channel_auto_disable
+    from channels.health.status import channel_auto_disable
     from channels.services import model_ensure
     from vault.services import vault_forget
 

@@ -32,8 +32,8 @@ def channel(name):
 
 
 def test_the_channel_list_shows_live_health_and_why_a_channel_is_disabled(operator, channels):
-    from channels.health import board
-    from channels.health import channel_operator_set
+    from channels.health.board import board
+    from channels.health.status import channel_operator_set
 
     board.cool(channel("primary").pk, seconds=60, reason="rate limited (429)")
     channel_operator_set(channel=channel("backup"), is_enabled=False, reason="contract ended")

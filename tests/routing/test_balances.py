@@ -75,7 +75,7 @@ def test_low_balance_is_flagged_and_zero_disables_then_a_top_up_re_enables(monit
 
 
 def test_a_channel_an_operator_disabled_is_left_alone(monitored):
-    from channels.health import channel_operator_set
+    from channels.health.status import channel_operator_set
     from channels.tasks import balances_check
 
     channel_operator_set(channel=channel("ds"), is_enabled=False, reason="paused")

@@ -6,7 +6,8 @@ import time
 import pytest
 
 from providers.base import ErrorKind, ProviderError
-from channels.health import DEGRADED, DOWN, HEALTHY, board
+from channels.health.state import DEGRADED, DOWN, HEALTHY
+from channels.health.board import board
 
 
 def error(kind=ErrorKind.TRANSIENT, status=500, retry_after_s=None):
@@ -49,9 +50,13 @@ def _expire(key):
     if store.is_shared:
         import json
 
-        raw = json.loads(store._sync.get(store.prefix + key))
+        import redis
+        from django.conf import settings
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        raw = json.loads(client.get(store.prefix + key))
         raw["until"] = time.time() - 0.01
-        store._sync.set(store.prefix + key, json.dumps(raw), ex=60)
+        client.set(store.prefix + key, json.dumps(raw), ex=60)
     else:
         record, expires = store._records[key]
         from dataclasses import replace

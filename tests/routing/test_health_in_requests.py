@@ -59,7 +59,7 @@ def test_an_auth_error_disables_the_channel_with_reason_and_time(relay, alice, p
 
 
 def test_exhausted_quota_disables_and_a_successful_probe_re_enables(relay, alice, pair):
-    from channels.health import board
+    from channels.health.board import board
     from channels.tasks import probes_run
 
     primary, backup = pair
@@ -101,7 +101,7 @@ def test_a_high_error_rate_over_the_window_disables(relay, alice, pair, settings
 
 
 def test_an_operator_disabled_channel_is_never_re_enabled_by_probes(relay, alice, pair):
-    from channels.health import channel_operator_set
+    from channels.health.status import channel_operator_set
     from channels.tasks import probes_run
 
     channel_operator_set(channel=channel("primary"), is_enabled=False, reason="contract ended")
@@ -110,7 +110,7 @@ def test_an_operator_disabled_channel_is_never_re_enabled_by_probes(relay, alice
 
 
 def test_a_cooling_channel_in_a_streak_is_probed_half_open_and_closed_on_success(relay, alice, pair, settings):
-    from channels.health import board
+    from channels.health.board import board
     from channels.tasks import probes_run
 
     primary, _ = pair
@@ -135,7 +135,7 @@ def test_a_rate_limited_channel_is_left_alone_until_its_retry_after(relay, alice
 
 
 def test_no_available_channel_names_the_reason_per_candidate(relay, alice, pair):
-    from channels.health import board
+    from channels.health.board import board
 
     board.cool(channel("primary").pk, seconds=60, reason="maintenance")
     board.cool(channel("backup").pk, seconds=60, reason="maintenance")
@@ -179,32 +179,34 @@ def test_the_log_explains_candidates_and_attempts(relay, alice, pair):
 
 
 @pytest.mark.skipif(not django_settings.REDIS_URL, reason="counts round trips to Redis")
-def test_a_request_costs_one_redis_round_trip_for_health(relay, alice, pair, settings):
+def test_a_request_costs_one_redis_round_trip_for_health(relay, alice, pair, settings, monkeypatch):
     """Health is read with one pipelined round trip (none when a read younger than
-    ROUTING_HEALTH_CACHE_S is at hand); a success writes nothing until the periodic flush."""
-    from channels.health import board
+    ROUTING_HEALTH_CACHE_S is at hand); a success writes nothing until the periodic flush.
+    Every Redis user shares the event loop's client, so the round trips counted are the ones
+    that carry health's keys."""
+    from redis.asyncio.connection import Connection
+
+    from channels.health.board import board
 
     settings.ROUTING_HEALTH_CACHE_S = 0  # every request reads
     settings.ROUTING_HEALTH_FLUSH_S = 3600  # no flush during the count
-    assert chat(relay, alice.key).status_code == 200  # the relay's event loop now has its client
-    [(client, _script)] = list(board.store._async.values())
-    pool = client.connection_pool
-    checkouts = []
-    original = pool.get_connection
+    assert chat(relay, alice.key).status_code == 200
+    prefix = board.store.prefix.encode()
+    trips = []
+    original = Connection.send_packed_command
 
-    async def counting(*args, **kwargs):
-        checkouts.append(1)
-        return await original(*args, **kwargs)
+    async def counting(self, command, *args, **kwargs):
+        packed = b"".join(command) if isinstance(command, (list, tuple)) else bytes(command)
+        if prefix in packed:
+            trips.append(packed)
+        return await original(self, command, *args, **kwargs)
 
-    pool.get_connection = counting
-    try:
-        for _ in range(20):
-            assert chat(relay, alice.key).status_code == 200
-        assert len(checkouts) == 20
-        settings.ROUTING_HEALTH_CACHE_S = 60
-        checkouts.clear()
-        for _ in range(20):
-            assert chat(relay, alice.key).status_code == 200
-        assert len(checkouts) <= 1
-    finally:
-        pool.get_connection = original
+    monkeypatch.setattr(Connection, "send_packed_command", counting)
+    for _ in range(20):
+        assert chat(relay, alice.key).status_code == 200
+    assert len(trips) == 20
+    settings.ROUTING_HEALTH_CACHE_S = 60
+    trips.clear()
+    for _ in range(20):
+        assert chat(relay, alice.key).status_code == 200
+    assert len(trips) <= 1

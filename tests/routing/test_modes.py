@@ -66,7 +66,7 @@ def test_cheap_mode_prefers_cost_and_high_confidence_prefers_the_operators_weigh
 
 
 def test_high_confidence_avoids_a_channel_that_has_been_failing(relay, alice, trio, settings):
-    from channels.health import board
+    from channels.health.board import board
     from channels.models import Channel
 
     settings.ROUTING_TRANSIENT_COOLDOWN_S = 0  # failures count, but nothing cools: only the score decides
@@ -83,7 +83,7 @@ def test_high_confidence_avoids_a_channel_that_has_been_failing(relay, alice, tr
 
 
 def test_lowest_latency_goes_to_the_fastest(relay, alice, trio):
-    from channels.health import board
+    from channels.health.board import board
     from channels.models import Channel
 
     ids = {c.name: c.pk for c in Channel.objects.all()}

@@ -47,7 +47,7 @@ def test_the_router_makes_the_simulated_choice(relay, alice, four, mode):
 
 
 def test_the_simulator_shows_why_candidates_are_skipped(relay, alice, four):
-    from channels.health import board
+    from channels.health.board import board
     from channels.models import Channel
     from channels.simulator import simulate
 

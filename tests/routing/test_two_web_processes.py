@@ -34,7 +34,7 @@ def ask(url, key):
 
 def test_two_web_processes_share_cooldown_and_health(webs, alice, upstreams):
     from observability.models import RequestLog
-    from channels.health import board
+    from channels.health.board import board
     from channels.models import Channel
 
     primary, backup = upstreams("primary", "backup", chunks=1)

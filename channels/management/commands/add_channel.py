@@ -27,7 +27,24 @@ class Command(JsonCommand):
             help="skip checking the base URL (openai: GET <base>/models must answer)",
         )
 
-    def run(self, *, name, provider_type, base_url, api_key, models, priority, weight, billing, groups, cost_ratio, discount_ratio, brand, check, **_):
+    def run(
+        self,
+        *,
+        name,
+        provider_type,
+        base_url,
+        api_key,
+        models,
+        priority,
+        weight,
+        billing,
+        groups,
+        cost_ratio,
+        discount_ratio,
+        brand,
+        check,
+        **_,
+    ):
         if check:
             base_url_check(
                 provider_type=provider_type, base_url=base_url, api_key=api_key, brand=brand,

@@ -1,3 +1,4 @@
+from channels.tasks import balances_check
 from common.cli import JsonCommand
 
 
@@ -7,7 +8,5 @@ class Command(JsonCommand):
     atomic = False
 
     def run(self, **_):
-        from channels.tasks import balances_check
-
         counts = balances_check()
         return counts, ", ".join(f"{k} {v}" for k, v in counts.items())

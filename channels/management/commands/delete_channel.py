@@ -1,6 +1,6 @@
-from common.cli import JsonCommand
 from channels.selectors import channel_get
 from channels.services import channel_delete
+from common.cli import JsonCommand
 
 
 class Command(JsonCommand):

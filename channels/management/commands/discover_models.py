@@ -1,6 +1,6 @@
-from common.cli import JsonCommand
 from channels.discovery import KINDS, channel_models_apply, channel_models_discover
 from channels.models import Channel
+from common.cli import JsonCommand
 
 
 class Command(JsonCommand):

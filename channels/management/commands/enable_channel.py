@@ -1,6 +1,6 @@
-from common.cli import JsonCommand
-from channels.health import channel_operator_set
+from channels.health.status import channel_operator_set
 from channels.selectors import channel_describe, channel_get
+from common.cli import JsonCommand
 
 
 class Command(JsonCommand):

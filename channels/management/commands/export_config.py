@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from common.cli import JsonCommand
 from channels.configfile import SECTIONS, config_dump, config_export
+from common.cli import JsonCommand
 
 
 class Command(JsonCommand):

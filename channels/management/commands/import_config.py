@@ -3,9 +3,9 @@ from pathlib import Path
 import yaml
 from django.conf import settings
 
-from common.cli import JsonCommand
 from channels.config_imports import FORMATS, detect_format, from_litellm, from_one_api
 from channels.configfile import config_import
+from common.cli import JsonCommand
 
 
 class Command(JsonCommand):
@@ -51,7 +51,12 @@ class Command(JsonCommand):
         )
         result = {"format": kind, **report.as_json()}
         verb = "would change" if dry_run else "changed"
-        lines = [f"{kind}: {verb} {len(report.changes)} ({result['created']} new, {result['updated']} updated), {report.unchanged} unchanged"]
-        lines += [f"  {c['action']} {c['kind']} {c['name']}" + (f" ({', '.join(c['fields'])})" if c["action"] == "update" else "") for c in report.changes]
+        lines = [
+            f"{kind}: {verb} {len(report.changes)} ({result['created']} new, {result['updated']} updated), {report.unchanged} unchanged"
+        ]
+        lines += [
+            f"  {c['action']} {c['kind']} {c['name']}" + (f" ({', '.join(c['fields'])})" if c["action"] == "update" else "")
+            for c in report.changes
+        ]
         lines += [f"  warning: {w}" for w in report.warnings]
         return result, "\n".join(lines)

@@ -1,3 +1,6 @@
+from channels.health.probes import channel_probe
+from channels.models import Channel
+from channels.tasks import probes_run
 from common.cli import JsonCommand
 
 
@@ -14,10 +17,6 @@ class Command(JsonCommand):
         parser.add_argument("--model", default=None, help="probe this public model id (default: the channel's first)")
 
     def run(self, *, channels, model, **_):
-        from channels.health import channel_probe
-        from channels.models import Channel
-        from channels.tasks import probes_run
-
         if not channels:
             result = probes_run()
         else:
@@ -29,5 +28,8 @@ class Command(JsonCommand):
             result = {"probed": len(results), "ok": sum(r.is_ok for r in results), "re_enabled": sum(r.re_enabled for r in results),
                       "results": [r.as_dict() for r in results]}
         lines = [f"probed {result['probed']}, ok {result['ok']}, re-enabled {result['re_enabled']}"]
-        lines += [f"  {r['channel']} / {r['model']}: {'ok' if r['ok'] else 'FAILED ' + r['error']} ({r['latency_ms']} ms)" for r in result["results"]]
+        lines += [
+            f"  {r['channel']} / {r['model']}: {'ok' if r['ok'] else 'FAILED ' + r['error']} ({r['latency_ms']} ms)"
+            for r in result["results"]
+        ]
         return result, "\n".join(lines)

@@ -3,9 +3,9 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
-from common.cli import JsonCommand
 from channels.selectors import channel_get
 from channels.services import channel_credential_set
+from common.cli import JsonCommand
 
 
 class Command(JsonCommand):

@@ -1,4 +1,5 @@
 from billing.services import group_set
+from channels.strategies import MODES
 from common.cli import JsonCommand
 
 
@@ -14,8 +15,6 @@ class Command(JsonCommand):
         if not name or not name.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"group {name!r} must be letters, digits, - or _")
         if mode is not None:
-            from channels.strategies import MODES
-
             if mode and mode not in MODES:
                 raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
         try:
@@ -23,4 +22,9 @@ class Command(JsonCommand):
         except ArithmeticError:
             raise ValueError(f"ratio {ratio!r} is not a number") from None
         group.refresh_from_db()
-        return {"id": group.pk, "name": group.name, "ratio": str(group.ratio), "mode": group.mode}, f"group {group.name}: ratio {group.ratio}"
+        return {
+            "id": group.pk,
+            "name": group.name,
+            "ratio": str(group.ratio),
+            "mode": group.mode,
+        }, f"group {group.name}: ratio {group.ratio}"

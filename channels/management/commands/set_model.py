@@ -1,5 +1,5 @@
-from common.cli import csv_list, JsonCommand
 from channels.services import model_set
+from common.cli import JsonCommand, csv_list
 
 
 class Command(JsonCommand):

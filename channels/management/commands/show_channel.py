@@ -1,7 +1,7 @@
 import json
 
-from common.cli import JsonCommand
 from channels.selectors import channel_describe, channel_get
+from common.cli import JsonCommand
 
 
 class Command(JsonCommand):

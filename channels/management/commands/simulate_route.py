@@ -1,6 +1,6 @@
-from common.cli import JsonCommand
 from channels.simulator import simulate
 from channels.strategies import MODES
+from common.cli import JsonCommand
 
 
 class Command(JsonCommand):

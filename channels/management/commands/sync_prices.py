@@ -1,5 +1,7 @@
 from django.conf import settings
 
+from billing.sync import price_changes_accept_open
+from channels.tasks import prices_sync_from_source
 from common.cli import JsonCommand
 
 
@@ -17,9 +19,6 @@ class Command(JsonCommand):
         parser.add_argument("--accept-proposed", action="store_true", help="apply every open proposal")
 
     def run(self, *, source, markup, apply, accept_proposed, **_):
-        from billing.sync import price_changes_accept_open
-        from channels.tasks import prices_sync_from_source
-
         if accept_proposed:
             accepted = price_changes_accept_open()
             return {"accepted": [c.pk for c in accepted]}, f"applied {len(accepted)} proposed price change(s)"

@@ -1,7 +1,7 @@
-from common.cli import JsonCommand, csv_list
 from channels.models import BillingClass
 from channels.selectors import channel_describe, channel_get
 from channels.services import channel_update, parse_model_specs
+from common.cli import JsonCommand, csv_list
 
 
 class Command(JsonCommand):

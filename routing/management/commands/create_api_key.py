@@ -3,9 +3,9 @@ from datetime import datetime, timezone
 from accounts.selectors import tenant_get
 from accounts.services import api_key_create
 from billing.money import parse_micros
-from common.cli import JsonCommand, csv_list
 from channels.selectors import model_ids_existing
 from channels.strategies import MODES
+from common.cli import JsonCommand, csv_list
 
 
 class Command(JsonCommand):

@@ -15,12 +15,12 @@ from django.conf import settings
 
 from accounts.models import ApiKey, Tenant
 from accounts.selectors import key_hash
+from accounts.services import api_key_create, api_key_revoke, tenant_create
 from billing import services as billing
 from billing.models import ExchangeRate, Price
-from accounts.services import api_key_create, api_key_revoke, tenant_create
-from common.cli import JsonCommand
 from channels.models import BillingClass, Channel
 from channels.services import channel_create, model_set
+from common.cli import JsonCommand
 
 DEMO_MODELS = {
     # public id: (context window, max output, aliases)

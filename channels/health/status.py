@@ -1,0 +1,79 @@
+"""Durable channel status decided by TokenHub: disabling a channel is a different, lasting thing
+from a cooldown (its `status` in the database). Auth and exhausted-balance errors disable at
+once, with the reason and time; a high error rate over a window disables it from the sweep
+(`channels.health.sweep`), never one stray error. The prober re-enables what TokenHub disabled
+when a trial request succeeds. An operator's own enable/disable clears TokenHub's judgement.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from billing.alerts import operator_alert_queue
+
+from ..models import Channel, ChannelHealth, DisableKind
+from .board import board
+
+log = logging.getLogger(__name__)
+
+
+def channel_auto_disable(*, channel_id: int, kind: str, reason: str) -> bool:
+    """Disable a channel on TokenHub's own judgement, with reason and time. Does nothing to a
+    channel an operator disabled. Returns whether it changed anything."""
+    with transaction.atomic():
+        channel = Channel.objects.select_for_update().filter(pk=channel_id).first()
+        if channel is None:
+            return False
+        health, _ = ChannelHealth.objects.get_or_create(channel=channel)
+        if channel.status == Channel.Status.DISABLED:
+            return False
+        channel.status = Channel.Status.DISABLED
+        channel.status_reason = f"auto: {reason}"[:300]
+        channel.status_changed_at = timezone.now()
+        channel.save(update_fields=["status", "status_reason", "status_changed_at", "updated_at"])
+        health.auto_disabled_kind = kind
+        health.save(update_fields=["auto_disabled_kind", "updated_at"])
+        operator_alert_queue(
+            kind="channel_disabled",
+            subject=f"Channel {channel.name} was disabled automatically: {reason}"[:300],
+            payload={"channel_id": channel.pk, "channel": channel.name, "reason": kind},
+        )
+    log.warning("channel %s disabled automatically: %s", channel.name, reason)
+    return True
+
+
+def channel_auto_enable(*, channel_id: int, why: str, kinds: tuple[str, ...] | None = None) -> bool:
+    """Re-enable a channel TokenHub disabled (of these kinds), and forget its cooldowns."""
+    with transaction.atomic():
+        channel = Channel.objects.select_for_update().filter(pk=channel_id).first()
+        health = ChannelHealth.objects.filter(channel_id=channel_id).first()
+        if channel is None or health is None or not health.auto_disabled_kind:
+            return False
+        if kinds is not None and health.auto_disabled_kind not in kinds:
+            return False
+        if channel.status == Channel.Status.DISABLED:
+            channel.status = Channel.Status.ENABLED
+            channel.status_reason = ""
+            channel.status_changed_at = timezone.now()
+            channel.save(update_fields=["status", "status_reason", "status_changed_at", "updated_at"])
+        health.auto_disabled_kind = DisableKind.NONE
+        health.save(update_fields=["auto_disabled_kind", "updated_at"])
+    board.reset(channel_id)
+    log.warning("channel %s re-enabled automatically: %s", channel.name, why)
+    return True
+
+
+def channel_operator_set(*, channel, is_enabled: bool, reason: str = ""):
+    """An operator's enable/disable: TokenHub's own judgement no longer applies to it."""
+    from ..services import channel_set_status  # breaks a cycle: channels.services imports this module
+
+    channel = channel_set_status(channel=channel, is_enabled=is_enabled, reason=reason)
+    ChannelHealth.objects.update_or_create(channel=channel, defaults={"auto_disabled_kind": DisableKind.NONE})
+    if is_enabled:
+        board.reset(channel.pk)
+    return channel
+
+
