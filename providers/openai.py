@@ -13,7 +13,9 @@ Brand quirks: `providers.brands` (by `Target.brand` or the base URL's host), plu
 
 Beyond chat: `completions` / `open_completions_stream` (legacy `/completions`, same chunk
 handling: choices carry `text` instead of `delta`), `embeddings` (float or base64; floats
-are encoded here when the client asked base64 and the upstream ignored it), `list_models`.
+are encoded here when the client asked base64 and the upstream ignored it), `list_models`,
+and the media endpoints: `media_json` (images, moderations), `speech` (audio bytes back),
+`transcriptions` (the client's form sent again as multipart).
 
 Timeouts: `connect_s` to connect; `first_byte_s` for the response headers and (streaming) the
 first chunk together; `idle_s` between two chunks of a stream (see `ChunkStream`).
@@ -47,6 +49,7 @@ from providers.base import (
     DiscoveredModel,
     EmbeddingResult,
     ErrorKind,
+    MediaResult,
     ProviderError,
     Target,
     Timeouts,
@@ -148,6 +151,51 @@ class OpenAIAdapter:
             body = orjson.dumps(answer)
         return EmbeddingResult(body, usage_from_openai(usage, has_completion=False))
 
+    async def media_json(
+        self, client: httpx.AsyncClient, target: Target, path: str, request: dict, timeouts: Timeouts
+    ) -> MediaResult:
+        """A JSON media request (`images/generations`, `moderations`) answered with JSON."""
+        brand = brands.brand_for(target.brand, target.base_url)
+        response = await _post(client, target, brand, path, _payload(target, brand, request), timeouts)
+        answer = _answer(response, target.api_key)
+        return MediaResult(response.content, "application/json", answer)
+
+    async def speech(
+        self, client: httpx.AsyncClient, target: Target, request: dict, timeouts: Timeouts
+    ) -> MediaResult:
+        """`audio/speech`: JSON in, audio bytes out (passed on with the upstream's type)."""
+        brand = brands.brand_for(target.brand, target.base_url)
+        response = await _post(client, target, brand, "audio/speech", _payload(target, brand, request), timeouts)
+        media_type = response.headers.get("content-type", "application/octet-stream")
+        if not response.is_success or media_type.startswith("application/json") or not response.content:
+            raise classify_error(response.status_code if not response.is_success else 502, response.content, response.headers, target.api_key)
+        return MediaResult(response.content, media_type, None)
+
+    async def transcriptions(
+        self,
+        client: httpx.AsyncClient,
+        target: Target,
+        fields: list[tuple[str, str]],
+        file: tuple[str, bytes, str],
+        timeouts: Timeouts,
+    ) -> MediaResult:
+        """`audio/transcriptions`: the client's form sent again as multipart (the model renamed
+        to the upstream's); a text answer (`response_format` text, srt, vtt) is passed on too."""
+        brand = brands.brand_for(target.brand, target.base_url)
+        data = [(name, target.upstream_model if name == "model" else value) for name, value in fields]
+        form = httpx.Request("POST", "http://form.invalid/", data=dict(_grouped(data)), files={"file": file})
+        headers = {**_headers(target, brand), "Content-Type": form.headers["content-type"]}
+        response = await request_whole(
+            client, "POST", _url(target, brand, "audio/transcriptions"), headers=headers, params=_params(target, brand),
+            timeouts=timeouts, api_key=target.api_key, content=form.read(),
+        )
+        media_type = response.headers.get("content-type", "application/json")
+        if not media_type.startswith("application/json"):
+            if not response.is_success:
+                raise classify_error(response.status_code, response.content, response.headers, target.api_key)
+            return MediaResult(response.content, media_type, None)
+        return MediaResult(response.content, media_type, answer_object(response, target.api_key))
+
     async def list_models(
         self, client: httpx.AsyncClient, target: Target, timeouts: Timeouts
     ) -> list[DiscoveredModel]:
@@ -234,15 +282,16 @@ async def request_whole(
     api_key: str | None,
     params: Mapping[str, str] | None = None,
     body: Any = None,
+    content: bytes | None = None,
 ) -> httpx.Response:
-    """Send a request (`body` as JSON) whose answer is read whole within `first_byte_s`; any
+    """Send a request (`body` as JSON, or `content` as given) whose answer is read whole within `first_byte_s`; any
     adapter may use it. A connection failure or timeout is a TRANSIENT ProviderError, and so is
     an answer longer than `MAX_ANSWER_BYTES` (read no further: a lying upstream cannot fill
     the relay's memory)."""
     http_request = client.build_request(
         method,
         url,
-        content=None if body is None else orjson.dumps(body),
+        content=content if body is None else orjson.dumps(body),
         headers=headers,
         params=params,
         timeout=http_timeout(timeouts, timeouts.first_byte_s),
@@ -729,6 +778,18 @@ def _answer(response: httpx.Response, api_key: str | None) -> dict:
     if "error" in answer and "choices" not in answer and "data" not in answer:
         raise classify_error(response.status_code, response.content, response.headers, api_key)
     return answer
+
+
+def _grouped(fields: list[tuple[str, str]]) -> dict[str, str | list[str]]:
+    """Form fields as httpx takes them: a name given more than once (`timestamp_granularities[]`) as a list."""
+    grouped: dict[str, str | list[str]] = {}
+    for name, value in fields:
+        if name in grouped:
+            previous = grouped[name]
+            grouped[name] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            grouped[name] = value
+    return grouped
 
 
 def _encode_floats(data: list) -> bool:
