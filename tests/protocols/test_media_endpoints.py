@@ -263,3 +263,21 @@ def test_the_database_refuses_a_negative_media_price(transactional_db):
 
     with pytest.raises(IntegrityError):
         Price.objects.create(model="m-neg", image_micros=-1)
+
+
+def test_an_idempotent_retry_is_answered_again_and_charged_once(openai_client, openai_upstream):
+    from billing.models import LedgerEntry
+
+    price(request_usd="0.015")
+    serve(openai_upstream)
+    headers = {"Idempotency-Key": "speech-once"}
+
+    first = openai_client.audio.speech.with_raw_response.create(model="m-media", voice="alloy", input="Hello", extra_headers=headers)
+    again = openai_client.audio.speech.with_raw_response.create(model="m-media", voice="alloy", input="Hello", extra_headers=headers)
+
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.http_response.content == first.http_response.content == SPEECH_AUDIO
+    assert again.headers["content-type"] == "audio/mpeg"
+    assert len(openai_upstream.requests) == 1
+    settle_background()
+    assert LedgerEntry.objects.exclude(idempotency_key__startswith="test:").count() == 1
