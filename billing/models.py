@@ -41,6 +41,8 @@ class Price(models.Model):
     cached_input_micros_per_m = models.BigIntegerField(null=True, blank=True)  # None: input price
     cache_write_micros_per_m = models.BigIntegerField(null=True, blank=True)  # None: input price (Anthropic: 1.25x)
     request_micros = models.BigIntegerField(default=0)  # per request, for models priced that way
+    image_micros = models.BigIntegerField(default=0)  # per image made (/v1/images/generations)
+    second_micros = models.BigIntegerField(default=0)  # per second of audio transcribed (/v1/audio/transcriptions)
     # Prices above a prompt length, as Gemini and Claude charge: a list of
     # {"above_prompt_tokens": N, "input_micros_per_m": .., "output_micros_per_m": .., "cached_input_micros_per_m": ..}
     tiers = models.JSONField(default=list, blank=True)
@@ -58,6 +60,7 @@ class Price(models.Model):
                 & (Q(cache_write_micros_per_m__isnull=True) | Q(cache_write_micros_per_m__gte=0)),
                 name="price_cache_nonneg",
             ),
+            models.CheckConstraint(condition=Q(image_micros__gte=0, second_micros__gte=0), name="price_media_nonneg"),
         ]
 
     def __str__(self) -> str:

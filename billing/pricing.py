@@ -29,6 +29,8 @@ class PriceSnapshot:
     cached_input_micros_per_m: int | None = None
     cache_write_micros_per_m: int | None = None
     request_micros: int = 0
+    image_micros: int = 0  # per image made
+    second_micros: int = 0  # per second of audio transcribed
     tiers: tuple[dict, ...] = field(default_factory=tuple)
     is_free: bool = False
 
@@ -48,6 +50,8 @@ class PriceSnapshot:
             cached_input_micros_per_m=chosen.get("cached_input_micros_per_m", self.cached_input_micros_per_m),
             cache_write_micros_per_m=chosen.get("cache_write_micros_per_m", self.cache_write_micros_per_m),
             request_micros=self.request_micros,
+            image_micros=self.image_micros,
+            second_micros=self.second_micros,
             is_free=self.is_free,
         )
 
@@ -71,6 +75,14 @@ def list_cost_micros(
         + completion_tokens * tier.output_micros_per_m
     )
     return ceil_div(numerator, PER_M) + tier.request_micros
+
+
+def media_list_cost_micros(price: PriceSnapshot, *, images: int = 0, seconds: int = 0) -> int:
+    """The list price in micro-USD of one media request (images, audio, moderations): the
+    per-request price plus `images` x the per-image and `seconds` x the per-second price."""
+    if price.is_free:
+        return 0
+    return price.request_micros + max(images, 0) * price.image_micros + max(seconds, 0) * price.second_micros
 
 
 def charge_micros(list_micros: int, *, group_ratio: Decimal, discount_ratio: Decimal, units_per_usd: Decimal) -> int:

@@ -42,6 +42,8 @@ def ratecard_build() -> RateCard:
             cached_input_micros_per_m=p.cached_input_micros_per_m,
             cache_write_micros_per_m=p.cache_write_micros_per_m,
             request_micros=p.request_micros,
+            image_micros=p.image_micros,
+            second_micros=p.second_micros,
             tiers=tuple(p.tiers or ()),
             is_free=p.is_free,
         )

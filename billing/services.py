@@ -186,8 +186,12 @@ def price_set(
     request_usd: str | Decimal | None = None,
     tiers: list[dict] | None = None,
     is_free: bool = False,
+    image_usd: str | Decimal | None = None,
+    second_usd: str | Decimal | None = None,
 ) -> Price:
-    if not is_free and (input_usd_per_m is None or output_usd_per_m is None):
+    # a model of the media endpoints may be priced per request, image or second alone
+    is_media = any(v is not None for v in (request_usd, image_usd, second_usd)) and input_usd_per_m is None and output_usd_per_m is None
+    if not is_free and not is_media and (input_usd_per_m is None or output_usd_per_m is None):
         raise ValueError("a price needs --input and --output (or --free)")
     values = {
         "input_micros_per_m": parse_micros(input_usd_per_m or 0, what="input price"),
@@ -199,6 +203,8 @@ def price_set(
             parse_micros(cache_write_usd_per_m, what="cache write price") if cache_write_usd_per_m is not None else None
         ),
         "request_micros": parse_micros(request_usd or 0, what="request price"),
+        "image_micros": parse_micros(image_usd or 0, what="image price"),
+        "second_micros": parse_micros(second_usd or 0, what="second price"),
         "is_free": is_free,
     }
     if tiers is not None:
@@ -209,7 +215,10 @@ def price_set(
     return price
 
 
-PRICE_FIELDS = ("input_micros_per_m", "output_micros_per_m", "cached_input_micros_per_m", "cache_write_micros_per_m", "request_micros")
+PRICE_FIELDS = (
+    "input_micros_per_m", "output_micros_per_m", "cached_input_micros_per_m", "cache_write_micros_per_m", "request_micros",
+    "image_micros", "second_micros",
+)
 
 
 def price_values_check(values: dict) -> None:

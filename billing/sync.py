@@ -188,6 +188,8 @@ def _apply(change: PriceChange, current: Price | None) -> None:
         # what the sync does not own is kept as it was (tiers: price_set keeps them when not given)
         request_usd=_usd(current.request_micros) if current else None,
         cache_write_usd_per_m=_usd(current.cache_write_micros_per_m) if current else None,
+        image_usd=_usd(current.image_micros) if current else None,
+        second_usd=_usd(current.second_micros) if current else None,
     )
 
 

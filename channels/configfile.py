@@ -51,7 +51,7 @@ VERSION = 1
 SECTIONS = ("groups", "models", "prices", "channels")
 _GROUP_KEYS = {"ratio", "mode"}
 _MODEL_KEYS = {"context_window", "max_output", "aliases", "hidden"}
-_PRICE_KEYS = {"input", "output", "cached_input", "cache_write", "request", "tiers", "free"}
+_PRICE_KEYS = {"input", "output", "cached_input", "cache_write", "request", "image", "second", "tiers", "free"}
 _TIER_KEYS = {"above_prompt_tokens", "input", "output", "cached_input", "cache_write"}
 _CREDENTIAL_KEYS = {"api_key", "api_key_env", "api_key_file"}
 _CHANNEL_KEYS = {
@@ -143,6 +143,10 @@ def _price_entry(price) -> dict:
         entry["cache_write"] = _usd_text(price.cache_write_micros_per_m)
     if price.request_micros:
         entry["request"] = _usd_text(price.request_micros)
+    if price.image_micros:
+        entry["image"] = _usd_text(price.image_micros)
+    if price.second_micros:
+        entry["second"] = _usd_text(price.second_micros)
     if price.tiers:
         entry["tiers"] = [
             {"above_prompt_tokens": tier["above_prompt_tokens"]}
@@ -348,6 +352,8 @@ def _apply_price(model: str, entry: dict, report: ImportReport) -> None:
         cached_input_usd_per_m=_text_or_none(entry.get("cached_input")),
         cache_write_usd_per_m=_text_or_none(entry.get("cache_write")),
         request_usd=_text_or_none(entry.get("request")),
+        image_usd=_text_or_none(entry.get("image")),
+        second_usd=_text_or_none(entry.get("second")),
         tiers=tiers if tiers is not None else [],
         is_free=bool(entry.get("free", False)),
     )
@@ -363,13 +369,14 @@ def _price_normalized(entry: dict) -> dict:
     if entry.get("free"):
         return {"free": True}
     normalized = {}
-    for key in ("input", "output", "cached_input", "cache_write", "request"):
+    for key in ("input", "output", "cached_input", "cache_write", "request", "image", "second"):
         if entry.get(key) is not None:
             normalized[key] = _usd_text(parse_micros(_text_or_none(entry[key]), what=f"{key} price"))
     normalized.setdefault("input", "0")
     normalized.setdefault("output", "0")
-    if normalized.get("request") == "0":
-        del normalized["request"]
+    for key in ("request", "image", "second"):
+        if normalized.get(key) == "0":
+            del normalized[key]
     tiers = entry.get("tiers") or []
     if not isinstance(tiers, list):
         raise ValueError("tiers must be a list")

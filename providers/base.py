@@ -167,6 +167,16 @@ class EmbeddingResult:
     usage: Usage | None
 
 
+@dataclass(slots=True)
+class MediaResult:
+    """A whole answer of a media endpoint (images, audio, moderations), passed on as received:
+    `body` in `media_type`, and `answer` its JSON object when it is JSON (None for audio)."""
+
+    body: bytes
+    media_type: str
+    answer: dict | None
+
+
 @dataclass(frozen=True, slots=True)
 class DiscoveredModel:
     """One model an upstream says it serves (model discovery)."""

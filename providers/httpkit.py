@@ -84,15 +84,16 @@ async def request_whole(
     api_key: str | None,
     params: Mapping[str, str] | None = None,
     body: Any = None,
+    content: bytes | None = None,
 ) -> httpx.Response:
-    """Send a request (`body` as JSON) whose answer is read whole within `first_byte_s`; any
+    """Send a request (`body` as JSON, or `content` as given) whose answer is read whole within `first_byte_s`; any
     adapter may use it. A connection failure or timeout is a TRANSIENT ProviderError, and so is
     an answer longer than `MAX_ANSWER_BYTES` (read no further: a lying upstream cannot fill
     the relay's memory)."""
     http_request = client.build_request(
         method,
         url,
-        content=None if body is None else orjson.dumps(body),
+        content=content if body is None else orjson.dumps(body),
         headers=headers,
         params=params,
         timeout=http_timeout(timeouts, timeouts.first_byte_s),

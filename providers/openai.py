@@ -13,7 +13,9 @@ Brand quirks: `providers.brands` (by `Target.brand` or the base URL's host), plu
 
 Beyond chat: `completions` / `open_completions_stream` (legacy `/completions`, same chunk
 handling: choices carry `text` instead of `delta`), `embeddings` (float or base64; floats
-are encoded here when the client asked base64 and the upstream ignored it), `list_models`.
+are encoded here when the client asked base64 and the upstream ignored it), `list_models`,
+and the media endpoints: `media_json` (images, moderations), `speech` (audio bytes back),
+`transcriptions` (the client's form sent again as multipart).
 
 
 Transport, stream reading and error classification are the shared toolkit in `providers.httpkit`.
@@ -36,6 +38,7 @@ from providers.base import (
     DiscoveredModel,
     EmbeddingResult,
     ErrorKind,
+    MediaResult,
     ProviderError,
     Target,
     Timeouts,
@@ -102,6 +105,52 @@ class OpenAIAdapter:
         if wants_base64 and _encode_floats(answer["data"]):
             body = orjson.dumps(answer)
         return EmbeddingResult(body, usage_from_openai(usage, has_completion=False))
+
+    async def media_json(
+        self, client: httpx.AsyncClient, target: Target, path: str, request: dict, timeouts: Timeouts
+    ) -> MediaResult:
+        """A JSON media request (`images/generations`, `moderations`) answered with JSON."""
+        brand = brands.brand_for(target.brand, target.base_url)
+        response = await _post(client, target, brand, path, _payload(target, brand, request), timeouts)
+        answer = _answer(response, target.api_key)
+        return MediaResult(response.content, "application/json", answer)
+
+    async def speech(
+        self, client: httpx.AsyncClient, target: Target, request: dict, timeouts: Timeouts
+    ) -> MediaResult:
+        """`audio/speech`: JSON in, audio bytes out (passed on with the upstream's type)."""
+        brand = brands.brand_for(target.brand, target.base_url)
+        response = await _post(client, target, brand, "audio/speech", _payload(target, brand, request), timeouts)
+        media_type = response.headers.get("content-type", "application/octet-stream")
+        if not response.is_success or media_type.startswith("application/json") or not response.content:
+            status = response.status_code if not response.is_success else 502  # a 200 without audio is the upstream's fault
+            raise classify_error(status, response.content, response.headers, target.api_key)
+        return MediaResult(response.content, media_type, None)
+
+    async def transcriptions(
+        self,
+        client: httpx.AsyncClient,
+        target: Target,
+        fields: list[tuple[str, str]],
+        file: tuple[str, bytes, str],
+        timeouts: Timeouts,
+    ) -> MediaResult:
+        """`audio/transcriptions`: the client's form sent again as multipart (the model renamed
+        to the upstream's); a text answer (`response_format` text, srt, vtt) is passed on too."""
+        brand = brands.brand_for(target.brand, target.base_url)
+        data = [(name, target.upstream_model if name == "model" else value) for name, value in fields]
+        form = httpx.Request("POST", "http://form.invalid/", data=dict(_grouped(data)), files={"file": file})
+        headers = {**_headers(target, brand), "Content-Type": form.headers["content-type"]}
+        response = await request_whole(
+            client, "POST", _url(target, brand, "audio/transcriptions"), headers=headers, params=_params(target, brand),
+            timeouts=timeouts, api_key=target.api_key, content=form.read(),
+        )
+        media_type = response.headers.get("content-type", "application/json")
+        if not media_type.startswith("application/json"):
+            if not response.is_success:
+                raise classify_error(response.status_code, response.content, response.headers, target.api_key)
+            return MediaResult(response.content, media_type, None)
+        return MediaResult(response.content, media_type, answer_object(response, target.api_key))
 
     async def list_models(
         self, client: httpx.AsyncClient, target: Target, timeouts: Timeouts
@@ -330,6 +379,18 @@ def _answer(response: httpx.Response, api_key: str | None) -> dict:
     if "error" in answer and "choices" not in answer and "data" not in answer:
         raise classify_error(response.status_code, response.content, response.headers, api_key)
     return answer
+
+
+def _grouped(fields: list[tuple[str, str]]) -> dict[str, str | list[str]]:
+    """Form fields as httpx takes them: a name given more than once (`timestamp_granularities[]`) as a list."""
+    grouped: dict[str, str | list[str]] = {}
+    for name, value in fields:
+        if name in grouped:
+            previous = grouped[name]
+            grouped[name] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            grouped[name] = value
+    return grouped
 
 
 def _encode_floats(data: list) -> bool:

@@ -194,6 +194,8 @@ CORS_EXPOSE_HEADERS = [
     "x-request-id", "x-tokenhub-overhead-ms", "retry-after", "idempotent-replayed",
     *(f"x-ratelimit-{kind}-{unit}" for kind in ("limit", "remaining", "reset") for unit in ("requests", "tokens")),
 ]
+# --- media endpoints (docs/protocols.md) ---
+TRANSCRIPTION_MAX_SECONDS = env.int("TRANSCRIPTION_MAX_SECONDS", default=1800)  # the hold covers this long an upload; longer reports are not billed
 # --- observability (docs/observability.md) ---
 LIVE_EVENTS_ENABLED = env.bool("LIVE_EVENTS_ENABLED", default=True)
 LIVE_EVENTS_QUEUE_SIZE = env.int("LIVE_EVENTS_QUEUE_SIZE", default=1000)  # past this, decisions are dropped and counted

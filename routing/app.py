@@ -43,7 +43,7 @@ from observability.services import request_logs_flush
 from providers import tokens
 from vault.services import warn_if_key_derived_from_secret_key
 
-from . import dashboard, embeddings, idempotency, inbound_anthropic, model_list, orchestration, responses
+from . import dashboard, embeddings, idempotency, inbound_anthropic, media, model_list, orchestration, responses
 from .errors import RequestTooLarge, TokenHubError
 from .journey import Call, check_key, record
 from .metering import Meter
@@ -218,6 +218,10 @@ ROUTES = [
     Route("/v1/responses", endpoint_for(responses.responses, endpoint="responses"), methods=["POST"]),
     Route("/v1/embeddings", endpoint_for(embeddings.embeddings, endpoint="embeddings"), methods=["POST"]),
     Route("/v1/completions", endpoint_for(embeddings.completions, endpoint="completions"), methods=["POST"]),
+    Route("/v1/images/generations", endpoint_for(media.images_generations, endpoint="images.generations"), methods=["POST"]),
+    Route("/v1/audio/transcriptions", endpoint_for(media.transcriptions, endpoint="audio.transcriptions"), methods=["POST"]),
+    Route("/v1/audio/speech", endpoint_for(media.speech, endpoint="audio.speech"), methods=["POST"]),
+    Route("/v1/moderations", endpoint_for(media.moderations, endpoint="moderations"), methods=["POST"]),
     Route("/v1/messages", endpoint_for(inbound_anthropic.messages, endpoint="messages", protocol="anthropic"), methods=["POST"]),
     Route(
         "/v1/messages/count_tokens",

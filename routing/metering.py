@@ -136,18 +136,31 @@ class Meter:
                 f"No exchange rate is set for {currency}, so routes billed in it cannot be priced; "
                 "an operator must set one (manage.py set_exchange_rate)."
             )
-        list_micros = list_cost_micros(
+        list_micros = self._list_micros(usage)
+        group_ratio = card.group_ratio(self.call.policy.tenant_group)
+        discount = Decimal(route.discount_ratio)
+        charge = charge_micros(list_micros, group_ratio=group_ratio, discount_ratio=discount, units_per_usd=rate)
+        cap = charge_micros(list_micros, group_ratio=group_ratio, discount_ratio=discount, units_per_usd=Decimal(1))
+        return charge, cap, kind, currency
+
+    def _list_micros(self, usage) -> int:
+        """The list price of `usage` in micro-USD (the media meter prices other units)."""
+        return list_cost_micros(
             self.price,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             cached_tokens=usage.cached_tokens,
             cache_write_tokens=usage.cache_creation_tokens,
         )
-        group_ratio = card.group_ratio(self.call.policy.tenant_group)
-        discount = Decimal(route.discount_ratio)
-        charge = charge_micros(list_micros, group_ratio=group_ratio, discount_ratio=discount, units_per_usd=rate)
-        cap = charge_micros(list_micros, group_ratio=group_ratio, discount_ratio=discount, units_per_usd=Decimal(1))
-        return charge, cap, kind, currency
+
+    def _worst_usage(self):
+        return Usage(prompt_tokens=self._prompt_tokens, completion_tokens=self.choices * self._max_output_tokens)
+
+    def _floor_usage(self):
+        return Usage(prompt_tokens=self._prompt_tokens)
+
+    def _note(self, usage, is_estimated: bool) -> str:
+        return f"{self.info.public_id}: {usage.prompt_tokens} in, {usage.completion_tokens} out" + (" (counted)" if is_estimated else "")
 
     async def reserve(self, route) -> str | None:
         """Hold the most this request can cost on `route`'s balance. Returns why not, or None."""
@@ -159,8 +172,8 @@ class Meter:
             and self._hold_route.discount_ratio >= route.discount_ratio
         ):
             return None  # the hold we have covers this route too
-        worst = Usage(prompt_tokens=self._prompt_tokens, completion_tokens=self.choices * self._max_output_tokens)
-        floor_usage = Usage(prompt_tokens=self._prompt_tokens)
+        worst = self._worst_usage()
+        floor_usage = self._floor_usage()
         amount, cap_amount, kind, currency = self._quote(route, worst)
         ceiling = self.call.directives.max_cost_micros
         if ceiling is not None and cap_amount > ceiling:
@@ -246,7 +259,7 @@ class Meter:
         route = self.call.route or self._hold_route
         charge, _, _, _ = self._quote(route, usage)
         would_charge = self._quote(route, self._reported)[0] if self._reported is not None else charge
-        note = f"{self.info.public_id}: {usage.prompt_tokens} in, {usage.completion_tokens} out" + (" (counted)" if is_estimated else "")
+        note = self._note(usage, is_estimated)
         hold = await run_db(billing.hold_settle, hold_key=self._hold_key, charge_micros=charge, note=note)
         self._hold_key = None
         if hold is not None:

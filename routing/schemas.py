@@ -273,6 +273,48 @@ class ResponsesRequest(_Open):
     user: StrictStr | None = None
 
 
+# --- media endpoints (routing.media) -----------------------------------------------------------
+
+ModelName = Annotated[StrictStr, Field(min_length=1)]
+
+
+class ImagesRequest(_Open):
+    model: ModelName  # required here: the relay routes by it (OpenAI would default to dall-e-2)
+    prompt: Annotated[StrictStr, Field(min_length=1)]
+    n: Annotated[StrictInt, Field(ge=1, le=10)] | None = None
+    size: StrictStr | None = None
+    quality: StrictStr | None = None
+    style: StrictStr | None = None
+    response_format: Literal["url", "b64_json"] | None = None
+    user: StrictStr | None = None
+
+
+class SpeechRequest(_Open):
+    model: ModelName
+    input: Annotated[StrictStr, Field(min_length=1, max_length=4096)]
+    voice: Annotated[StrictStr, Field(min_length=1)] | dict[str, Any]
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] | None = None
+    speed: Annotated[Number, Field(ge=0.25, le=4)] | None = None
+    instructions: StrictStr | None = None
+
+
+class ModerationsRequest(_Open):
+    model: ModelName
+    input: Annotated[StrictStr, Field(min_length=1)] | Annotated[list[StrictStr], Field(min_length=1)] | Annotated[
+        list[dict[str, Any]], Field(min_length=1)
+    ]
+
+
+class TranscriptionsRequest(_Open):
+    """The form fields of a multipart upload (the file is checked apart); numbers arrive as text."""
+
+    model: ModelName
+    language: StrictStr | None = None
+    prompt: StrictStr | None = None
+    response_format: Literal["json", "text", "srt", "verbose_json", "vtt"] | None = None
+    temperature: Annotated[Number, Field(ge=0, le=1)] | None = None
+
+
 SCHEMAS: dict[str, type[BaseModel]] = {
     "chat.completions": ChatRequest,
     "completions": CompletionsRequest,
@@ -280,6 +322,10 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "messages": MessagesRequest,
     "messages.count_tokens": CountTokensRequest,
     "responses": ResponsesRequest,
+    "images.generations": ImagesRequest,
+    "audio.speech": SpeechRequest,
+    "audio.transcriptions": TranscriptionsRequest,
+    "moderations": ModerationsRequest,
 }
 
 _FIELD_CODES = {"model": "missing_model", "messages": "invalid_messages", "input": "invalid_input", "prompt": "invalid_prompt"}

@@ -95,8 +95,9 @@ def mutated(draw, schema):
 @pytest.fixture
 def served(upstream_factory, transactional_db):
     fake = upstream_factory(name="props", chunks=2)
-    make_price("gpt-test", "1", "2")
-    make_channel("main", fake.url + "/v1", models=["gpt-test"])
+    make_price("gpt-test", "1", "2", request_usd="0.001", image_usd="0.01", second_usd="0.0001")
+    # the media endpoints are served only by channels that declare them (routing.media)
+    make_channel("main", fake.url + "/v1", models=["gpt-test"], options={"endpoints": ["images.generations", "audio.transcriptions", "audio.speech", "moderations"]})
     yield fake
     fake.reset()
 

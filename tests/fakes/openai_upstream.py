@@ -7,7 +7,11 @@
         assert fake.requests[-1].json["stream_options"] == {"include_usage": True}
 
 Routes: `POST .../chat/completions` (also Azure's `/openai/deployments/{d}/chat/completions`),
-`POST .../embeddings`, `GET .../models`. The answer is always "Hello from fake-<name>" split
+`POST .../embeddings`, `GET .../models`, and the media endpoints: `POST .../images/generations`
+(`n` images as b64_json or url), `.../moderations` (one result per input), `.../audio/speech`
+(`SPEECH_AUDIO`, as audio/mpeg or the asked format's type), `.../audio/transcriptions` (a
+multipart upload; answers `TRANSCRIPT` with a `duration` usage of `audio_seconds`, as text for
+`response_format=text`). The answer is always "Hello from fake-<name>" split
 into `chunks` pieces; usage reports `prompt_tokens`, `cached_tokens` and one completion token
 per piece.
 
@@ -34,6 +38,8 @@ No pytest here: the benchmarks reuse it.
 from __future__ import annotations
 
 import base64
+import email.parser
+import email.policy
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -152,9 +158,103 @@ class _Settings:
     embedding_dims: int = 8
     usage: Any = None  # when set, sent as the usage object as is (a lying or broken upstream)
     usage_first: bool = False  # streams: the usage object rides on the first chunk too
+    images: int | None = None  # when set, this many images whatever `n` asked (a lying upstream)
+    audio_seconds: float | None = 3.0  # transcriptions: the duration reported (None: no report)
 
 
-class FakeOpenAI(FakeUpstream):
+SPEECH_AUDIO = b"ID3\x04\x00\x00\x00\x00\x00\x00fake-mpeg-frames" * 4
+TRANSCRIPT = "Hello from the fake transcriber."
+_AUDIO_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac", "flac": "audio/flac", "wav": "audio/wav", "pcm": "audio/pcm"}
+
+
+def _json_payload(request: RecordedRequest) -> dict | None:
+    try:
+        payload = orjson.loads(request.body)
+    except orjson.JSONDecodeError:
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def form_fields(request: RecordedRequest) -> dict[str, Any]:
+    """A multipart request's parts by name: text fields as str, files as (filename, bytes)."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + request.headers.get("content-type", "").encode() + b"\r\n\r\n" + request.body
+    )
+    fields: dict[str, Any] = {}
+    if not message.is_multipart():
+        return fields
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True) or b""
+        fields[name] = (part.get_filename(), payload) if part.get_filename() else payload.decode()
+    return fields
+
+
+class _MediaRoutes:
+    """The media endpoints of FakeOpenAI (a mixin: reads `request_mode`)."""
+
+    async def _media_payload(self, request: RecordedRequest, settings: _Settings, send: Send) -> dict | None:
+        payload = _json_payload(request)
+        if payload is None:
+            await _send_error(send, "400", settings)
+            return None
+        mode = self.request_mode(request.headers, str(payload.get("model") or ""), settings.mode)
+        if mode in _ERRORS:
+            await _send_error(send, mode, settings)
+            return None
+        return payload
+
+    async def _images(self, request: RecordedRequest, number: int, settings: _Settings, send: Send) -> None:
+        payload = await self._media_payload(request, settings, send)
+        if payload is None:
+            return
+        count = settings.images if settings.images is not None else int(payload.get("n") or 1)
+        if payload.get("response_format") == "b64_json":
+            data = [{"b64_json": base64.b64encode(f"png-{number}-{i}".encode()).decode()} for i in range(count)]
+        else:
+            data = [{"url": f"https://images.fake.invalid/{number}/{i}.png"} for i in range(count)]
+        await send_json(send, 200, {"created": _CREATED, "data": data})
+
+    async def _moderations(self, request: RecordedRequest, number: int, settings: _Settings, send: Send) -> None:
+        payload = await self._media_payload(request, settings, send)
+        if payload is None:
+            return
+        inputs = payload.get("input")
+        count = len(inputs) if isinstance(inputs, list) else 1
+        result = {"flagged": False, "categories": {"violence": False}, "category_scores": {"violence": 0.001}}
+        await send_json(send, 200, {"id": f"modr-fake{number}", "model": payload.get("model"), "results": [result] * count})
+
+    async def _speech(self, request: RecordedRequest, settings: _Settings, send: Send) -> None:
+        payload = await self._media_payload(request, settings, send)
+        if payload is None:
+            return
+        media_type = _AUDIO_TYPES.get(str(payload.get("response_format") or "mp3"), "audio/mpeg")
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", media_type.encode()), (b"content-length", str(len(SPEECH_AUDIO)).encode())]})
+        await send_body(send, SPEECH_AUDIO, more_body=False)
+
+    async def _transcriptions(self, request: RecordedRequest, settings: _Settings, send: Send) -> None:
+        fields = form_fields(request)
+        if not isinstance(fields.get("file"), tuple) or not isinstance(fields.get("model"), str):
+            await _send_error(send, "400", settings)
+            return
+        mode = self.request_mode(request.headers, fields["model"], settings.mode)
+        if mode in _ERRORS:
+            await _send_error(send, mode, settings)
+            return
+        if fields.get("response_format") == "text":
+            body = TRANSCRIPT.encode()
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]})
+            await send_body(send, body, more_body=False)
+            return
+        answer: dict[str, Any] = {"text": TRANSCRIPT}
+        if settings.audio_seconds is not None:
+            answer["usage"] = {"type": "duration", "seconds": settings.audio_seconds}
+        await send_json(send, 200, answer)
+
+
+class FakeOpenAI(_MediaRoutes, FakeUpstream):
     modes = MODES
     settings_type = _Settings
     settings: _Settings
@@ -183,6 +283,14 @@ class FakeOpenAI(FakeUpstream):
             await self._chat(request, number, settings, receive, send)
         elif request.method == "POST" and path.endswith("/embeddings"):
             await self._embeddings(request, settings, send)
+        elif request.method == "POST" and path.endswith("/images/generations"):
+            await self._images(request, number, settings, send)
+        elif request.method == "POST" and path.endswith("/moderations"):
+            await self._moderations(request, number, settings, send)
+        elif request.method == "POST" and path.endswith("/audio/speech"):
+            await self._speech(request, settings, send)
+        elif request.method == "POST" and path.endswith("/audio/transcriptions"):
+            await self._transcriptions(request, settings, send)
         elif request.method == "GET" and path.endswith("/models"):
             await self._models(settings, send)
         else:

@@ -129,8 +129,9 @@ def test_the_command_refuses_a_bad_source(catalog, tmp_path):
 def test_the_sync_keeps_a_cache_write_price_it_does_not_set(catalog, source):
     from billing.models import Price
 
-    make_price("gpt-test", "1", "2", cache_write_usd_per_m="3.75", request_usd="0.01")
+    make_price("gpt-test", "1", "2", cache_write_usd_per_m="3.75", request_usd="0.01", image_usd="0.04", second_usd="0.0001")
     sync(source=source, apply=True)
     synced = Price.objects.get(model="gpt-test")
     assert (synced.input_micros_per_m, synced.output_micros_per_m) == (2_500_000, 10_000_000)  # what it sets
     assert (synced.cache_write_micros_per_m, synced.request_micros) == (3_750_000, 10_000)  # what it does not
+    assert (synced.image_micros, synced.second_micros) == (40_000, 100)

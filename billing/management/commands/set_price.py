@@ -14,14 +14,16 @@ class Command(JsonCommand):
         parser.add_argument("--output", help="USD per 1M output tokens")
         parser.add_argument("--cached-input", help="USD per 1M cached input tokens (default: the input price)")
         parser.add_argument("--cache-write", help="USD per 1M prompt tokens written to a cache (default: the input price)")
-        parser.add_argument("--request", help="USD per request, for models priced that way")
+        parser.add_argument("--request", "--per-request", dest="request", help="USD per request, for models priced that way")
+        parser.add_argument("--per-image", help="USD per image made (/v1/images/generations)")
+        parser.add_argument("--per-second", help="USD per second of audio transcribed (/v1/audio/transcriptions)")
         parser.add_argument(
             "--tiers",
             help='JSON list of prices above a prompt length: [{"above_prompt_tokens": 200000, "input": 2.5, "output": 15}]',
         )
         parser.add_argument("--free", action="store_true", help="serve it without charging")
 
-    def run(self, *, model, input, output, cached_input, cache_write, request, tiers, free, **_):
+    def run(self, *, model, input, output, cached_input, cache_write, request, per_image, per_second, tiers, free, **_):
         _require_catalog_model(model)
         parsed_tiers = None
         if tiers:
@@ -45,6 +47,7 @@ class Command(JsonCommand):
         price = price_set(
             model=model, input_usd_per_m=input, output_usd_per_m=output, cached_input_usd_per_m=cached_input,
             cache_write_usd_per_m=cache_write, request_usd=request, tiers=parsed_tiers, is_free=free,
+            image_usd=per_image, second_usd=per_second,
         )
         result = {
             "id": price.pk,
@@ -55,9 +58,13 @@ class Command(JsonCommand):
             "cached_input_micros_per_m": price.cached_input_micros_per_m,
             "cache_write_micros_per_m": price.cache_write_micros_per_m,
             "request_micros": price.request_micros,
+            "image_micros": price.image_micros,
+            "second_micros": price.second_micros,
             "tiers": price.tiers,
         }
         what = "free" if price.is_free else f"{input} in / {output} out USD per 1M tokens"
+        if not price.is_free and input is None and output is None:
+            what = f"{request or 0} per request, {per_image or 0} per image, {per_second or 0} per second (USD)"
         return result, f"price of {price.model} set: {what}"
 
 
