@@ -29,7 +29,19 @@ def _fields(request) -> dict | None:
         data = json.loads(request.body)
     except ValueError:
         return None
-    return data if isinstance(data, dict) else {"body": data}
+    return _storable(data if isinstance(data, dict) else {"body": data})
+
+
+def _storable(value):
+    """The client's JSON as a database can keep it: no NUL characters, no lone surrogates
+    (PostgreSQL's JSON refuses both; the record must not fail because a client sent them)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_storable(str(k)): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
 
 
 class ApiAuditMiddleware:
