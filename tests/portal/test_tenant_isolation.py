@@ -9,7 +9,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from tests.conftest import make_key
 
-PORTAL_MODULES = ("accounts.", "observability.", "billing.")
+PORTAL_MODULES = ("accounts.", "observability.", "billing.", "research.")
 
 
 def _walk(patterns, prefix=""):
@@ -40,17 +40,21 @@ def bobs_objects(bob) -> dict[str, int]:
     key = make_key(bob.tenant, name="bob's key")
     invitation, _ = invitation_create(tenant=bob.tenant, email="dave@example.com", role="member", invited_by=bob.user)
     log = RequestLog.objects.create(request_id="req_bob", tenant_id=bob.tenant.pk, key_id=key.key_id, status=200, created_at=timezone.now())
+    from research.models import ResearchRun
+
+    run = ResearchRun.objects.create(tenant=bob.tenant, question="bob's question", max_cost_micros=1_000_000, status="succeeded")
     return {
         "key_id": key.key_id,
         "member_id": Membership.objects.get(user=bob.user).pk,
         "invite_id": invitation.pk,
         "log_id": log.pk,
+        "run_id": run.pk,
     }
 
 
 def test_the_walk_finds_the_portals_object_pages():
     found = {route for route, _ in portal_routes_with_ids()}
-    assert "keys/<int:key_id>/" in found and "logs/<int:log_id>/" in found
+    assert "keys/<int:key_id>/" in found and "logs/<int:log_id>/" in found and "research/<int:run_id>/" in found
 
 
 @pytest.mark.parametrize("method", ["get", "post"])
@@ -77,6 +81,10 @@ def test_another_tenants_ids_are_404_on_every_portal_page(cast, login, method):
     assert ApiKey.objects.get(pk=ids["key_id"]).status == "active"
     assert Invitation.objects.filter(pk=ids["invite_id"]).exists()
     assert Membership.objects.filter(pk=ids["member_id"], role="owner").exists()
+    from research.models import ResearchRun
+
+    assert ResearchRun.objects.filter(pk=ids["run_id"], status="succeeded").exists()  # not deleted
+    assert ResearchRun.objects.count() == 1  # and not duplicated (into anybody's tenant)
 
 
 def test_a_member_cannot_reach_a_teammates_key_by_id(cast, login):
