@@ -37,7 +37,7 @@ from .health.probes import channel_probe
 from .health.status import channel_operator_set
 from .models import Channel, ChannelBalanceSnapshot, ChannelHealth, ChannelModel, Model, ThompsonArm
 from .netguard import base_url_problem
-from .services import channel_credential_set, channel_delete
+from .services import channel_credential_set, channel_delete, options_checked
 from .simulator import route_tree, simulate
 from .strategies import MODES
 
@@ -130,6 +130,11 @@ class ChannelFormChecked(ChannelForm):
             problem = base_url_problem(base_url, is_saving=True)
             if problem:
                 self.add_error("base_url", problem)
+        if "options" in data:
+            try:
+                options_checked(data["options"])
+            except ValueError as error:
+                self.add_error("options", str(error))
         return data
 
 

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from observability.selectors import channel_has_history
+from providers.brands import RESPONSES_OPTION
 from vault.services import secret_seal
 
 from .health.status import channel_operator_set
@@ -82,6 +83,16 @@ def parse_model_specs(specs: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def options_checked(options: dict | None) -> dict:
+    """A channel's `options`, refused when a value the relay reads has the wrong type."""
+    options = options or {}
+    if not isinstance(options, dict):
+        raise ValueError("options must be a mapping")
+    if RESPONSES_OPTION in options and not isinstance(options[RESPONSES_OPTION], bool):
+        raise ValueError(f"options.{RESPONSES_OPTION} must be true or false")
+    return options
+
+
 def _channel_checked(
     *, provider_type: str, base_url: str, billing: str, weight: int, cost_ratio, discount_ratio
 ) -> dict:
@@ -139,7 +150,7 @@ def channel_create(
         credential_source=credential_source if api_key else "",
         groups=groups or ["default"],
         priority=priority,
-        options=options or {},
+        options=options_checked(options),
         **checked,
     )
     for public_id, upstream_name in models:
@@ -173,7 +184,7 @@ def channel_replace(
         cost_ratio=cost_ratio, discount_ratio=discount_ratio,
     )
     for field, value in {**checked, "brand": brand or provider_type, "groups": groups or ["default"],
-                         "priority": priority, "options": options or {}}.items():
+                         "priority": priority, "options": options_checked(options)}.items():
         setattr(channel, field, value)
     if api_key is not None:
         channel.credential = secret_seal(plaintext=api_key) if api_key else ""

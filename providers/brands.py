@@ -20,6 +20,11 @@ URL's host (`api.deepseek.com` -> deepseek), else plain `openai` (no quirks).
     ollama       `max_completion_tokens` sent as `max_tokens`
     openrouter   none (`reasoning` deltas are counted like `reasoning_content`)
 
+Which targets take OpenAI's Responses API as it is (`POST {base_url}/responses`,
+`speaks_responses`): the channel's `options["responses_api"]` when it is true or false; else
+only OpenAI's own API (brand openai on `api.openai.com`). Azure never does here (its Responses
+URL is not the deployment URL this adapter builds).
+
 Answers are never rewritten: `reasoning_content` (DeepSeek, Qwen, GLM, vLLM) and `reasoning`
 (OpenRouter, newer vLLM) reach the client as the upstream sent them.
 """
@@ -30,9 +35,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-__all__ = ["Brand", "BRANDS", "brand_for", "prepare"]
+__all__ = ["Brand", "BRANDS", "RESPONSES_OPTION", "brand_for", "prepare", "speaks_responses"]
 
 AZURE_API_VERSION = "2024-10-21"
+RESPONSES_OPTION = "responses_api"  # channel option: this upstream takes /responses as it is
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +122,17 @@ def _brand_by_host(base_url: str) -> Brand:
     if urlsplit(base_url).port == 11434:
         return BRANDS["ollama"]
     return _PLAIN
+
+
+def speaks_responses(*, brand: str, base_url: str, options: dict) -> bool:
+    """Whether the target takes Responses requests at `{base_url}/responses`."""
+    found = brand_for(brand, base_url)
+    if found.is_azure:
+        return False
+    declared = options.get(RESPONSES_OPTION)
+    if isinstance(declared, bool):  # anything else (a string, a number) is as if unset
+        return declared
+    return found is _PLAIN and (urlsplit(base_url).hostname or "").lower() in _PLAIN.hosts
 
 
 def prepare(brand: Brand, payload: dict) -> dict:

@@ -11,8 +11,12 @@ Brand quirks: `providers.brands` (by `Target.brand` or the base URL's host), plu
     {"embeddings_base64": false}                ask for floats and encode base64 here (for
                                                 servers that ignore or refuse the option)
 
-Beyond chat: `completions` / `open_completions_stream` (legacy `/completions`, same chunk
-handling: choices carry `text` instead of `delta`), `embeddings` (float or base64; floats
+Beyond chat: `responses` / `open_responses_stream` (OpenAI's Responses API, `/responses`, for
+targets that speak it, see `brands.speaks_responses`: the Response and its named stream events
+pass through as received, read only for usage, the output text and the end; an `error` or
+`response.failed` event is the upstream failing; a stream without `response.completed` or
+`response.incomplete` was cut), `completions` / `open_completions_stream` (legacy
+`/completions`, same chunk handling: choices carry `text` instead of `delta`), `embeddings` (float or base64; floats
 are encoded here when the client asked base64 and the upstream ignored it), `list_models`,
 and the media endpoints: `media_json` (images, moderations), `speech` (audio bytes back),
 `transcriptions` (the client's form sent again as multipart).
@@ -24,6 +28,7 @@ Transport, stream reading and error classification are the shared toolkit in `pr
 from __future__ import annotations
 
 import base64
+import re
 import struct
 from typing import Any, AsyncIterator
 
@@ -55,11 +60,25 @@ from providers.httpkit import (
     stream_read_error,
 )
 from providers.sse import iter_sse
-from providers.usage import usage_from_openai
+from providers.usage import usage_from_openai, usage_from_responses
 
 __all__ = ["OpenAIAdapter", "parse_usage"]
 
 _DONE = b"[DONE]"
+# Responses stream events whose `delta` is text the model generated (counted when usage is missing)
+_RESPONSE_DELTAS = frozenset(
+    {
+        "response.output_text.delta",
+        "response.refusal.delta",
+        "response.function_call_arguments.delta",
+        "response.custom_tool_call_input.delta",
+        "response.reasoning_text.delta",
+        "response.reasoning_summary_text.delta",
+    }
+)
+_RESPONSE_ENDS = frozenset({"response.completed", "response.incomplete"})
+_RESPONSE_FAILURES = frozenset({"error", "response.failed"})
+_EVENT_NAME = re.compile(rb"[A-Za-z0-9_.\-]{1,100}")
 
 
 class OpenAIAdapter:
@@ -79,6 +98,43 @@ class OpenAIAdapter:
         self, client: httpx.AsyncClient, target: Target, request: dict, timeouts: Timeouts
     ) -> ChatResult:
         return await self._whole(client, target, request, timeouts, "completions")
+
+    async def responses(
+        self, client: httpx.AsyncClient, target: Target, body: dict, timeouts: Timeouts
+    ) -> ChatResult:
+        """A Responses request, whole: `ChatResult.body` is the upstream's Response as received."""
+        brand = brands.brand_for(target.brand, target.base_url)
+        payload = _payload(target, brand, body)
+        payload.pop("stream_options", None)  # a stream's option: refused on a whole request
+        payload["stream"] = False
+        response = await _post(client, target, brand, "responses", payload, timeouts)
+        answer = answer_object(response, target.api_key)
+        if answer.get("error") or answer.get("status") == "failed":
+            raise classify_error(None, response.content, response.headers, target.api_key)
+        if not isinstance(answer.get("output"), list):
+            raise ProviderError(ErrorKind.TRANSIENT, "upstream answered /responses without a Response", status=502)
+        return ChatResult(body=response.content, usage=usage_from_responses(answer.get("usage")), finish_reason=_response_finish(answer))
+
+    async def open_responses_stream(
+        self, client: httpx.AsyncClient, target: Target, body: dict, timeouts: Timeouts
+    ) -> ChunkStream:
+        """A Responses request, streamed: each `Chunk.data` is one upstream event as
+        `event: <name>\\ndata: <its JSON bytes>\\n\\n`."""
+        brand = brands.brand_for(target.brand, target.base_url)
+        payload = _payload(target, brand, body)
+        payload["stream"] = True
+        api_key = target.api_key
+        return await open_chunk_stream(
+            client,
+            _url(target, brand, "responses"),
+            body=payload,
+            headers=_headers(target, brand),
+            params=_params(target, brand),
+            timeouts=timeouts,
+            api_key=api_key,
+            chunks=lambda response: _iter_response_events(response, api_key),
+            error_from_response=lambda response: _error_from_response(response, api_key),
+        )
 
     async def open_completions_stream(
         self, client: httpx.AsyncClient, target: Target, request: dict, timeouts: Timeouts
@@ -283,6 +339,77 @@ def _parse_chunk(data: bytes, event: str, api_key: str | None) -> Chunk:
         finish_reason,
         not choices and bool(usage_obj),  # a usage chunk, even one whose counts we refuse
     )
+
+
+async def _iter_response_events(response: httpx.Response, api_key: str | None) -> AsyncIterator[Chunk]:
+    events = iter_sse(response.aiter_bytes())
+    try:
+        is_complete = False
+        try:
+            async for event, data in events:
+                if data.startswith(_DONE):
+                    break  # not OpenAI's, but a compatible server may end so
+                chunk = _response_chunk(data, event, api_key)
+                yield chunk
+                if chunk.finish_reason is not None:
+                    is_complete = True
+                    break
+        except httpx.HTTPError as exc:
+            raise stream_read_error(exc, api_key) from None
+        if not is_complete:
+            raise ProviderError(ErrorKind.TRANSIENT, "upstream stream ended without response.completed", status=502)
+        await drain(events)
+    finally:
+        await events.aclose()
+
+
+def _response_chunk(data: bytes, event: str, api_key: str | None) -> Chunk:
+    """One Responses stream event, framed again as it came (its name, its JSON bytes)."""
+    obj = stream_object(data)
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        kind = event
+    if kind in _RESPONSE_FAILURES or event in _RESPONSE_FAILURES:
+        failed = obj.get("response")
+        error = failed.get("error") if isinstance(failed, dict) else None
+        raise classify_error(None, orjson.dumps({"error": error}) if isinstance(error, dict) else data, None, api_key)
+    name = event.encode() if event != "message" else kind.encode()
+    if not _EVENT_NAME.fullmatch(name):
+        name = b"message"
+    if b"\n" in data:  # data lines joined: newlines between JSON tokens, never inside a string
+        data = data.replace(b"\n", b" ")
+    text = ""
+    usage: Usage | None = None
+    finish_reason = None
+    if kind in _RESPONSE_DELTAS:
+        delta = obj.get("delta")
+        text = delta if isinstance(delta, str) else ""
+    elif kind == "response.output_item.added":
+        item = obj.get("item")
+        name_text = item.get("name") if isinstance(item, dict) else None
+        text = name_text if isinstance(name_text, str) else ""  # a function call's name is output too
+    elif kind in _RESPONSE_ENDS:
+        answer = obj.get("response")
+        answer = answer if isinstance(answer, dict) else {}
+        usage = usage_from_responses(answer.get("usage"))
+        finish_reason = _response_finish({"status": kind.removeprefix("response."), **answer})
+    return Chunk(b"event: " + name + b"\ndata: " + data + b"\n\n", text, usage, finish_reason)
+
+
+def _response_finish(answer: dict) -> str:
+    """A Response's end in chat's words, for the request log: stop, tool_calls, length,
+    content_filter (or the status as given)."""
+    status = answer.get("status")
+    if status == "incomplete":
+        details = answer.get("incomplete_details")
+        reason = details.get("reason") if isinstance(details, dict) else None
+        return "length" if reason in (None, "max_output_tokens") else str(reason)[:50]
+    if status == "completed":
+        output = answer.get("output")
+        if isinstance(output, list) and any(isinstance(item, dict) and item.get("type") == "function_call" for item in output):
+            return "tool_calls"
+        return "stop"
+    return str(status or "unknown")[:50]
 
 
 def _delta_text(delta: dict) -> str:

@@ -12,8 +12,9 @@ relay bills on it.
     cached above prompt                -> clamped to prompt
     cache-write above prompt - cached  -> clamped to what is left
 
-One function per wire format (`usage_from_openai`, `usage_from_anthropic`,
-`usage_from_gemini`); each returns a `Usage` or None and never raises, whatever it is given.
+One function per wire format (`usage_from_openai`, `usage_from_responses`,
+`usage_from_anthropic`, `usage_from_gemini`); each returns a `Usage` or None and never raises,
+whatever it is given.
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ from typing import Any
 
 from .base import Usage
 
-__all__ = ["MAX_TOKENS", "token_count", "usage_build", "usage_from_anthropic", "usage_from_gemini", "usage_from_openai"]
+__all__ = [
+    "MAX_TOKENS",
+    "token_count",
+    "usage_build",
+    "usage_from_anthropic",
+    "usage_from_gemini",
+    "usage_from_openai",
+    "usage_from_responses",
+]
 
 # No model reads or writes this many tokens in one request (the largest context windows are a
 # few million): a bigger number is a broken or lying report, not a bill.
@@ -74,6 +83,22 @@ def usage_from_openai(obj: Any, *, has_completion: bool = True) -> Usage | None:
         completion=obj.get("completion_tokens", _ABSENT if has_completion else 0),
         cached=cached,
         cache_write=_get(details, "cache_write_tokens", 0),  # OpenRouter's; our Anthropic translation fills it
+    )
+
+
+def usage_from_responses(obj: Any) -> Usage | None:
+    """OpenAI's Responses API `usage`: `input_tokens` (cache reads included, as
+    `input_tokens_details.cached_tokens`) and `output_tokens`, which include the reasoning
+    tokens (`output_tokens_details.reasoning_tokens`): output is never billed below its own
+    reasoning part, whatever an upstream that counts them apart reports."""
+    if not isinstance(obj, dict):
+        return None
+    output = token_count(obj.get("output_tokens", _ABSENT))
+    reasoning = token_count(_get(_get(obj, "output_tokens_details", None), "reasoning_tokens", 0)) or 0
+    return usage_build(
+        prompt=obj.get("input_tokens", _ABSENT),
+        completion=max(output, reasoning) if output is not None else None,
+        cached=_get(_get(obj, "input_tokens_details", None), "cached_tokens", 0),
     )
 
 

@@ -203,3 +203,43 @@ def anthropic_system_strip(native: dict) -> None:
                 del system[0]
                 if not system:
                     del native["system"]
+
+
+def responses_line_strip(native: dict) -> None:
+    """Remove a directive line from a Responses request's own body (changed in place): from its
+    `instructions`, else from its first system or developer input message, the one the
+    translated chat request reads it from. That body goes upstream as it is on a route that
+    speaks the Responses API, so the line must leave it too; the translated request keeps it,
+    for `directives_take`."""
+    instructions = native.get("instructions")
+    if isinstance(instructions, str) and instructions:
+        line, rest = _split(instructions)
+        if line is not None:
+            if rest.strip():
+                native["instructions"] = rest
+            else:
+                del native["instructions"]
+        return
+    items = native.get("input")
+    if not isinstance(items, list):
+        return
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or item.get("type", "message") != "message" or item.get("role") not in ("system", "developer"):
+            continue
+        content = item.get("content")
+        if isinstance(content, str):
+            line, rest = _split(content)
+            if line is not None:
+                if rest.strip():
+                    items[index] = {**item, "content": rest}
+                else:
+                    del items[index]
+        elif isinstance(content, list) and content and isinstance(content[0], dict) and isinstance(content[0].get("text"), str):
+            line, rest = _split(content[0]["text"])
+            if line is not None:
+                parts = [{**content[0], "text": rest}, *content[1:]] if rest.strip() else content[1:]
+                if parts:
+                    items[index] = {**item, "content": parts}
+                else:
+                    del items[index]
+        return

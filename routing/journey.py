@@ -361,13 +361,15 @@ async def chat(call: Call, request: dict) -> Reply | StreamReply:
 
 
 async def generate(
-    call: Call, request: dict, info: ModelInfo, routes: list[Route], operation, *, text_of, limit_field: str = "max_completion_tokens"
+    call: Call, request: dict, info: ModelInfo, routes: list[Route], operation, *, text_of, limit_field: str = "max_completion_tokens",
+    context_tokens: int = 0,
 ) -> Reply | StreamReply:
     """Price, send with failover, then answer whole or as a stream; settle and record.
     Chat and legacy completions share it; `text_of(body)` reads a whole answer's text, for
     counting its tokens when the upstream reported no usage. The output limit the hold covers
-    is written into the request (`limit_field`) before anything is sent."""
-    meter = Meter(call, info, request)
+    is written into the request (`limit_field`) before anything is sent. `context_tokens`:
+    input the upstream holds from earlier turns (`Meter.context_tokens`)."""
+    meter = Meter(call, info, request, context_tokens=context_tokens)
     await meter.prepare()
     output_limit_write(request, meter.output_limit, field=limit_field)
     try:
@@ -458,7 +460,7 @@ async def settle_and_record(
     usage: Usage | None = None
     is_estimated = False
     try:
-        counted = estimate_usage(request, delivered_text()) if reported is None or is_cut else None
+        counted = estimate_usage(request, delivered_text(), context_tokens=meter.context_tokens) if reported is None or is_cut else None
         usage, is_estimated = meter.billable(reported, counted or reported, is_cut=is_cut)
         await meter.settle(usage, is_estimated=is_estimated)
     except Exception:
@@ -490,9 +492,9 @@ def usage_chunk(call: Call, usage: Usage) -> bytes:
     )
 
 
-def estimate_usage(request: dict, completion_text: str) -> Usage:
+def estimate_usage(request: dict, completion_text: str, *, context_tokens: int = 0) -> Usage:
     return Usage(
-        prompt_tokens=tokens.estimate_request_prompt_tokens(request),
+        prompt_tokens=tokens.estimate_request_prompt_tokens(request) + context_tokens,
         completion_tokens=tokens.count_text(completion_text) if completion_text else 0,
     )
 

@@ -75,8 +75,13 @@ BALANCE_CURRENCY = billing.DEFAULT_CURRENCY
 
 
 class Meter:
-    def __init__(self, call, info, request: dict, *, prompt_tokens: int | None = None, max_output_tokens: int | None = None) -> None:
+    def __init__(
+        self, call, info, request: dict, *, prompt_tokens: int | None = None, max_output_tokens: int | None = None, context_tokens: int = 0
+    ) -> None:
         self.call = call
+        # prompt tokens the upstream keeps from earlier turns (a passed-through
+        # previous_response_id): billed by it as input, invisible to our count of the request
+        self.context_tokens = context_tokens
         self.info = info
         self.request = request
         self.charged_micros = 0
@@ -122,7 +127,8 @@ class Meter:
             ):
                 # Nothing left to hold against: refused before the tokenizer spends any time on it.
                 raise InsufficientQuota("Insufficient balance: every balance of this account is used up or reserved.")
-            self._prompt_tokens = await counting.prompt_tokens_acount(self.request, body_size=self.call.body_size)
+            counted = await counting.prompt_tokens_acount(self.request, body_size=self.call.body_size)
+            self._prompt_tokens = counted + self.context_tokens
         self.call.prompt_tokens = self._prompt_tokens
 
     def _quote(self, route, usage: Usage) -> tuple[int, int, str, str]:

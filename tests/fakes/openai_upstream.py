@@ -7,7 +7,8 @@
         assert fake.requests[-1].json["stream_options"] == {"include_usage": True}
 
 Routes: `POST .../chat/completions` (also Azure's `/openai/deployments/{d}/chat/completions`),
-`POST .../embeddings`, `GET .../models`, and the media endpoints: `POST .../images/generations`
+`POST .../responses` (the Responses API, see `_ResponsesRoute`), `POST .../embeddings`,
+`GET .../models`, and the media endpoints: `POST .../images/generations`
 (`n` images as b64_json or url), `.../moderations` (one result per input), `.../audio/speech`
 (`SPEECH_AUDIO`, as audio/mpeg or the asked format's type), `.../audio/transcriptions` (a
 multipart upload; answers `TRANSCRIPT` with a `duration` usage of `audio_seconds`, as text for
@@ -254,10 +255,159 @@ class _MediaRoutes:
         await send_json(send, 200, answer)
 
 
-class FakeOpenAI(_MediaRoutes, FakeUpstream):
+TOOL_ARGUMENTS = '{"city":"Paris"}'
+
+
+class _ResponsesRoute:
+    """`POST .../responses` of FakeOpenAI (a mixin: reads `text`, `request_mode`).
+
+    The answer is the fake's text (or, with function `tools` and `tool_choice` not "none",
+    a `function_call` of the first tool with TOOL_ARGUMENTS; after a `function_call_output`,
+    "The tool answered: <output>"), whole or as OpenAI streams it: `response.created`,
+    `response.in_progress`, `response.output_item.added`, `response.content_part.added`,
+    `response.output_text.delta` per piece, `.done`s, `response.completed` with usage
+    (`response.incomplete` when `max_output_tokens` is below the pieces: cut there). Ids are
+    `resp_fake-<name>-<n>`; a response made with `store` not false is kept, and a
+    `previous_response_id` this fake did not make is OpenAI's 400. Modes as for chat
+    (`stream_error` sends an `error` event); `usage` replaces the usage object as is.
+    """
+
+    async def _responses(self, request: RecordedRequest, number: int, settings: _Settings, receive: Receive, send: Send) -> None:
+        payload = _json_payload(request)
+        if payload is None:
+            await _send_error(send, "400", settings)
+            return
+        model = str(payload.get("model") or "")
+        mode = self.request_mode(request.headers, model, settings.mode)
+        if mode in _ERRORS:
+            await _send_error(send, mode, settings)
+            return
+        previous = payload.get("previous_response_id")
+        if previous is not None and previous not in self.responses_made:
+            error = {"message": f"Previous response with id '{previous}' not found.", "type": "invalid_request_error",
+                     "param": "previous_response_id", "code": "previous_response_not_found"}
+            await send_json(send, 400, {"error": error})
+            return
+        if mode == "slow_first_byte" and await wait_or_disconnect(receive, settings.delay_s):
+            self.count_disconnect()
+            return
+        response_id = f"resp_fake-{settings.name}-{number}"
+        items = payload.get("input") if isinstance(payload.get("input"), list) else []
+        last = items[-1] if items and isinstance(items[-1], dict) else {}
+        tools = [t for t in payload.get("tools") or () if isinstance(t, dict) and t.get("type") == "function"]
+        call = None
+        if last.get("type") == "function_call_output":
+            text = f"The tool answered: {last.get('output')}"
+        elif tools and payload.get("tool_choice") != "none":
+            text = ""
+            call = {"type": "function_call", "id": f"fc_fake{number}", "call_id": f"call_fake{number}", "name": tools[0].get("name"),
+                    "arguments": TOOL_ARGUMENTS, "status": "completed"}
+        else:
+            text = self.text
+        pieces = split_text(text, settings.chunks) if text else []
+        limit = payload.get("max_output_tokens")
+        is_cut_short = isinstance(limit, int) and len(pieces) > limit
+        if is_cut_short:
+            pieces = pieces[:limit]
+        output_tokens = len(pieces) if call is None else 2
+        usage: Any = None if mode == "no_usage" else {
+            "input_tokens": settings.prompt_tokens,
+            "input_tokens_details": {"cached_tokens": settings.cached_tokens},
+            "output_tokens": output_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": settings.prompt_tokens + output_tokens,
+        }
+        if settings.usage is not None:
+            usage = settings.usage
+        message = {"type": "message", "id": f"msg_fake{number}", "status": "completed", "role": "assistant",
+                   "content": [{"type": "output_text", "text": "".join(pieces), "annotations": []}]}
+        output = [call] if call is not None else [message]
+        status = "incomplete" if is_cut_short else "completed"
+
+        def response(state: str, items: list, usage_obj: Any) -> dict[str, Any]:
+            return {
+                "id": response_id, "object": "response", "created_at": _CREATED, "status": state, "error": None,
+                "incomplete_details": {"reason": "max_output_tokens"} if state == "incomplete" else None,
+                "instructions": payload.get("instructions"), "max_output_tokens": limit, "model": model, "output": items,
+                "parallel_tool_calls": True, "previous_response_id": previous, "reasoning": {"effort": None, "summary": None},
+                "store": payload.get("store", True), "temperature": 1.0, "text": {"format": {"type": "text"}},
+                "tool_choice": payload.get("tool_choice", "auto"), "tools": payload.get("tools") or [], "top_p": 1.0,
+                "truncation": "disabled", "usage": usage_obj, "user": None, "metadata": {},
+            }
+
+        if payload.get("store", True) is not False:
+            self.responses_made[response_id] = payload
+        if not payload.get("stream"):
+            await send_json(send, 200, response(status, output, usage))
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]})
+        if mode == "slow_first_chunk" and await wait_or_disconnect(receive, settings.delay_s):
+            self.count_disconnect()
+            return
+        sequence = 0
+
+        def event(kind: str, **fields: Any) -> bytes:
+            nonlocal sequence
+            data = {"type": kind, "sequence_number": sequence, **fields}
+            sequence += 1
+            return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+        try:
+            await send_body(send, event("response.created", response=response("in_progress", [], None)))
+            await send_body(send, event("response.in_progress", response=response("in_progress", [], None)))
+            if call is not None:
+                opened = {**call, "arguments": "", "status": "in_progress"}
+                await send_body(send, event("response.output_item.added", output_index=0, item=opened))
+                for piece in (TOOL_ARGUMENTS[:6], TOOL_ARGUMENTS[6:]):
+                    await send_body(send, event("response.function_call_arguments.delta", item_id=call["id"], output_index=0, delta=piece))
+                await send_body(send, event("response.function_call_arguments.done", item_id=call["id"], output_index=0,
+                                            arguments=TOOL_ARGUMENTS))
+                await send_body(send, event("response.output_item.done", output_index=0, item=call))
+            else:
+                where = {"item_id": message["id"], "output_index": 0}
+                await send_body(send, event("response.output_item.added", output_index=0,
+                                            item={**message, "status": "in_progress", "content": []}))
+                await send_body(send, event("response.content_part.added", **where, content_index=0,
+                                            part={"type": "output_text", "text": "", "annotations": []}))
+                for sent, piece in enumerate(pieces):
+                    if sent == settings.cut_after:
+                        if mode == "cut":
+                            return  # ends the response unfinished: uvicorn drops the connection
+                        if mode == "stall" and await wait_or_disconnect(receive, settings.stall_s):
+                            self.count_disconnect()
+                            return
+                        if mode == "stream_error":
+                            error = _ERRORS["500"][1]
+                            await send_body(send, event("error", code="server_error", message=error["message"], param=None))
+                            await send_body(send, b"", more_body=False)
+                            return
+                    if settings.chunk_delay_s and await wait_or_disconnect(receive, settings.chunk_delay_s):
+                        self.count_disconnect()
+                        return
+                    await send_body(send, event("response.output_text.delta", **where, content_index=0, delta=piece, logprobs=[]))
+                done_text = "".join(pieces)
+                await send_body(send, event("response.output_text.done", **where, content_index=0, text=done_text, logprobs=[]))
+                await send_body(send, event("response.content_part.done", **where, content_index=0, part=message["content"][0]))
+                await send_body(send, event("response.output_item.done", output_index=0, item=message))
+            closing = "response.incomplete" if is_cut_short else "response.completed"
+            await send_body(send, event(closing, response=response(status, output, usage)), more_body=False)
+        except OSError:  # uvicorn's ClientDisconnected: the client went away mid-send
+            self.count_disconnect()
+
+
+class FakeOpenAI(_ResponsesRoute, _MediaRoutes, FakeUpstream):
     modes = MODES
     settings_type = _Settings
     settings: _Settings
+
+    def __init__(self, mode: str = "ok", **settings: Any) -> None:
+        super().__init__(mode, **settings)
+        self.responses_made: dict[str, dict] = {}  # /responses: id -> the request that made it
+
+    def reset(self) -> None:
+        super().reset()
+        self.responses_made.clear()
 
     @property
     def mode(self) -> str:
@@ -281,6 +431,8 @@ class FakeOpenAI(_MediaRoutes, FakeUpstream):
             await _send_error(send, "401", settings)
         elif request.method == "POST" and path.endswith("/chat/completions"):
             await self._chat(request, number, settings, receive, send)
+        elif request.method == "POST" and path.endswith("/responses"):
+            await self._responses(request, number, settings, receive, send)
         elif request.method == "POST" and path.endswith("/embeddings"):
             await self._embeddings(request, settings, send)
         elif request.method == "POST" and path.endswith("/images/generations"):

@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from providers.base import Usage
-from providers.usage import MAX_TOKENS, usage_from_anthropic, usage_from_gemini, usage_from_openai
+from providers.usage import MAX_TOKENS, usage_from_anthropic, usage_from_gemini, usage_from_openai, usage_from_responses
 
-PARSERS = [usage_from_openai, usage_from_anthropic, usage_from_gemini]
+PARSERS = [usage_from_openai, usage_from_responses, usage_from_anthropic, usage_from_gemini]
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
@@ -17,7 +17,7 @@ json_values = st.recursive(
 )
 FIELDS = [
     "prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details", "cached_tokens", "prompt_cache_hit_tokens",
-    "input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
+    "input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details", "cache_read_input_tokens", "cache_creation_input_tokens",
     "promptTokenCount", "candidatesTokenCount", "cachedContentTokenCount", "thoughtsTokenCount", "toolUsePromptTokenCount",
 ]
 usage_like = st.dictionaries(st.sampled_from(FIELDS), json_values | st.integers(min_value=-10, max_value=10**12)) | json_values
@@ -39,6 +39,7 @@ def test_any_json_gives_a_sane_usage_or_none_and_never_raises(report, details):
     if isinstance(report, dict):
         assert_sane(usage_from_openai({**report, "prompt_tokens_details": details}))
         assert_sane(usage_from_openai(report, has_completion=False))
+        assert_sane(usage_from_responses({**report, "input_tokens_details": details, "output_tokens_details": details}))
 
 
 @pytest.mark.parametrize(
@@ -49,6 +50,8 @@ def test_a_count_that_is_not_a_plain_count_makes_the_report_missing(bad):
     assert usage_from_openai({"prompt_tokens": 5, "completion_tokens": bad}) is None
     assert usage_from_anthropic({"input_tokens": bad, "output_tokens": 5}) is None
     assert usage_from_anthropic({"input_tokens": 5, "output_tokens": bad}) is None
+    assert usage_from_responses({"input_tokens": bad, "output_tokens": 5}) is None
+    assert usage_from_responses({"input_tokens": 5, "output_tokens": bad}) is None
     assert usage_from_gemini({"promptTokenCount": bad, "candidatesTokenCount": 5}) is None
 
 
@@ -76,3 +79,21 @@ def test_good_reports_are_read_as_each_vendor_means_them():
     assert usage_from_gemini(
         {"promptTokenCount": 10, "candidatesTokenCount": 3, "thoughtsTokenCount": 4, "toolUsePromptTokenCount": 2}
     ) == Usage(12, 7)
+
+
+def test_a_responses_report_is_read_with_its_cache_and_reasoning_details():
+    report = {
+        "input_tokens": 100, "input_tokens_details": {"cached_tokens": 40},
+        "output_tokens": 30, "output_tokens_details": {"reasoning_tokens": 20}, "total_tokens": 130,
+    }
+    assert usage_from_responses(report) == Usage(100, 30, 40)
+    assert usage_from_responses({"input_tokens": 10, "output_tokens": 1, "input_tokens_details": {"cached_tokens": 99}}) == Usage(10, 1, 10)
+    assert usage_from_responses({"input_tokens": 10}) is None  # no output count: counted instead
+
+
+def test_responses_output_is_never_billed_below_its_own_reasoning_part():
+    """An upstream that counts reasoning apart from output (or lies low) still pays for it."""
+    report = {"input_tokens": 10, "output_tokens": 2, "output_tokens_details": {"reasoning_tokens": 500}}
+    assert usage_from_responses(report) == Usage(10, 500)
+    lying = {"input_tokens": 10, "output_tokens": 2, "output_tokens_details": {"reasoning_tokens": 10**12}}
+    assert usage_from_responses(lying) == Usage(10, 2)  # not a count: ignored
