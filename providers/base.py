@@ -20,7 +20,10 @@ same errors from the stream iterator and the router ends the stream with an erro
 
 Besides chat, an adapter may serve more (each a method the router looks for; see the
 protocols at the end): `embeddings`, `completions` + `open_completions_stream` (legacy),
-`list_models` (model discovery).
+`responses` + `open_responses_stream` (OpenAI's Responses API passed through: the request is
+the client's Responses body, `ChatResult.body` a Response and each `Chunk.data` one named
+Responses event, `usage`/`finish_reason`/`text` keeping their meanings), `list_models` (model
+discovery).
 
 One exception to "OpenAI inside": a request may carry the client's own Anthropic Messages
 request under `NATIVE_ANTHROPIC` as `{"body": <Messages body>, "beta": <anthropic-beta header
@@ -203,6 +206,18 @@ class CompletionsAdapter(Protocol):
 
     async def open_completions_stream(
         self, client: httpx.AsyncClient, target: Target, request: dict, timeouts: Timeouts
+    ) -> ChatStream: ...
+
+
+class ResponsesAdapter(Protocol):
+    """OpenAI's Responses API, for targets that speak it (`providers.brands.speaks_responses`)."""
+
+    async def responses(
+        self, client: httpx.AsyncClient, target: Target, body: dict, timeouts: Timeouts
+    ) -> ChatResult: ...
+
+    async def open_responses_stream(
+        self, client: httpx.AsyncClient, target: Target, body: dict, timeouts: Timeouts
     ) -> ChatStream: ...
 
 

@@ -5,7 +5,8 @@ A route of class `official` bills the tenant's Credit, `routed` its Wallet; when
 to a route billed from the other balance, the hold moves with it. Failed attempts cost nothing.
 
 Bounds (docs/billing.md):
-- the hold is the worst case: the counted prompt plus `choices` x `output_limit` completion
+- the hold is the worst case: the counted prompt (with `context_tokens`, the conversation an
+  upstream holds for a passed-through `previous_response_id`) plus `choices` x `output_limit` completion
   tokens, where `choices` is the larger of `n` and `best_of` and `output_limit` the largest
   output-limit field the client set (else the model's max output, else 4,096); that limit is
   what the upstream is sent (`output_limit_write`);

@@ -15,6 +15,7 @@ from billing.models import Hold, LedgerEntry
 from billing.services import ledger_audit
 from channels.services import channel_update, model_set, options_checked
 from channels.health.status import channel_operator_set
+from channels.models import Channel
 from observability.models import RequestLog
 from providers.brands import speaks_responses
 from providers.tokens import count_text, estimate_request_prompt_tokens
@@ -117,10 +118,13 @@ def test_which_channels_speak_the_responses_api(brand, base_url, options, expect
     assert speaks_responses(brand=brand, base_url=base_url, options=options) is expected
 
 
-def test_the_option_must_be_a_boolean():
+def test_the_option_must_be_a_boolean(transactional_db):
     with pytest.raises(ValueError, match="responses_api must be true or false"):
         options_checked({"responses_api": "true"})
     assert options_checked({"responses_api": False}) == {"responses_api": False}
+    with pytest.raises(ValueError, match="responses_api"):
+        make_channel("odd", "http://127.0.0.1:9/v1", options={"responses_api": 1})
+    assert not Channel.objects.exists()  # refused, nothing made
 
 
 # --- the body goes as it is, the answer comes back as it is ------------------------------------
