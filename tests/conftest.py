@@ -10,11 +10,16 @@
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from django.conf import settings as django_settings
 
+from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.gemini_upstream import FakeGemini
+from tests.fakes.openai_tools import LegacyOpenAI
 from tests.fakes.server import ServerThread
 
 
@@ -49,10 +54,12 @@ def _disconnect_other_threads() -> None:
 
 @pytest.fixture(autouse=True)
 def _fresh_state(settings):
-    """Nothing cached by one test reaches the next."""
+    """Nothing cached by one test reaches the next. Reward logs still queued belong to another
+    test's database: dropped (tests that read rewards flush them while their database is up:
+    `flush_all`)."""
     from accounts import keycache, limits
     from billing import ratecard
-    from channels import netguard
+    from channels import netguard, strategies, thompson
     from channels.health.board import board
     from channels.table import table_invalidate
     from vault.services import vault_refresh
@@ -69,8 +76,13 @@ def _fresh_state(settings):
     netguard.forget()
     table_invalidate()
     vault_refresh()  # the vault's row may be gone with the last test's data
+    thompson.reward_logs.discard()
+    strategies.rng_seed(None)
+    thompson.forget()
     yield
     board.clear()
+    thompson.reward_logs.discard()
+    thompson.forget()
 
 
 @dataclass
@@ -237,3 +249,128 @@ def login(client):
 
 
 os.environ.setdefault("TOKENHUB_TEST", "1")
+
+
+# --- fake upstreams shared by every directory (tests/fakes), each a real server on loopback.
+@pytest.fixture(scope="session")
+def serve_app():
+    """Start any ASGI app on loopback for the rest of the session; all are stopped together
+    at the end (each stop may wait a second for the relay's kept-alive connections)."""
+    started = []
+
+    def start(app):
+        server = ServerThread(app).start()
+        started.append(server)
+        return server
+
+    yield start
+    stoppers = [threading.Thread(target=server.stop) for server in started]
+    for stopper in stoppers:
+        stopper.start()
+    for stopper in stoppers:
+        stopper.join()
+
+
+@pytest.fixture(scope="session")
+def _upstream_pool():
+    return []
+
+
+@pytest.fixture
+def upstreams(_upstream_pool, serve_app):
+    """`upstreams("a", "b", chunks=1)` -> fake OpenAI upstreams named so, fresh for this test:
+    taken from a pool shared by the session rather than started anew."""
+    from tests.fakes.openai_upstream import FakeOpenAI
+
+    taken = []
+
+    def take(*names: str, chunks: int = 2):
+        fakes = []
+        for name in names:
+            if len(taken) == len(_upstream_pool):
+                fake = FakeOpenAI()
+                fake.url = serve_app(fake).url
+                _upstream_pool.append(fake)
+            fake = _upstream_pool[len(taken)]
+            fake.reset()
+            fake.set_mode("ok", name=name, chunks=chunks)
+            taken.append(fake)
+            fakes.append(fake)
+        return fakes
+
+    yield take
+    for fake in taken:
+        fake.reset()
+
+
+@pytest.fixture(scope="session")
+def _anthropic_server():
+    fake = FakeAnthropic(name="a", chunks=4)
+    with ServerThread(fake) as server:
+        fake.url = server.url
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def _gemini_server():
+    fake = FakeGemini(name="g", chunks=4)
+    with ServerThread(fake) as server:
+        fake.url = server.url
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def _openai_server():
+    fake = LegacyOpenAI(name="o", chunks=4)
+    with ServerThread(fake) as server:
+        fake.url = server.url
+        yield fake
+
+
+@pytest.fixture
+def anthropic_upstream(_anthropic_server) -> FakeAnthropic:
+    """The session's fake Anthropic, reset for this test."""
+    _anthropic_server.reset()
+    return _anthropic_server
+
+
+@pytest.fixture
+def gemini_upstream(_gemini_server) -> FakeGemini:
+    _gemini_server.reset()
+    return _gemini_server
+
+
+@pytest.fixture
+def openai_upstream(_openai_server) -> LegacyOpenAI:
+    """The session's fake OpenAI that also knows tool calls and the legacy completions."""
+    _openai_server.reset()
+    return _openai_server
+
+
+@pytest.fixture
+def protocol_upstreams(openai_upstream, anthropic_upstream, gemini_upstream) -> dict:
+    """One fake upstream per protocol, by provider type (`upstreams` is the factory of fake
+    OpenAI upstreams)."""
+    return {"openai": openai_upstream, "anthropic": anthropic_upstream, "gemini": gemini_upstream}
+
+
+def chat(relay, key: str, *, model: str = "gpt-test", mode: str | None = None, **extra):
+    headers = {"authorization": f"Bearer {key}"}
+    if mode is not None:
+        headers["x-tokenhub-mode"] = mode
+    return httpx.post(
+        relay.url + "/v1/chat/completions",
+        json={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, **extra},
+        headers=headers,
+        timeout=30,
+    )
+
+
+def flush_all() -> None:
+    """Request logs, reward logs and the health board's batched writes, all in the database."""
+    from channels.health.board import board
+    from channels.thompson import reward_logs_flush
+
+    flush_logs()
+    reward_logs_flush()
+    board.flush()

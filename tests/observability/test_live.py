@@ -116,7 +116,7 @@ def test_a_publish_without_an_event_loop_is_dropped_and_counted():
 
 @pytest.mark.skipif(not django_settings.REDIS_URL, reason="the Redis channel layer joins processes (the scale-out run)")
 async def test_a_decision_made_by_one_web_process_reaches_a_page_open_on_another(tmp_path, alice, upstream_factory):
-    from tests.routing.procs import start_web
+    from tests.relay.procs import start_web
 
     upstream = await sync_to_async(upstream_factory)(name="live-two", chunks=1)
     await sync_to_async(make_price)("gpt-two", "1", "2")

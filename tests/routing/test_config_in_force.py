@@ -13,7 +13,7 @@ from django.conf import settings as django_settings
 from django.core.management import call_command
 
 from tests.conftest import make_channel, make_price, subprocess_database_url
-from tests.routing.procs import Proc, free_port
+from tests.relay.procs import Proc, free_port
 
 
 @pytest.fixture

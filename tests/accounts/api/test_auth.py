@@ -73,7 +73,7 @@ def test_token_needs_no_csrf(operator, alice):
 
 def test_read_only_token_is_refused_on_every_write_route(reader, operator, alice, charlie):
     """Built from the schema: every non-GET operation, with a valid body, is a 403 and changes nothing."""
-    from tests.api_mgmt.test_isolation import SCHEMA, _body, _fill, _snapshot
+    from tests.accounts.api.test_isolation import SCHEMA, _body, _fill, _snapshot
     from tests.conftest import make_channel
 
     channel = make_channel("ro", "sim://", provider_type="simulated")

@@ -4,7 +4,7 @@ candidates as documented, and the request log explains the choice."""
 import pytest
 
 from tests.conftest import make_channel, make_key, make_price
-from tests.routing.conftest import chat, flush_all
+from tests.conftest import chat, flush_all
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from tests.conftest import make_channel, make_price
-from tests.routing.conftest import chat, flush_all
+from tests.conftest import chat, flush_all
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pytest
 from django.core.management import call_command
 
 from tests.conftest import make_channel, make_price
-from tests.routing.conftest import chat, flush_all
+from tests.conftest import chat, flush_all
 
 
 @pytest.fixture

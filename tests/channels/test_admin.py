@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from tests.conftest import make_channel, make_price
-from tests.routing.conftest import chat, flush_all
+from tests.conftest import chat, flush_all
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.conftest import make_channel, make_price
-from tests.routing.conftest import chat, flush_all
-from tests.routing.fakes import FlakyOpenAI
+from tests.conftest import chat, flush_all
+from tests.channels.fakes import FlakyOpenAI
 
 
 @pytest.fixture(scope="session")

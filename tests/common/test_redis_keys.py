@@ -9,7 +9,7 @@ from django.db import connection
 from openai import OpenAI
 
 from tests.conftest import make_channel, make_key, make_price, make_tenant
-from tests.routing.conftest import flush_all
+from tests.conftest import flush_all
 
 pytestmark = pytest.mark.skipif(not django_settings.REDIS_URL, reason="reads what is in Redis")
 

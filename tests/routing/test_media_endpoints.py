@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import make_channel, make_price, settle_background
 from tests.fakes.openai_upstream import SPEECH_AUDIO, TRANSCRIPT, form_fields
-from tests.protocols.conftest import ledger_charge
+from tests.routing.conftest import ledger_charge
 
 ALL = ["images.generations", "audio.transcriptions", "audio.speech", "moderations"]
 

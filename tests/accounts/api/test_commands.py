@@ -19,7 +19,7 @@ from billing.models import Group
 from channels.models import Channel
 from tests.conftest import make_channel, make_key, make_tenant, subprocess_database_url
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.django_db(transaction=True)
 
 

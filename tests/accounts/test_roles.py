@@ -6,7 +6,7 @@ import pytest
 from django.urls import get_resolver
 
 from accounts.roles import ROLE_PERMISSIONS, role_allows
-from tests.portal.test_tenant_isolation import _walk
+from tests.accounts.test_tenant_isolation import _walk
 
 PAGES = {"/": "view", "/keys/": "keys.own", "/usage/": "usage", "/logs/": "usage", "/ledger/": "billing",
          "/pricing/": "view", "/quickstart/": "view", "/team/": "team"}

@@ -1,5 +1,5 @@
 """/v1/chat/completions through the official openai SDK, served by Anthropic and Gemini
-upstreams (translated both ways), plus tool round trips and images through every upstream."""
+protocol_upstreams (translated both ways), plus tool round trips and images through every upstream."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from tests.conftest import make_key
-from tests.protocols.conftest import charge_micros, ledger_charge, serve_model
+from tests.routing.conftest import charge_micros, ledger_charge, serve_model
 
 TRANSLATED = ["anthropic", "gemini"]
 KINDS = ["openai", "anthropic", "gemini"]
@@ -31,15 +31,15 @@ def hi(client, **overrides):
 
 
 @pytest.mark.parametrize("kind", TRANSLATED)
-def test_it_answers_a_chat_from_a_translated_upstream(openai_client, upstreams, kind):
-    serve_model(kind, upstreams)
+def test_it_answers_a_chat_from_a_translated_upstream(openai_client, protocol_upstreams, kind):
+    serve_model(kind, protocol_upstreams)
 
     completion = hi(openai_client, max_tokens=50, temperature=0.5, stop=["END"]).parse()
 
-    assert completion.choices[0].message.content == upstreams[kind].text
+    assert completion.choices[0].message.content == protocol_upstreams[kind].text
     assert completion.choices[0].finish_reason == "stop"
     assert completion.usage.completion_tokens == 4
-    sent = upstreams[kind].requests[-1].json
+    sent = protocol_upstreams[kind].requests[-1].json
     if kind == "anthropic":
         assert (sent["system"], sent["max_tokens"], sent["temperature"], sent["stop_sequences"]) == ("Be brief.", 50, 0.5, ["END"])
         assert sent["messages"] == [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
@@ -51,45 +51,45 @@ def test_it_answers_a_chat_from_a_translated_upstream(openai_client, upstreams, 
 
 @pytest.mark.parametrize("kind", TRANSLATED)
 @pytest.mark.parametrize("limits, held", [({}, 1000), ({"max_completion_tokens": 7, "max_tokens": 300}, 300)])
-def test_a_translated_upstream_is_sent_the_output_limit_that_was_held(openai_client, upstreams, kind, limits, held):
+def test_a_translated_upstream_is_sent_the_output_limit_that_was_held(openai_client, protocol_upstreams, kind, limits, held):
     """Without a limit the model's max output is held and sent; with several, the largest."""
     from channels.services import model_set
 
-    serve_model(kind, upstreams)
+    serve_model(kind, protocol_upstreams)
     model_set(public_id="m-test", max_output=1000)
 
     hi(openai_client, **limits)
 
-    sent = upstreams[kind].requests[-1].json
+    sent = protocol_upstreams[kind].requests[-1].json
     assert (sent["max_tokens"] if kind == "anthropic" else sent["generationConfig"]["maxOutputTokens"]) == held
 
 
-def test_a_native_anthropic_request_is_sent_the_limit_it_held(anthropic_client, upstreams):
-    serve_model("anthropic", upstreams)
+def test_a_native_anthropic_request_is_sent_the_limit_it_held(anthropic_client, protocol_upstreams):
+    serve_model("anthropic", protocol_upstreams)
 
     anthropic_client.messages.create(model="m-test", max_tokens=123, messages=[{"role": "user", "content": "hi"}])
 
-    assert upstreams["anthropic"].requests[-1].json["max_tokens"] == 123
+    assert protocol_upstreams["anthropic"].requests[-1].json["max_tokens"] == 123
 
 
 @pytest.mark.parametrize("kind", TRANSLATED)
-def test_it_streams_openai_chunks_from_a_translated_upstream(openai_client, upstreams, kind):
-    serve_model(kind, upstreams)
+def test_it_streams_openai_chunks_from_a_translated_upstream(openai_client, protocol_upstreams, kind):
+    serve_model(kind, protocol_upstreams)
 
     stream = openai_client.chat.completions.create(
         model="m-test", messages=[{"role": "user", "content": "hi"}], stream=True, stream_options={"include_usage": True}
     )
     chunks = list(stream)
 
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == upstreams[kind].text
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == protocol_upstreams[kind].text
     assert chunks[0].choices[0].delta.role == "assistant"
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 4
 
 
 @pytest.mark.parametrize("kind", TRANSLATED)
-def test_the_usage_chunk_is_hidden_unless_asked(openai_client, upstreams, kind):
-    serve_model(kind, upstreams)
+def test_the_usage_chunk_is_hidden_unless_asked(openai_client, protocol_upstreams, kind):
+    serve_model(kind, protocol_upstreams)
 
     chunks = list(openai_client.chat.completions.create(model="m-test", messages=[{"role": "user", "content": "hi"}], stream=True))
 
@@ -98,8 +98,8 @@ def test_the_usage_chunk_is_hidden_unless_asked(openai_client, upstreams, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("is_stream", [False, True], ids=["whole", "stream"])
-def test_a_tool_call_round_trips(openai_client, upstreams, kind, is_stream):
-    serve_model(kind, upstreams)
+def test_a_tool_call_round_trips(openai_client, protocol_upstreams, kind, is_stream):
+    serve_model(kind, protocol_upstreams)
     messages = [{"role": "user", "content": "Weather in Paris?"}]
 
     if is_stream:
@@ -127,8 +127,8 @@ def test_a_tool_call_round_trips(openai_client, upstreams, kind, is_stream):
     assert "sunny, 21C" in second.choices[0].message.content
 
 
-def test_a_tool_result_reaches_anthropic_as_a_tool_result_block(openai_client, upstreams):
-    serve_model("anthropic", upstreams)
+def test_a_tool_result_reaches_anthropic_as_a_tool_result_block(openai_client, protocol_upstreams):
+    serve_model("anthropic", protocol_upstreams)
 
     openai_client.chat.completions.create(
         model="m-test",
@@ -142,7 +142,7 @@ def test_a_tool_result_reaches_anthropic_as_a_tool_result_block(openai_client, u
         ],
     )
 
-    sent = upstreams["anthropic"].requests[-1].json
+    sent = protocol_upstreams["anthropic"].requests[-1].json
     assert sent["messages"][1] == {
         "role": "assistant",
         "content": [{"type": "text", "text": "Checking."}, {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Oslo"}}],
@@ -152,10 +152,10 @@ def test_a_tool_result_reaches_anthropic_as_a_tool_result_block(openai_client, u
     assert sent["tools"][0]["input_schema"]["required"] == ["city"]
 
 
-def test_a_gemini_tool_call_keeps_its_thought_signature(openai_client, upstreams):
+def test_a_gemini_tool_call_keeps_its_thought_signature(openai_client, protocol_upstreams):
     from tests.fakes.gemini_upstream import THOUGHT_SIGNATURE
 
-    serve_model("gemini", upstreams)
+    serve_model("gemini", protocol_upstreams)
     first = openai_client.chat.completions.create(model="m-test", messages=[{"role": "user", "content": "Weather?"}], tools=[WEATHER])
     call = first.choices[0].message.tool_calls[0]
 
@@ -169,22 +169,22 @@ def test_a_gemini_tool_call_keeps_its_thought_signature(openai_client, upstreams
         ],
     )
 
-    contents = upstreams["gemini"].requests[-1].json["contents"]
+    contents = protocol_upstreams["gemini"].requests[-1].json["contents"]
     assert contents[1]["parts"][0]["thoughtSignature"] == THOUGHT_SIGNATURE
     assert contents[2] == {"role": "user", "parts": [{"functionResponse": {"name": "get_weather", "response": {"sky": "clear"}}}]}
     assert call.model_extra["extra_content"] == {"google": {"thought_signature": THOUGHT_SIGNATURE}}
 
 
 @pytest.mark.parametrize("kind", TRANSLATED)
-def test_an_image_reaches_a_translated_upstream(openai_client, upstreams, kind):
-    serve_model(kind, upstreams)
+def test_an_image_reaches_a_translated_upstream(openai_client, protocol_upstreams, kind):
+    serve_model(kind, protocol_upstreams)
 
     openai_client.chat.completions.create(
         model="m-test",
         messages=[{"role": "user", "content": [{"type": "text", "text": "What is it?"}, {"type": "image_url", "image_url": {"url": PIXEL}}]}],
     )
 
-    sent = upstreams[kind].requests[-1].json
+    sent = protocol_upstreams[kind].requests[-1].json
     data = PIXEL.partition(",")[2]
     if kind == "anthropic":
         assert sent["messages"][0]["content"][1] == {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}}
@@ -192,23 +192,23 @@ def test_an_image_reaches_a_translated_upstream(openai_client, upstreams, kind):
         assert sent["contents"][0]["parts"][1] == {"inlineData": {"mimeType": "image/png", "data": data}}
 
 
-def test_an_image_by_url_reaches_anthropic_as_a_url_source(openai_client, upstreams):
-    serve_model("anthropic", upstreams)
+def test_an_image_by_url_reaches_anthropic_as_a_url_source(openai_client, protocol_upstreams):
+    serve_model("anthropic", protocol_upstreams)
 
     openai_client.chat.completions.create(
         model="m-test", messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}]}]
     )
 
-    image = upstreams["anthropic"].requests[-1].json["messages"][0]["content"][0]
+    image = protocol_upstreams["anthropic"].requests[-1].json["messages"][0]["content"][0]
     assert image == {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}}
 
 
 @pytest.mark.parametrize("kind", TRANSLATED)
 @pytest.mark.parametrize("is_stream", [False, True], ids=["whole", "stream"])
-def test_the_request_is_charged_once_on_the_ledger(openai_client, upstreams, kind, is_stream):
-    serve_model(kind, upstreams)
-    upstreams["anthropic"].set_mode("ok", cache_read=5, cache_creation=3)
-    upstreams["gemini"].set_mode("ok", cached_tokens=6, thoughts_tokens=2)
+def test_the_request_is_charged_once_on_the_ledger(openai_client, protocol_upstreams, kind, is_stream):
+    serve_model(kind, protocol_upstreams)
+    protocol_upstreams["anthropic"].set_mode("ok", cache_read=5, cache_creation=3)
+    protocol_upstreams["gemini"].set_mode("ok", cached_tokens=6, thoughts_tokens=2)
 
     if is_stream:
         with openai_client.chat.completions.with_streaming_response.create(
@@ -226,12 +226,12 @@ def test_the_request_is_charged_once_on_the_ledger(openai_client, upstreams, kin
     assert ledger_charge(request_id) == expected
 
 
-def test_anthropic_cache_tokens_reach_the_log(openai_client, upstreams):
+def test_anthropic_cache_tokens_reach_the_log(openai_client, protocol_upstreams):
     from observability.models import RequestLog
     from tests.conftest import flush_logs
 
-    serve_model("anthropic", upstreams)
-    upstreams["anthropic"].set_mode("ok", cache_read=5, cache_creation=3)
+    serve_model("anthropic", protocol_upstreams)
+    protocol_upstreams["anthropic"].set_mode("ok", cache_read=5, cache_creation=3)
 
     completion = hi(openai_client).parse()
     flush_logs()
@@ -247,9 +247,9 @@ def test_anthropic_cache_tokens_reach_the_log(openai_client, upstreams):
 
 
 @pytest.mark.parametrize("kind, mode", [("anthropic", "529"), ("anthropic", "500"), ("gemini", "503"), ("gemini", "500")])
-def test_a_failing_translated_upstream_is_a_502(openai_client, upstreams, kind, mode):
-    serve_model(kind, upstreams)
-    upstreams[kind].set_mode(mode)
+def test_a_failing_translated_upstream_is_a_502(openai_client, protocol_upstreams, kind, mode):
+    serve_model(kind, protocol_upstreams)
+    protocol_upstreams[kind].set_mode(mode)
 
     with pytest.raises(openai.InternalServerError) as caught:
         hi(openai_client)
@@ -259,22 +259,22 @@ def test_a_failing_translated_upstream_is_a_502(openai_client, upstreams, kind, 
 
 
 @pytest.mark.parametrize("kind, mode", [("anthropic", "529"), ("anthropic", "429"), ("anthropic", "401"), ("anthropic", "credit"), ("gemini", "429"), ("gemini", "403"), ("gemini", "503")])
-def test_retryable_upstream_failures_fail_over(openai_client, upstreams, kind, mode):
-    serve_model(kind, upstreams, priority=10)
-    serve_model("openai", upstreams, name="backup")
-    upstreams[kind].set_mode(mode)
+def test_retryable_upstream_failures_fail_over(openai_client, protocol_upstreams, kind, mode):
+    serve_model(kind, protocol_upstreams, priority=10)
+    serve_model("openai", protocol_upstreams, name="backup")
+    protocol_upstreams[kind].set_mode(mode)
 
     completion = hi(openai_client).parse()
 
-    assert completion.choices[0].message.content == upstreams["openai"].text
+    assert completion.choices[0].message.content == protocol_upstreams["openai"].text
 
 
-def test_gemini_rate_limits_cool_the_channel_for_its_retry_delay(openai_client, upstreams):
+def test_gemini_rate_limits_cool_the_channel_for_its_retry_delay(openai_client, protocol_upstreams):
     from channels.health.board import board
 
-    channel = serve_model("gemini", upstreams, priority=10)
-    serve_model("openai", upstreams, name="backup")
-    upstreams["gemini"].set_mode("429")
+    channel = serve_model("gemini", protocol_upstreams, priority=10)
+    serve_model("openai", protocol_upstreams, name="backup")
+    protocol_upstreams["gemini"].set_mode("429")
 
     hi(openai_client)
 
@@ -283,11 +283,11 @@ def test_gemini_rate_limits_cool_the_channel_for_its_retry_delay(openai_client, 
     assert 15 < cooldown.until - time.time() <= 17.5
 
 
-def test_a_bad_gemini_key_cools_the_channel_as_an_auth_failure(openai_client, upstreams):
+def test_a_bad_gemini_key_cools_the_channel_as_an_auth_failure(openai_client, protocol_upstreams):
     from channels.health.board import board
 
-    channel = serve_model("gemini", upstreams)
-    upstreams["gemini"].set_mode("ok", api_key="the-right-key")
+    channel = serve_model("gemini", protocol_upstreams)
+    protocol_upstreams["gemini"].set_mode("ok", api_key="the-right-key")
 
     with pytest.raises(openai.InternalServerError):
         hi(openai_client)
@@ -296,9 +296,9 @@ def test_a_bad_gemini_key_cools_the_channel_as_an_auth_failure(openai_client, up
 
 
 @pytest.mark.parametrize("kind, mode, text", [("anthropic", "context_overflow", "prompt is too long"), ("anthropic", "400", "temperature"), ("gemini", "400", "Invalid value")])
-def test_an_upstream_refusal_is_a_400_with_its_reason(openai_client, upstreams, kind, mode, text):
-    serve_model(kind, upstreams)
-    upstreams[kind].set_mode(mode)
+def test_an_upstream_refusal_is_a_400_with_its_reason(openai_client, protocol_upstreams, kind, mode, text):
+    serve_model(kind, protocol_upstreams)
+    protocol_upstreams[kind].set_mode(mode)
 
     with pytest.raises(openai.BadRequestError) as caught:
         hi(openai_client)
@@ -308,9 +308,9 @@ def test_an_upstream_refusal_is_a_400_with_its_reason(openai_client, upstreams, 
 
 @pytest.mark.parametrize("mode, text", [("blocked_prompt", "Gemini blocked the prompt (SAFETY)"), ("blocked_answer", "Gemini blocked the answer (SAFETY)")])
 @pytest.mark.parametrize("is_stream", [False, True], ids=["whole", "stream"])
-def test_gemini_safety_blocks_are_clear_errors(openai_client, upstreams, mode, text, is_stream):
-    serve_model("gemini", upstreams)
-    upstreams["gemini"].set_mode(mode)
+def test_gemini_safety_blocks_are_clear_errors(openai_client, protocol_upstreams, mode, text, is_stream):
+    serve_model("gemini", protocol_upstreams)
+    protocol_upstreams["gemini"].set_mode(mode)
 
     with pytest.raises(openai.BadRequestError) as caught:
         if is_stream:
@@ -322,9 +322,9 @@ def test_gemini_safety_blocks_are_clear_errors(openai_client, upstreams, mode, t
 
 
 @pytest.mark.parametrize("kind", TRANSLATED)
-def test_a_stream_that_breaks_ends_with_an_error_event(openai_client, upstreams, kind):
-    serve_model(kind, upstreams)
-    upstreams[kind].set_mode("stream_error")
+def test_a_stream_that_breaks_ends_with_an_error_event(openai_client, protocol_upstreams, kind):
+    serve_model(kind, protocol_upstreams)
+    protocol_upstreams[kind].set_mode("stream_error")
 
     with pytest.raises(openai.APIError) as caught:
         list(openai_client.chat.completions.create(model="m-test", messages=[{"role": "user", "content": "hi"}], stream=True))
@@ -333,9 +333,9 @@ def test_a_stream_that_breaks_ends_with_an_error_event(openai_client, upstreams,
 
 
 @pytest.mark.parametrize("kind", TRANSLATED)
-def test_a_cut_stream_is_settled_on_what_was_delivered(openai_client, upstreams, kind):
-    serve_model(kind, upstreams)
-    upstreams[kind].set_mode("cut")
+def test_a_cut_stream_is_settled_on_what_was_delivered(openai_client, protocol_upstreams, kind):
+    serve_model(kind, protocol_upstreams)
+    protocol_upstreams[kind].set_mode("cut")
 
     with openai_client.chat.completions.with_streaming_response.create(
         model="m-test", messages=[{"role": "user", "content": "hi"}], stream=True
@@ -347,8 +347,8 @@ def test_a_cut_stream_is_settled_on_what_was_delivered(openai_client, upstreams,
     assert 0 < ledger_charge(request_id) < charge_micros(prompt=30, completion=4)
 
 
-def test_audio_is_refused_for_anthropic_without_failover(openai_client, upstreams):
-    serve_model("anthropic", upstreams)
+def test_audio_is_refused_for_anthropic_without_failover(openai_client, protocol_upstreams):
+    serve_model("anthropic", protocol_upstreams)
 
     with pytest.raises(openai.BadRequestError) as caught:
         openai_client.chat.completions.create(
@@ -356,12 +356,12 @@ def test_audio_is_refused_for_anthropic_without_failover(openai_client, upstream
         )
 
     assert "do not take 'input_audio'" in caught.value.message
-    assert upstreams["anthropic"].requests == []
+    assert protocol_upstreams["anthropic"].requests == []
 
 
-def test_charlie_cannot_use_a_model_his_key_does_not_allow(relay, charlie, upstreams):
-    serve_model("anthropic", upstreams)
-    serve_model("gemini", upstreams, model="other-model")
+def test_charlie_cannot_use_a_model_his_key_does_not_allow(relay, charlie, protocol_upstreams):
+    serve_model("anthropic", protocol_upstreams)
+    serve_model("gemini", protocol_upstreams, model="other-model")
     limited = make_key(charlie.tenant, allowed_models=["other-model"])
     client = openai.OpenAI(base_url=relay.url + "/v1", api_key=limited.key, max_retries=0)
 
@@ -369,12 +369,12 @@ def test_charlie_cannot_use_a_model_his_key_does_not_allow(relay, charlie, upstr
         hi(client)
 
 
-def test_a_client_that_goes_away_cancels_the_translated_upstream(openai_client, upstreams):
-    serve_model("anthropic", upstreams)
-    upstreams["anthropic"].set_mode("ok", chunk_delay_s=0.5)
+def test_a_client_that_goes_away_cancels_the_translated_upstream(openai_client, protocol_upstreams):
+    serve_model("anthropic", protocol_upstreams)
+    protocol_upstreams["anthropic"].set_mode("ok", chunk_delay_s=0.5)
 
     stream = openai_client.chat.completions.create(model="m-test", messages=[{"role": "user", "content": "hi"}], stream=True)
     next(iter(stream))
     stream.close()
 
-    assert upstreams["anthropic"].wait_for_disconnects(1)
+    assert protocol_upstreams["anthropic"].wait_for_disconnects(1)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_channel, make_price, settle_background
-from tests.protocols.conftest import ledger_charge
+from tests.routing.conftest import ledger_charge
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

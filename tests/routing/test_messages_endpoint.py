@@ -8,7 +8,7 @@ import anthropic
 import pytest
 
 from tests.conftest import make_key
-from tests.protocols.conftest import charge_micros, ledger_charge, serve_model
+from tests.routing.conftest import charge_micros, ledger_charge, serve_model
 
 KINDS = ["openai", "anthropic", "gemini"]
 WEATHER_TOOL = {
@@ -27,30 +27,30 @@ def ask(client, **overrides):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_it_answers_a_message_from_each_upstream(anthropic_client, upstreams, kind):
-    serve_model(kind, upstreams)
+def test_it_answers_a_message_from_each_upstream(anthropic_client, protocol_upstreams, kind):
+    serve_model(kind, protocol_upstreams)
 
     raw = ask(anthropic_client, system="Be brief.")
     message = raw.parse()
 
     assert message.type == "message" and message.role == "assistant"
     assert [block.type for block in message.content] == ["text"]
-    assert message.content[0].text == upstreams[kind].text
+    assert message.content[0].text == protocol_upstreams[kind].text
     assert message.stop_reason == "end_turn"
     assert message.usage.output_tokens == 4
     assert raw.headers["request-id"] == raw.headers["x-request-id"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_it_streams_anthropic_events_from_each_upstream(anthropic_client, upstreams, kind):
-    serve_model(kind, upstreams)
+def test_it_streams_anthropic_events_from_each_upstream(anthropic_client, protocol_upstreams, kind):
+    serve_model(kind, protocol_upstreams)
 
     with anthropic_client.messages.stream(model="m-test", max_tokens=256, messages=[{"role": "user", "content": "hi"}]) as stream:
         names = [event.type for event in stream]
         text = stream.get_final_text()
         final = stream.get_final_message()
 
-    assert text == upstreams[kind].text
+    assert text == protocol_upstreams[kind].text
     assert names[0] == "message_start" and names[-1] == "message_stop"
     assert "content_block_start" in names and "content_block_stop" in names and "message_delta" in names
     assert final.stop_reason == "end_turn"
@@ -59,8 +59,8 @@ def test_it_streams_anthropic_events_from_each_upstream(anthropic_client, upstre
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("is_stream", [False, True], ids=["whole", "stream"])
-def test_a_tool_call_round_trips_through_each_upstream(anthropic_client, upstreams, kind, is_stream):
-    serve_model(kind, upstreams)
+def test_a_tool_call_round_trips_through_each_upstream(anthropic_client, protocol_upstreams, kind, is_stream):
+    serve_model(kind, protocol_upstreams)
     messages = [{"role": "user", "content": "Weather in Paris?"}]
 
     if is_stream:
@@ -82,8 +82,8 @@ def test_a_tool_call_round_trips_through_each_upstream(anthropic_client, upstrea
     assert "sunny, 21C" in second.content[0].text
 
 
-def test_tool_results_reach_an_openai_upstream_as_tool_messages(anthropic_client, upstreams):
-    serve_model("openai", upstreams)
+def test_tool_results_reach_an_openai_upstream_as_tool_messages(anthropic_client, protocol_upstreams):
+    serve_model("openai", protocol_upstreams)
 
     anthropic_client.messages.create(
         model="m-test",
@@ -97,7 +97,7 @@ def test_tool_results_reach_an_openai_upstream_as_tool_messages(anthropic_client
         ],
     )
 
-    sent = upstreams["openai"].requests[-1].json
+    sent = protocol_upstreams["openai"].requests[-1].json
     assert sent["messages"][1]["tool_calls"][0] == {"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}
     assert sent["messages"][2] == {"role": "tool", "tool_call_id": "toolu_1", "content": "rain"}
     assert sent["messages"][3] == {"role": "user", "content": "and tomorrow?"}
@@ -106,13 +106,13 @@ def test_tool_results_reach_an_openai_upstream_as_tool_messages(anthropic_client
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_an_image_reaches_each_upstream(anthropic_client, upstreams, kind):
-    serve_model(kind, upstreams)
+def test_an_image_reaches_each_upstream(anthropic_client, protocol_upstreams, kind):
+    serve_model(kind, protocol_upstreams)
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PIXEL}}
 
     ask(anthropic_client, messages=[{"role": "user", "content": [image, {"type": "text", "text": "What is this?"}]}])
 
-    sent = upstreams[kind].requests[-1].json
+    sent = protocol_upstreams[kind].requests[-1].json
     if kind == "openai":
         assert sent["messages"][0]["content"][0] == {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PIXEL}"}}
     elif kind == "anthropic":
@@ -121,8 +121,8 @@ def test_an_image_reaches_each_upstream(anthropic_client, upstreams, kind):
         assert sent["contents"][0]["parts"][0] == {"inlineData": {"mimeType": "image/png", "data": PIXEL}}
 
 
-def test_an_anthropic_upstream_gets_the_clients_body_and_betas_untouched(anthropic_client, upstreams):
-    serve_model("anthropic", upstreams)
+def test_an_anthropic_upstream_gets_the_clients_body_and_betas_untouched(anthropic_client, protocol_upstreams):
+    serve_model("anthropic", protocol_upstreams)
     system = [{"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}]
 
     anthropic_client.messages.create(
@@ -134,7 +134,7 @@ def test_an_anthropic_upstream_gets_the_clients_body_and_betas_untouched(anthrop
         extra_headers={"anthropic-beta": "interleaved-thinking-2025-05-14"},
     )
 
-    seen = upstreams["anthropic"].requests[-1]
+    seen = protocol_upstreams["anthropic"].requests[-1]
     assert seen.json["system"] == system
     assert seen.json["thinking"] == {"type": "enabled", "budget_tokens": 1024}
     assert seen.json["model"] == "claude-sonnet-4-5"
@@ -143,10 +143,10 @@ def test_an_anthropic_upstream_gets_the_clients_body_and_betas_untouched(anthrop
     assert seen.headers["anthropic-version"] == "2023-06-01"
 
 
-def test_thinking_from_an_anthropic_upstream_keeps_its_signature(anthropic_client, upstreams):
+def test_thinking_from_an_anthropic_upstream_keeps_its_signature(anthropic_client, protocol_upstreams):
     from tests.fakes.anthropic_upstream import SIGNATURE
 
-    serve_model("anthropic", upstreams)
+    serve_model("anthropic", protocol_upstreams)
 
     with anthropic_client.messages.stream(
         model="m-test", max_tokens=2048, thinking={"type": "enabled", "budget_tokens": 1024}, messages=[{"role": "user", "content": "hi"}]
@@ -158,9 +158,9 @@ def test_thinking_from_an_anthropic_upstream_keeps_its_signature(anthropic_clien
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("is_stream", [False, True], ids=["whole", "stream"])
-def test_the_request_is_charged_once_on_the_ledger(anthropic_client, upstreams, kind, is_stream):
-    serve_model(kind, upstreams)
-    upstreams["anthropic"].set_mode("ok", cache_read=5, cache_creation=3)
+def test_the_request_is_charged_once_on_the_ledger(anthropic_client, protocol_upstreams, kind, is_stream):
+    serve_model(kind, protocol_upstreams)
+    protocol_upstreams["anthropic"].set_mode("ok", cache_read=5, cache_creation=3)
 
     if is_stream:
         with anthropic_client.messages.with_streaming_response.create(
@@ -180,33 +180,33 @@ def test_the_request_is_charged_once_on_the_ledger(anthropic_client, upstreams, 
     assert ledger_charge(request_id) == expected
 
 
-def test_cache_tokens_are_reported_to_the_client(anthropic_client, upstreams):
-    serve_model("anthropic", upstreams)
-    upstreams["anthropic"].set_mode("ok", cache_read=5, cache_creation=3)
+def test_cache_tokens_are_reported_to_the_client(anthropic_client, protocol_upstreams):
+    serve_model("anthropic", protocol_upstreams)
+    protocol_upstreams["anthropic"].set_mode("ok", cache_read=5, cache_creation=3)
 
     message = ask(anthropic_client).parse()
 
     assert (message.usage.input_tokens, message.usage.cache_read_input_tokens, message.usage.cache_creation_input_tokens) == (20, 5, 3)
 
 
-def test_openai_cached_tokens_come_back_as_cache_reads(anthropic_client, upstreams):
-    serve_model("openai", upstreams)
-    upstreams["openai"].set_mode("ok", cached_tokens=8)
+def test_openai_cached_tokens_come_back_as_cache_reads(anthropic_client, protocol_upstreams):
+    serve_model("openai", protocol_upstreams)
+    protocol_upstreams["openai"].set_mode("ok", cached_tokens=8)
 
     message = ask(anthropic_client).parse()
 
     assert (message.usage.input_tokens, message.usage.cache_read_input_tokens) == (4, 8)
 
 
-def test_it_accepts_a_bearer_key_too(relay, alice, upstreams):
-    serve_model("openai", upstreams)
+def test_it_accepts_a_bearer_key_too(relay, alice, protocol_upstreams):
+    serve_model("openai", protocol_upstreams)
     client = anthropic.Anthropic(base_url=relay.url, auth_token=alice.key, api_key=None, max_retries=0)
 
     assert client.messages.create(model="m-test", max_tokens=10, messages=[{"role": "user", "content": "hi"}]).content
 
 
-def test_count_tokens_counts_offline(anthropic_client, upstreams):
-    serve_model("anthropic", upstreams)
+def test_count_tokens_counts_offline(anthropic_client, protocol_upstreams):
+    serve_model("anthropic", protocol_upstreams)
 
     short = anthropic_client.messages.count_tokens(model="m-test", messages=[{"role": "user", "content": "hi"}])
     longer = anthropic_client.messages.count_tokens(
@@ -214,14 +214,14 @@ def test_count_tokens_counts_offline(anthropic_client, upstreams):
     )
 
     assert 0 < short.input_tokens < longer.input_tokens
-    assert upstreams["anthropic"].requests == []
+    assert protocol_upstreams["anthropic"].requests == []
 
 
 # -- errors: each status raises the SDK's own exception --------------------------------------
 
 
-def test_a_bad_key_is_an_authentication_error(relay, upstreams):
-    serve_model("openai", upstreams)
+def test_a_bad_key_is_an_authentication_error(relay, protocol_upstreams):
+    serve_model("openai", protocol_upstreams)
     client = anthropic.Anthropic(base_url=relay.url, api_key="sk-wrong", max_retries=0)
 
     with pytest.raises(anthropic.AuthenticationError) as caught:
@@ -231,9 +231,9 @@ def test_a_bad_key_is_an_authentication_error(relay, upstreams):
     assert caught.value.body["error"]["type"] == "authentication_error"
 
 
-def test_a_model_the_key_may_not_use_is_permission_denied(relay, alice, upstreams):
-    serve_model("openai", upstreams)
-    serve_model("openai", upstreams, model="other-model", name="other")
+def test_a_model_the_key_may_not_use_is_permission_denied(relay, alice, protocol_upstreams):
+    serve_model("openai", protocol_upstreams)
+    serve_model("openai", protocol_upstreams, model="other-model", name="other")
     limited = make_key(alice.tenant, allowed_models=["other-model"])
     client = anthropic.Anthropic(base_url=relay.url, api_key=limited.key, max_retries=0)
 
@@ -243,15 +243,15 @@ def test_a_model_the_key_may_not_use_is_permission_denied(relay, alice, upstream
     assert caught.value.body["error"]["type"] == "permission_error"
 
 
-def test_an_unknown_model_is_not_found(anthropic_client, upstreams):
+def test_an_unknown_model_is_not_found(anthropic_client, protocol_upstreams):
     with pytest.raises(anthropic.NotFoundError) as caught:
         anthropic_client.messages.create(model="no-such-model", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
 
     assert caught.value.body["error"]["type"] == "not_found_error"
 
 
-def test_a_rate_limited_key_gets_a_rate_limit_error(relay, alice, upstreams):
-    serve_model("openai", upstreams)
+def test_a_rate_limited_key_gets_a_rate_limit_error(relay, alice, protocol_upstreams):
+    serve_model("openai", protocol_upstreams)
     limited = make_key(alice.tenant, rpm=1)
     client = anthropic.Anthropic(base_url=relay.url, api_key=limited.key, max_retries=0)
     client.messages.create(model="m-test", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
@@ -263,10 +263,10 @@ def test_a_rate_limited_key_gets_a_rate_limit_error(relay, alice, upstreams):
     assert int(caught.value.response.headers["retry-after"]) >= 1
 
 
-def test_an_empty_balance_is_a_402_status_error(relay, upstreams):
+def test_an_empty_balance_is_a_402_status_error(relay, protocol_upstreams):
     from tests.conftest import make_tenant
 
-    serve_model("openai", upstreams)
+    serve_model("openai", protocol_upstreams)
     broke = make_key(make_tenant("broke", credit=None, wallet=None))
     client = anthropic.Anthropic(base_url=relay.url, api_key=broke.key, max_retries=0)
 
@@ -278,9 +278,9 @@ def test_an_empty_balance_is_a_402_status_error(relay, upstreams):
 
 
 @pytest.mark.parametrize("kind, mode", [("anthropic", "529"), ("openai", "500"), ("gemini", "503")])
-def test_failing_upstreams_give_a_server_error(anthropic_client, upstreams, kind, mode):
-    serve_model(kind, upstreams)
-    upstreams[kind].set_mode(mode)
+def test_failing_upstreams_give_a_server_error(anthropic_client, protocol_upstreams, kind, mode):
+    serve_model(kind, protocol_upstreams)
+    protocol_upstreams[kind].set_mode(mode)
 
     with pytest.raises(anthropic.InternalServerError) as caught:
         ask(anthropic_client)
@@ -289,19 +289,19 @@ def test_failing_upstreams_give_a_server_error(anthropic_client, upstreams, kind
     assert caught.value.body["error"]["type"] == "api_error"
 
 
-def test_an_overloaded_anthropic_upstream_fails_over(anthropic_client, upstreams):
-    serve_model("anthropic", upstreams, priority=10)
-    serve_model("openai", upstreams, name="backup")
-    upstreams["anthropic"].set_mode("529")
+def test_an_overloaded_anthropic_upstream_fails_over(anthropic_client, protocol_upstreams):
+    serve_model("anthropic", protocol_upstreams, priority=10)
+    serve_model("openai", protocol_upstreams, name="backup")
+    protocol_upstreams["anthropic"].set_mode("529")
 
     message = ask(anthropic_client).parse()
 
-    assert message.content[0].text == upstreams["openai"].text
+    assert message.content[0].text == protocol_upstreams["openai"].text
 
 
-def test_an_upstream_refusal_is_a_bad_request(anthropic_client, upstreams):
-    serve_model("anthropic", upstreams)
-    upstreams["anthropic"].set_mode("context_overflow")
+def test_an_upstream_refusal_is_a_bad_request(anthropic_client, protocol_upstreams):
+    serve_model("anthropic", protocol_upstreams)
+    protocol_upstreams["anthropic"].set_mode("context_overflow")
 
     with pytest.raises(anthropic.BadRequestError) as caught:
         ask(anthropic_client)
@@ -320,9 +320,9 @@ def test_a_malformed_request_is_a_bad_request_in_anthropics_shape(anthropic_clie
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_stream_that_breaks_ends_with_an_error_event(anthropic_client, upstreams, kind):
-    serve_model(kind, upstreams)
-    upstreams[kind].set_mode("stream_error")
+def test_a_stream_that_breaks_ends_with_an_error_event(anthropic_client, protocol_upstreams, kind):
+    serve_model(kind, protocol_upstreams)
+    protocol_upstreams[kind].set_mode("stream_error")
 
     with pytest.raises(anthropic.APIStatusError) as caught:
         with anthropic_client.messages.stream(model="m-test", max_tokens=256, messages=[{"role": "user", "content": "hi"}]) as stream:
@@ -332,30 +332,30 @@ def test_a_stream_that_breaks_ends_with_an_error_event(anthropic_client, upstrea
     assert "stream broke" in str(caught.value)
 
 
-def test_charlie_cannot_use_alices_key_for_count_tokens(relay, charlie, upstreams):
-    serve_model("openai", upstreams)
+def test_charlie_cannot_use_alices_key_for_count_tokens(relay, charlie, protocol_upstreams):
+    serve_model("openai", protocol_upstreams)
     client = anthropic.Anthropic(base_url=relay.url, api_key=charlie.key + "x", max_retries=0)
 
     with pytest.raises(anthropic.AuthenticationError):
         client.messages.count_tokens(model="m-test", messages=[{"role": "user", "content": "hi"}])
 
 
-def test_the_beta_endpoint_claude_code_uses_works_too(anthropic_client, upstreams):
-    serve_model("anthropic", upstreams)
+def test_the_beta_endpoint_claude_code_uses_works_too(anthropic_client, protocol_upstreams):
+    serve_model("anthropic", protocol_upstreams)
 
     message = anthropic_client.beta.messages.create(
         model="m-test", max_tokens=64, messages=[{"role": "user", "content": "hi"}], betas=["context-1m-2025-08-07"]
     )
 
-    assert message.content[0].text == upstreams["anthropic"].text
-    assert upstreams["anthropic"].requests[-1].headers["anthropic-beta"] == "context-1m-2025-08-07"
+    assert message.content[0].text == protocol_upstreams["anthropic"].text
+    assert protocol_upstreams["anthropic"].requests[-1].headers["anthropic-beta"] == "context-1m-2025-08-07"
 
 
-def test_it_logs_the_request_under_its_endpoint(anthropic_client, upstreams, alice):
+def test_it_logs_the_request_under_its_endpoint(anthropic_client, protocol_upstreams, alice):
     from observability.models import RequestLog
     from tests.conftest import flush_logs
 
-    serve_model("gemini", upstreams)
+    serve_model("gemini", protocol_upstreams)
     ask(anthropic_client)
     flush_logs()
 

@@ -1,4 +1,4 @@
-"""Translation tables: every row of tests/protocols/cases/*.json is one test named after the
+"""Translation tables: every row of tests/providers/cases/*.json is one test named after the
 field it checks, so a field that stops being translated fails by name."""
 
 from __future__ import annotations

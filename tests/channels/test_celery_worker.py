@@ -5,13 +5,13 @@ Needs REDIS_URL and PostgreSQL (the embedded run covers the same jobs with its o
 import pytest
 from django.conf import settings as django_settings
 
-from tests.routing import jobs_scenario
+from tests.channels import jobs_scenario
 
 pytestmark = pytest.mark.skipif(not django_settings.REDIS_URL, reason="a Celery broker needs REDIS_URL (the scale-out run)")
 
 
 def test_a_worker_with_beat_runs_every_job(vendor, transactional_db, tmp_path):
-    from tests.routing.procs import start_worker
+    from tests.relay.procs import start_worker
 
     source = jobs_scenario.set_the_scene(vendor)["source"]
     env = {f"JOBS_{name}_EVERY_S": "1" for name in ("PROBE", "THOMPSON", "BALANCE", "PRICING", "RETENTION", "RECONCILE")}

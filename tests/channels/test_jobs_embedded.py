@@ -1,7 +1,7 @@
 """Without a broker, the web process runs the periodic jobs itself (relay.jobs.Runner): the
 same task functions, on the same schedule. Here every interval is shortened."""
 
-from tests.routing import jobs_scenario
+from tests.channels import jobs_scenario
 
 
 def test_the_embedded_runner_runs_every_job(vendor, transactional_db, settings):

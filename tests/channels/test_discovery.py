@@ -18,11 +18,11 @@ def discover(*args: str) -> dict:
 
 
 @pytest.fixture
-def channels(db, upstreams):
+def channels(db, protocol_upstreams):
     return {
-        "openai": make_channel("oa", upstreams["openai"].url + "/v1", models=[("gpt-4o", "gpt-4o")], api_key="k"),
-        "anthropic": make_channel("an", upstreams["anthropic"].url, models=[("sonnet", "claude-sonnet-4-5")], provider_type="anthropic", api_key="k"),
-        "gemini": make_channel("ge", upstreams["gemini"].url, models=[("flash", "gemini-2.5-flash")], provider_type="gemini", api_key="k"),
+        "openai": make_channel("oa", protocol_upstreams["openai"].url + "/v1", models=[("gpt-4o", "gpt-4o")], api_key="k"),
+        "anthropic": make_channel("an", protocol_upstreams["anthropic"].url, models=[("sonnet", "claude-sonnet-4-5")], provider_type="anthropic", api_key="k"),
+        "gemini": make_channel("ge", protocol_upstreams["gemini"].url, models=[("flash", "gemini-2.5-flash")], provider_type="gemini", api_key="k"),
     }
 
 
@@ -74,10 +74,10 @@ def test_an_unknown_channel_is_an_error(db):
         call_command("discover_models", "nope", "--json")
 
 
-def test_a_refused_key_is_an_error_and_adds_nothing(channels, upstreams):
+def test_a_refused_key_is_an_error_and_adds_nothing(channels, protocol_upstreams):
     from channels.models import ChannelModel
 
-    upstreams["anthropic"].set_mode("ok", api_key="another-key")
+    protocol_upstreams["anthropic"].set_mode("ok", api_key="another-key")
     before = ChannelModel.objects.count()
 
     with pytest.raises(CommandError, match="did not list its models: upstream 401"):

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from tests.conftest import make_channel, make_key, make_price
-from tests.protocols.conftest import serve_model
+from tests.routing.conftest import serve_model
 
 RATE_HEADERS = [f"x-ratelimit-{kind}-{unit}" for kind in ("limit", "remaining", "reset") for unit in ("requests", "tokens")]
 
@@ -138,8 +138,8 @@ def test_subscription_hard_limit_is_what_is_left_plus_this_months_usage(relay, a
     assert round(subscription["hard_limit_usd"] - usage["total_usage"] / 100, 6) == 99.968
 
 
-def test_a_translated_stream_tells_the_input_tokens_in_message_start(anthropic_client, upstreams):
-    serve_model("openai", upstreams)
+def test_a_translated_stream_tells_the_input_tokens_in_message_start(anthropic_client, protocol_upstreams):
+    serve_model("openai", protocol_upstreams)
     prompt = "Tell me about the weather in Lisbon in spring, please, in some detail."
 
     with anthropic_client.messages.stream(model="m-test", max_tokens=64, messages=[{"role": "user", "content": prompt}]) as stream:
@@ -150,11 +150,11 @@ def test_a_translated_stream_tells_the_input_tokens_in_message_start(anthropic_c
     assert final.usage.input_tokens > 0
 
 
-def test_a_translated_stream_of_a_free_model_counts_the_input_tokens_too(anthropic_client, upstreams):
-    from tests.protocols.conftest import serve_model as serve
+def test_a_translated_stream_of_a_free_model_counts_the_input_tokens_too(anthropic_client, protocol_upstreams):
+    from tests.routing.conftest import serve_model as serve
     from billing.services import price_set
 
-    serve("openai", upstreams)
+    serve("openai", protocol_upstreams)
     price_set(model="m-test", input_usd_per_m="0", output_usd_per_m="0", is_free=True)
 
     with anthropic_client.messages.stream(model="m-test", max_tokens=64, messages=[{"role": "user", "content": "Count me, please, all of me."}]) as stream:

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.skipif(not django_settings.REDIS_URL, reason="shared he
 
 @pytest.fixture
 def webs(tmp_path, transactional_db):
-    from tests.routing.procs import start_web
+    from tests.relay.procs import start_web
 
     started = []
     try:
