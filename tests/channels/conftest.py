@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from tests.fakes.vendor import FakeVendor
+
 
 @pytest.fixture(scope="session")
 def _vendor_server(serve_app):
-    from tests.channels.fakes import FakeVendor
-
     fake = FakeVendor()
     fake.url = serve_app(fake).url
     return fake
@@ -17,7 +17,5 @@ def _vendor_server(serve_app):
 
 @pytest.fixture
 def vendor(_vendor_server):
-    url = _vendor_server.url
-    _vendor_server.__init__()  # fresh state, same server
-    _vendor_server.url = url
+    _vendor_server.reset()
     return _vendor_server

@@ -33,7 +33,7 @@ def set_the_scene(vendor) -> dict:
     vault_forget()
     vendor.deepseek_balance = "0.00"
     vendor.prices = DOCUMENT
-    vendor.chat_status = 200
+    vendor.set_mode("ok")
     make_price("gpt-test", "1", "2")
     model_ensure(public_id="gpt-test")
     make_channel("ds", vendor.url + "/v1", models=["ds-chat"], brand="deepseek", api_key="sk-ds")

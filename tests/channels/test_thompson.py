@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import make_channel, make_price
 from tests.conftest import chat, flush_all
-from tests.channels.fakes import FlakyOpenAI
+from tests.fakes.flaky_openai import FlakyOpenAI
 
 
 @pytest.fixture(scope="session")
