@@ -1,9 +1,12 @@
 """The cast and the running relay.
 
+- The cast (issue 10, after healthchecks' `hc/test.py`): `alice` owns tenant "alice", `bob` owns
+  tenant "bob" (he must never see alice's things), `charlie` is a plain member of alice's tenant.
+  Each is a user (verified email `<name>@example.com`, no usable password: tests sign in with
+  `login`) with an API key of their tenant; the tenants hold 100 USD credit and 1000 CNY wallet.
+  `cast` is the three as a dict. Tests that need another tenant for isolation use bob.
 - `relay`: TokenHub's real ASGI app under uvicorn on 127.0.0.1 in a thread, with the test
   database (file SQLite, or PostgreSQL when DATABASE_URL is set) and Redis when REDIS_URL is set.
-- `alice`: a tenant with a key; `charlie`: another tenant, who must never see alice's things.
-- `cast` (the portal's people): alice and bob own separate tenants, charlie is a member of alice's.
 - Fake upstreams are real HTTP servers on loopback (`tests/fakes`).
 """
 
@@ -87,9 +90,14 @@ def _fresh_state(settings):
 
 @dataclass
 class Actor:
+    """Someone holding an API key of `tenant`; in the cast also a user with `role` there."""
+
     tenant: object
     key: str
     key_id: int
+    user: object = None
+    role: str = ""
+    email: str = ""
 
 
 def make_tenant(name: str, *, group: str = "default", credit: str | None = "100", wallet: str | None = "1000"):
@@ -130,14 +138,39 @@ def make_price(model: str, input_usd: str = "1", output_usd: str = "2", **overri
     return price_set(model=model, input_usd_per_m=input_usd, output_usd_per_m=output_usd, **overrides)
 
 
+def make_member(username: str, tenant, *, role: str, **key_overrides) -> Actor:
+    """A user with a verified email and `role` in `tenant`, and an API key they made there."""
+    from allauth.account.models import EmailAddress
+    from django.contrib.auth import get_user_model
+
+    from accounts.services import api_key_create, membership_add
+
+    email = f"{username}@example.com"
+    user = get_user_model().objects.create_user(username=username, email=email)  # no password: hashing is slow, login() is direct
+    EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
+    membership_add(user=user, tenant=tenant, role=role)
+    key, secret = api_key_create(tenant=tenant, name=f"{username}'s key", created_by=user, **key_overrides)
+    return Actor(tenant, secret, key.pk, user, role, email)
+
+
 @pytest.fixture
 def alice(transactional_db) -> Actor:
-    return make_key(make_tenant("alice"), name="alice's key")
+    return make_member("alice", make_tenant("alice"), role="owner")
 
 
 @pytest.fixture
-def charlie(transactional_db) -> Actor:
-    return make_key(make_tenant("charlie"), name="charlie's key")
+def bob(transactional_db) -> Actor:
+    return make_member("bob", make_tenant("bob"), role="owner")
+
+
+@pytest.fixture
+def charlie(alice) -> Actor:
+    return make_member("charlie", alice.tenant, role="member")
+
+
+@pytest.fixture
+def cast(alice, bob, charlie) -> dict[str, Actor]:
+    return {"alice": alice, "bob": bob, "charlie": charlie}
 
 
 @pytest.fixture
@@ -203,45 +236,13 @@ def flush_logs() -> None:
     flush_all()
 
 
-# --- the portal's cast (issue 11): alice and bob own separate tenants, charlie is a member of
-# alice's. People with verified email addresses; `login(person)` signs the test client in.
+# The portal's password for people who sign up through the pages.
 PORTAL_PASSWORD = "a long and unusual passphrase 42"
-
-
-@dataclass
-class Person:
-    user: object
-    email: str
-    tenant: object
-    role: str
-
-
-def make_person(email: str, tenant, role: str) -> Person:
-    from allauth.account.models import EmailAddress
-    from django.contrib.auth import get_user_model
-
-    from accounts.services import membership_add
-
-    user = get_user_model().objects.create_user(username=email, email=email, password=PORTAL_PASSWORD)
-    EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
-    membership_add(user=user, tenant=tenant, role=role)
-    return Person(user, email, tenant, role)
-
-
-@pytest.fixture
-def cast(transactional_db) -> dict[str, Person]:
-    alice_tenant = make_tenant("alice-team")
-    bob_tenant = make_tenant("bob-team")
-    return {
-        "alice": make_person("alice@example.com", alice_tenant, "owner"),
-        "bob": make_person("bob@example.com", bob_tenant, "owner"),
-        "charlie": make_person("charlie@example.com", alice_tenant, "member"),
-    }
 
 
 @pytest.fixture
 def login(client):
-    def sign_in(person: Person):
+    def sign_in(person: Actor):
         client.force_login(person.user, backend="django.contrib.auth.backends.ModelBackend")
         return client
 

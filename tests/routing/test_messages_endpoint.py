@@ -332,12 +332,35 @@ def test_a_stream_that_breaks_ends_with_an_error_event(anthropic_client, protoco
     assert "stream broke" in str(caught.value)
 
 
-def test_charlie_cannot_use_alices_key_for_count_tokens(relay, charlie, protocol_upstreams):
+def test_a_mangled_key_cannot_count_tokens(relay, alice, protocol_upstreams):
     serve_model("openai", protocol_upstreams)
-    client = anthropic.Anthropic(base_url=relay.url, api_key=charlie.key + "x", max_retries=0)
+    client = anthropic.Anthropic(base_url=relay.url, api_key=alice.key + "x", max_retries=0)
 
     with pytest.raises(anthropic.AuthenticationError):
         client.messages.count_tokens(model="m-test", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_bobs_counting_never_spends_alices_request_rate(relay, alice, bob, protocol_upstreams):
+    """count_tokens counts against the caller's key: bob's real key, used up, leaves alice's
+    key (same model, same limit) every request it had, and his refusal names nothing of hers."""
+    from accounts.models import ApiKey
+    from accounts.services import api_key_update
+
+    serve_model("openai", protocol_upstreams)
+    for someone in (alice, bob):
+        api_key_update(key=ApiKey.objects.get(pk=someone.key_id), rpm=2)
+    ask = {"model": "m-test", "messages": [{"role": "user", "content": "hi"}]}
+    alices = anthropic.Anthropic(base_url=relay.url, api_key=alice.key, max_retries=0)
+    bobs = anthropic.Anthropic(base_url=relay.url, api_key=bob.key, max_retries=0)
+
+    for _ in range(2):
+        assert bobs.messages.count_tokens(**ask).input_tokens > 0
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        bobs.messages.count_tokens(**ask)
+    for _ in range(2):
+        assert alices.messages.count_tokens(**ask).input_tokens > 0
+    assert "alice" not in caught.value.response.text and alice.key[:12] not in caught.value.response.text
+    assert protocol_upstreams["openai"].requests == []
 
 
 def test_the_beta_endpoint_claude_code_uses_works_too(anthropic_client, protocol_upstreams):

@@ -97,10 +97,10 @@ def test_previous_response_id_continues_the_conversation(openai_client, protocol
     assert second.previous_response_id == first.id
 
 
-def test_another_tenants_response_id_is_not_found(relay, openai_client, protocol_upstreams, charlie):
+def test_another_tenants_response_id_is_not_found(relay, openai_client, protocol_upstreams, bob):
     serve_model("openai", protocol_upstreams)
     first = openai_client.responses.create(model="m-test", input="secret plans")
-    intruder = openai.OpenAI(base_url=relay.url + "/v1", api_key=charlie.key, max_retries=0)
+    intruder = openai.OpenAI(base_url=relay.url + "/v1", api_key=bob.key, max_retries=0)
 
     with pytest.raises(openai.BadRequestError) as caught:
         intruder.responses.create(model="m-test", input="and then?", previous_response_id=first.id)

@@ -14,7 +14,7 @@ import pytest
 from django.contrib import admin
 from django.contrib.auth.models import User
 
-from tests.conftest import flush_logs, make_channel, make_key, make_price, make_tenant
+from tests.conftest import flush_logs, make_channel, make_key, make_price
 from tests.fakes.server import ServerThread
 
 UPSTREAM_KEY = "sk-upstream-credential-0123456789abcdef"
@@ -47,16 +47,15 @@ def echoing():
     server.stop()
 
 
-def test_no_credential_or_customer_key_appears_anywhere(relay, upstream_factory, echoing, caplog, client):
+def test_no_credential_or_customer_key_appears_anywhere(relay, alice, bob, upstream_factory, echoing, caplog, client):
     caplog.set_level(logging.DEBUG)
     upstream = upstream_factory(name="leak")
     make_price("gpt-test", "1", "2")
     make_price("gpt-echo", "1", "2")
     make_channel("good", upstream.url + "/v1", models=["gpt-test"], api_key=UPSTREAM_KEY)
     make_channel("echo", echoing.url + "/v1", models=["gpt-echo"], api_key=ECHO_KEY)
-    alice = make_key(make_tenant("alice"), name="alice's key")
-    charlie = make_key(make_tenant("charlie"), name="charlie's key", allowed_models=["gpt-test"])
-    secrets = {"upstream": UPSTREAM_KEY, "echoed upstream": ECHO_KEY, "alice": alice.key, "charlie": charlie.key}
+    bobs = make_key(bob.tenant, name="bob's gpt-test key", allowed_models=["gpt-test"])
+    secrets = {"upstream": UPSTREAM_KEY, "echoed upstream": ECHO_KEY, "alice": alice.key, "bob": bobs.key}
 
     seen: list[str] = []
     oa = openai.OpenAI(base_url=relay.url + "/v1", api_key=alice.key, max_retries=0)
@@ -69,11 +68,11 @@ def test_no_credential_or_customer_key_appears_anywhere(relay, upstream_factory,
             ("POST", "/v1/chat/completions", alice.key, {"model": "gpt-echo", "messages": [{"role": "user", "content": "x"}], "stream": True}),
             ("POST", "/v1/embeddings", alice.key, {"model": "gpt-echo", "input": "x"}),
             ("POST", "/v1/messages", alice.key, {"model": "gpt-echo", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}),
-            ("POST", "/v1/chat/completions", charlie.key, {"model": "gpt-echo", "messages": [{"role": "user", "content": "x"}]}),
+            ("POST", "/v1/chat/completions", bobs.key, {"model": "gpt-echo", "messages": [{"role": "user", "content": "x"}]}),
             ("POST", "/v1/chat/completions", alice.key + "x", {"model": "gpt-test", "messages": []}),
             ("POST", "/v1/chat/completions", alice.key, {"model": "nope", "messages": []}),
             ("POST", "/v1/chat/completions", alice.key, "not json"),
-            ("GET", "/v1/models", charlie.key, None),
+            ("GET", "/v1/models", bobs.key, None),
         ]
         for method, path, key, body in attempts:
             content = body.encode() if isinstance(body, str) else (json.dumps(body).encode() if body is not None else None)

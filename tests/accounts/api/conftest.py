@@ -1,7 +1,7 @@
-"""The management API's cast, on the real relay over HTTP:
+"""The management API's view of the cast (tests/conftest.py), on the real relay over HTTP:
 
-- alice owns tenant "alice"; bob owns tenant "bob" (never sees alice's things);
-- charlie is a plain member of alice's tenant;
+- alice, bob and charlie are the top conftest's, each with a signed-in `http` client of the
+  management API and their `member_id`;
 - `operator` / `reader`: a read-write and a read-only operator token.
 Each tenant has a key its owner made, a ledger entry and a request log, so every kind of
 object id exists for both.
@@ -16,7 +16,6 @@ import httpx
 import pytest
 from django.core.management import call_command
 
-from tests.conftest import make_tenant
 
 CSRF = "c" * 32  # any 32-character secret works as both cookie and header
 
@@ -66,43 +65,42 @@ def _log_request(tenant, key_id: int, request_id: str, model: str = "gpt-test", 
     request_logs_flush()
 
 
-def make_person(base_url: str, username: str, tenant, role: str) -> Person:
-    from django.contrib.auth import get_user_model
+def on_the_api(base_url: str, actor) -> Person:
+    from accounts.models import Membership
 
-    from accounts.services import api_key_create, membership_create
+    member_id = Membership.objects.get(user=actor.user, tenant=actor.tenant).pk
+    return Person(actor.user, actor.tenant, actor.key_id, actor.key, session_client(base_url, actor.user), member_id)
 
-    user = get_user_model().objects.create_user(username=username, email=f"{username}@example.com")  # no password: sessions are made directly
-    membership = membership_create(tenant=tenant, user=user, role=role)
-    key, secret = api_key_create(tenant=tenant, name=f"{username}'s key", created_by=user)
-    return Person(user, tenant, key.pk, secret, session_client(base_url, user), membership.pk)
+
+# Each overrides the top conftest's fixture of the same name, which it receives as its argument
+# (and fixtures up there that ask for `alice` get this one). alice brings bob along, and both
+# tenants get a request log, so every kind of object id exists for both.
+@pytest.fixture
+def bob(relay_server, bob):
+    person = on_the_api(relay_server.url, bob)
+    yield person
+    person.http.close()
 
 
 @pytest.fixture
-def cast(relay_server, transactional_db):
-    base = relay_server.url
-    alice = make_person(base, "alice", make_tenant("alice"), "owner")
-    bob = make_person(base, "bob", make_tenant("bob"), "owner")
-    charlie = make_person(base, "charlie", alice.tenant, "member")
-    for person in (alice, bob):
-        _log_request(person.tenant, person.key_id, f"req-{person.user.username}")
-    yield {"alice": alice, "bob": bob, "charlie": charlie}
-    for person in (alice, bob, charlie):
-        person.http.close()
+def alice(relay_server, alice, bob):
+    person = on_the_api(relay_server.url, alice)
+    for someone in (person, bob):
+        _log_request(someone.tenant, someone.key_id, f"req-{someone.user.username}")
+    yield person
+    person.http.close()
 
 
 @pytest.fixture
-def alice(cast):
-    return cast["alice"]
+def charlie(relay_server, charlie):
+    person = on_the_api(relay_server.url, charlie)
+    yield person
+    person.http.close()
 
 
 @pytest.fixture
-def bob(cast):
-    return cast["bob"]
-
-
-@pytest.fixture
-def charlie(cast):
-    return cast["charlie"]
+def cast(alice, bob, charlie):
+    return {"alice": alice, "bob": bob, "charlie": charlie}
 
 
 @pytest.fixture
