@@ -63,6 +63,7 @@ def _fresh_state(settings):
     from accounts import keycache, limits
     from billing import ratecard
     from channels import netguard, strategies, thompson
+    from channels.admin import records_forget
     from channels.health.board import board
     from channels.table import table_invalidate
     from vault.services import vault_refresh
@@ -78,6 +79,7 @@ def _fresh_state(settings):
     board.clear()
     netguard.forget()
     table_invalidate()
+    records_forget()
     vault_refresh()  # the vault's row may be gone with the last test's data
     thompson.reward_logs.discard()
     strategies.rng_seed(None)
@@ -187,7 +189,7 @@ def settle_background(timeout_s: float = 10.0) -> None:
     from common import background
 
     deadline = time.monotonic() + timeout_s
-    while any(not t.done() for t in list(background._tasks)) and time.monotonic() < deadline:
+    while background.pending() and time.monotonic() < deadline:
         time.sleep(0.01)
 
 

@@ -97,15 +97,20 @@ def test_a_suspended_tenant_stops_working_in_another_process(other_process):
     assert _refused_soon(other_process, actor.key)
 
 
-def test_without_redis_an_unchanged_stamp_keeps_the_cache(db, settings):
-    """The stamp is what empties the cache: reading it twice without a change keeps entries."""
+async def test_without_redis_an_unchanged_stamp_keeps_the_cache(transactional_db, settings, alice):
+    """The stamp is what empties the cache: looking a key up twice without a change keeps its
+    policy (even one the database no longer holds); a change anywhere (a new stamp) empties it."""
+    from asgiref.sync import sync_to_async
+
     from accounts import keycache
+    from accounts.models import ApiKey
+    from accounts.selectors import key_hash
 
     settings.REDIS_URL = ""
-    keycache._drop_if_stamp_moved()
-    keycache._entries["k"] = (time.monotonic() + 60, None)
-    keycache._drop_if_stamp_moved()
-    assert "k" in keycache._entries
-    keycache._broadcast("other")
-    keycache._drop_if_stamp_moved()
-    assert keycache._entries == {}
+    hashed = key_hash(alice.key)
+    assert (await keycache.key_policy_aget(key_hash=hashed)).rpm is None
+    # changed behind the cache's back: no service, so no invalidation and no new stamp
+    await ApiKey.objects.filter(pk=alice.key_id).aupdate(rpm=7)
+    assert (await keycache.key_policy_aget(key_hash=hashed)).rpm is None
+    await sync_to_async(keycache.invalidate)(key_hash=key_hash("sk-another-key"))  # another key's change: a new stamp
+    assert (await keycache.key_policy_aget(key_hash=hashed)).rpm == 7

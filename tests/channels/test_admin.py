@@ -37,9 +37,6 @@ def test_the_channel_list_shows_live_health_and_why_a_channel_is_disabled(operat
 
     board.cool(channel("primary").pk, seconds=60, reason="rate limited (429)")
     channel_operator_set(channel=channel("backup"), is_enabled=False, reason="contract ended")
-    import channels.admin
-
-    channels.admin._records_cache = (0.0, {})
     page = operator.get(reverse("admin:channels_channel_changelist")).content.decode()
     assert "cooling until" in page and "rate limited (429)" in page
     assert "contract ended" in page and "disabled</span> since" in page

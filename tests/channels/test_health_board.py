@@ -34,34 +34,35 @@ def test_a_failure_cools_for_the_base_time():
     assert 1.5 < remaining_s(1) <= 2.001  # Redis keeps times to the millisecond
 
 
-def test_each_failed_trial_doubles_the_cooldown_up_to_the_cap():
+def test_each_failed_trial_doubles_the_cooldown_up_to_the_cap(clock):
     lengths = []
     for _ in range(5):
         record = board.failed(1, "m", error())
         lengths.append(round(record.until - record.at))
         # the cooldown ends; the next failure is a failed half-open trial
-        _expire("p:1:m")
+        clock.skip(1)
     assert lengths == [2, 4, 8, 16, 16]
 
 
-def _expire(key):
-    """Pretend the cooldown ended, keeping the streak (what time passing does)."""
-    store = board.store
-    if store.is_shared:
-        import json
+@pytest.fixture
+def clock(monkeypatch):
+    """The one fake here: the wall clock. `clock.skip(key)` moves it past the end of that
+    cooldown, keeping the streak (what time passing does), on either store."""
 
-        import redis
-        from django.conf import settings
+    class Clock:
+        offset_s = 0.0
 
-        client = redis.Redis.from_url(settings.REDIS_URL)
-        raw = json.loads(client.get(store.prefix + key))
-        raw["until"] = time.time() - 0.01
-        client.set(store.prefix + key, json.dumps(raw), ex=60)
-    else:
-        record, expires = store._records[key]
-        from dataclasses import replace
+        def now(self) -> float:
+            return real_time() + self.offset_s
 
-        store._records[key] = (replace(record, until=time.time() - 0.01), expires)
+        def skip(self, channel_id: int, model: str = "m") -> None:
+            cooldown = board.view(model, [channel_id], fresh=True).cooldown(channel_id, model)
+            self.offset_s += cooldown.until - self.now() + 0.01
+
+    real_time = time.time
+    fake = Clock()
+    monkeypatch.setattr(time, "time", fake.now)
+    return fake
 
 
 def test_failures_while_already_cooling_are_one_strike():
@@ -77,9 +78,9 @@ def test_retry_after_is_honoured_as_given():
     assert record.scope == "model"
 
 
-def test_a_success_ends_the_streak():
+def test_a_success_ends_the_streak(clock):
     board.failed(1, "m", error())
-    _expire("p:1:m")
+    clock.skip(1)
     assert board.view("m", [1], fresh=True).state(1, "m") == DEGRADED  # recovering: the streak is on record
     board.succeeded(1, "m", latency_ms=10)
     assert board.view("m", [1], fresh=True).streak(1, "m") == 0

@@ -11,7 +11,9 @@ from providers.anthropic import AnthropicAdapter, classify_anthropic_error
 from providers.base import NATIVE_ANTHROPIC, ErrorKind, ProviderError, Target, Timeouts
 from providers.brands import BRANDS, brand_for, prepare
 from providers.gemini import GeminiAdapter, classify_gemini_error
-from providers.openai import OpenAIAdapter, _parse_chunk
+from providers.openai import OpenAIAdapter
+from tests.fakes.scripted_upstream import Scripted
+from tests.fakes.server import ServerThread
 
 TIMEOUTS = Timeouts(connect_s=2.0, first_byte_s=5.0, idle_s=5.0)
 CHAT = {"model": "public", "messages": [{"role": "user", "content": "hi"}]}
@@ -286,13 +288,29 @@ async def test_an_azure_brand_uses_the_deployment_url_and_default_api_version(cl
     assert seen.headers["api-key"] == "azure-key"
 
 
-def test_groq_stream_usage_is_read_from_x_groq():
+@pytest.fixture(scope="module")
+def scripted():
+    fake = Scripted()
+    with ServerThread(fake) as server:
+        fake.url = server.url
+        yield fake
+
+
+async def stream_of(client, scripted, *objects: bytes) -> list:
+    """What the OpenAI adapter makes of a stream of these data lines (then [DONE])."""
+    body = b"".join(b"data: " + data + b"\n\n" for data in objects) + b"data: [DONE]\n\n"
+    scripted.answer(200, body, content_type="text/event-stream")
+    target = Target(base_url=scripted.url + "/v1", upstream_model="m", api_key="k")
+    return await read_all(await OpenAIAdapter().open_stream(client, target, CHAT, TIMEOUTS))
+
+
+async def test_groq_stream_usage_is_read_from_x_groq(client, scripted):
     data = orjson.dumps({"choices": [], "x_groq": {"usage": {"prompt_tokens": 3, "completion_tokens": 4}}})
-    chunk = _parse_chunk(data, "message", None)
+    (chunk,) = await stream_of(client, scripted, data)
     assert (chunk.usage.prompt_tokens, chunk.usage.completion_tokens) == (3, 4)
 
 
-def test_reasoning_content_passes_through_and_is_counted():
+async def test_reasoning_content_passes_through_and_is_counted(client, scripted):
     data = orjson.dumps({"choices": [{"index": 0, "delta": {"reasoning_content": "think"}, "finish_reason": None}]})
-    chunk = _parse_chunk(data, "message", None)
+    (chunk,) = await stream_of(client, scripted, data)
     assert chunk.data == b"data: " + data + b"\n\n" and chunk.text == "think"
