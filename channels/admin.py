@@ -52,6 +52,13 @@ def _records() -> dict:
     return _records_cache[1]
 
 
+def records_forget() -> None:
+    """Drop the cooldown records kept for page renders: the next page reads the store (a test's
+    fresh start; the cache otherwise lives a second)."""
+    global _records_cache
+    _records_cache = (0.0, {})
+
+
 def _until(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%H:%M:%S UTC")
 

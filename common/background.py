@@ -23,6 +23,11 @@ def _done(task: asyncio.Task) -> None:
         log.error("background task failed", exc_info=task.exception())
 
 
+def pending() -> int:
+    """How many tasks are still running (tests wait for none before reading what they settled)."""
+    return sum(not task.done() for task in list(_tasks))
+
+
 async def drain(timeout_s: float = 30.0) -> None:
     pending = [t for t in _tasks if not t.done()]
     if pending:

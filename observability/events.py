@@ -42,6 +42,25 @@ class _Publisher:
 _publisher = _Publisher()
 
 
+def events_queued() -> int:
+    """Events waiting in this process's queue to be sent."""
+    queue = _publisher.queue
+    return queue.qsize() if queue is not None else 0
+
+
+def publisher_reset() -> None:
+    """Forget the queue and its sending task (cancelled when it runs on the caller's loop): the
+    next event starts a fresh queue, sized by the settings then in force."""
+    task = _publisher.task
+    _publisher.loop = _publisher.queue = _publisher.task = None
+    try:
+        is_ours = task is not None and task.get_loop() is asyncio.get_running_loop()
+    except RuntimeError:  # no running loop: nothing of ours to cancel
+        is_ours = False
+    if is_ours:
+        task.cancel()
+
+
 def decision_event(entry: dict) -> dict:
     """The event for one request log entry: what was asked, which routes were considered and
     why, which answered, and how it went. No key, no prompt, no answer."""

@@ -1,20 +1,28 @@
 """The cast and the running relay.
 
+- The cast (issue 10, after healthchecks' `hc/test.py`): `alice` owns tenant "alice", `bob` owns
+  tenant "bob" (he must never see alice's things), `charlie` is a plain member of alice's tenant.
+  Each is a user (verified email `<name>@example.com`, no usable password: tests sign in with
+  `login`) with an API key of their tenant; the tenants hold 100 USD credit and 1000 CNY wallet.
+  `cast` is the three as a dict. Tests that need another tenant for isolation use bob.
 - `relay`: TokenHub's real ASGI app under uvicorn on 127.0.0.1 in a thread, with the test
   database (file SQLite, or PostgreSQL when DATABASE_URL is set) and Redis when REDIS_URL is set.
-- `alice`: a tenant with a key; `charlie`: another tenant, who must never see alice's things.
-- `cast` (the portal's people): alice and bob own separate tenants, charlie is a member of alice's.
 - Fake upstreams are real HTTP servers on loopback (`tests/fakes`).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from django.conf import settings as django_settings
 
+from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.gemini_upstream import FakeGemini
+from tests.fakes.openai_tools import LegacyOpenAI
 from tests.fakes.server import ServerThread
 
 
@@ -49,10 +57,13 @@ def _disconnect_other_threads() -> None:
 
 @pytest.fixture(autouse=True)
 def _fresh_state(settings):
-    """Nothing cached by one test reaches the next."""
+    """Nothing cached by one test reaches the next. Reward logs still queued belong to another
+    test's database: dropped (tests that read rewards flush them while their database is up:
+    `flush_all`)."""
     from accounts import keycache, limits
     from billing import ratecard
-    from channels import netguard
+    from channels import netguard, strategies, thompson
+    from channels.admin import records_forget
     from channels.health.board import board
     from channels.table import table_invalidate
     from vault.services import vault_refresh
@@ -68,16 +79,27 @@ def _fresh_state(settings):
     board.clear()
     netguard.forget()
     table_invalidate()
+    records_forget()
     vault_refresh()  # the vault's row may be gone with the last test's data
+    thompson.reward_logs.discard()
+    strategies.rng_seed(None)
+    thompson.forget()
     yield
     board.clear()
+    thompson.reward_logs.discard()
+    thompson.forget()
 
 
 @dataclass
 class Actor:
+    """Someone holding an API key of `tenant`; in the cast also a user with `role` there."""
+
     tenant: object
     key: str
     key_id: int
+    user: object = None
+    role: str = ""
+    email: str = ""
 
 
 def make_tenant(name: str, *, group: str = "default", credit: str | None = "100", wallet: str | None = "1000"):
@@ -118,14 +140,39 @@ def make_price(model: str, input_usd: str = "1", output_usd: str = "2", **overri
     return price_set(model=model, input_usd_per_m=input_usd, output_usd_per_m=output_usd, **overrides)
 
 
+def make_member(username: str, tenant, *, role: str, **key_overrides) -> Actor:
+    """A user with a verified email and `role` in `tenant`, and an API key they made there."""
+    from allauth.account.models import EmailAddress
+    from django.contrib.auth import get_user_model
+
+    from accounts.services import api_key_create, membership_add
+
+    email = f"{username}@example.com"
+    user = get_user_model().objects.create_user(username=username, email=email)  # no password: hashing is slow, login() is direct
+    EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
+    membership_add(user=user, tenant=tenant, role=role)
+    key, secret = api_key_create(tenant=tenant, name=f"{username}'s key", created_by=user, **key_overrides)
+    return Actor(tenant, secret, key.pk, user, role, email)
+
+
 @pytest.fixture
 def alice(transactional_db) -> Actor:
-    return make_key(make_tenant("alice"), name="alice's key")
+    return make_member("alice", make_tenant("alice"), role="owner")
 
 
 @pytest.fixture
-def charlie(transactional_db) -> Actor:
-    return make_key(make_tenant("charlie"), name="charlie's key")
+def bob(transactional_db) -> Actor:
+    return make_member("bob", make_tenant("bob"), role="owner")
+
+
+@pytest.fixture
+def charlie(alice) -> Actor:
+    return make_member("charlie", alice.tenant, role="member")
+
+
+@pytest.fixture
+def cast(alice, bob, charlie) -> dict[str, Actor]:
+    return {"alice": alice, "bob": bob, "charlie": charlie}
 
 
 @pytest.fixture
@@ -142,7 +189,7 @@ def settle_background(timeout_s: float = 10.0) -> None:
     from common import background
 
     deadline = time.monotonic() + timeout_s
-    while any(not t.done() for t in list(background._tasks)) and time.monotonic() < deadline:
+    while background.pending() and time.monotonic() < deadline:
         time.sleep(0.01)
 
 
@@ -191,45 +238,13 @@ def flush_logs() -> None:
     flush_all()
 
 
-# --- the portal's cast (issue 11): alice and bob own separate tenants, charlie is a member of
-# alice's. People with verified email addresses; `login(person)` signs the test client in.
+# The portal's password for people who sign up through the pages.
 PORTAL_PASSWORD = "a long and unusual passphrase 42"
-
-
-@dataclass
-class Person:
-    user: object
-    email: str
-    tenant: object
-    role: str
-
-
-def make_person(email: str, tenant, role: str) -> Person:
-    from allauth.account.models import EmailAddress
-    from django.contrib.auth import get_user_model
-
-    from accounts.services import membership_add
-
-    user = get_user_model().objects.create_user(username=email, email=email, password=PORTAL_PASSWORD)
-    EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
-    membership_add(user=user, tenant=tenant, role=role)
-    return Person(user, email, tenant, role)
-
-
-@pytest.fixture
-def cast(transactional_db) -> dict[str, Person]:
-    alice_tenant = make_tenant("alice-team")
-    bob_tenant = make_tenant("bob-team")
-    return {
-        "alice": make_person("alice@example.com", alice_tenant, "owner"),
-        "bob": make_person("bob@example.com", bob_tenant, "owner"),
-        "charlie": make_person("charlie@example.com", alice_tenant, "member"),
-    }
 
 
 @pytest.fixture
 def login(client):
-    def sign_in(person: Person):
+    def sign_in(person: Actor):
         client.force_login(person.user, backend="django.contrib.auth.backends.ModelBackend")
         return client
 
@@ -237,3 +252,128 @@ def login(client):
 
 
 os.environ.setdefault("TOKENHUB_TEST", "1")
+
+
+# --- fake upstreams shared by every directory (tests/fakes), each a real server on loopback.
+@pytest.fixture(scope="session")
+def serve_app():
+    """Start any ASGI app on loopback for the rest of the session; all are stopped together
+    at the end (each stop may wait a second for the relay's kept-alive connections)."""
+    started = []
+
+    def start(app):
+        server = ServerThread(app).start()
+        started.append(server)
+        return server
+
+    yield start
+    stoppers = [threading.Thread(target=server.stop) for server in started]
+    for stopper in stoppers:
+        stopper.start()
+    for stopper in stoppers:
+        stopper.join()
+
+
+@pytest.fixture(scope="session")
+def _upstream_pool():
+    return []
+
+
+@pytest.fixture
+def upstreams(_upstream_pool, serve_app):
+    """`upstreams("a", "b", chunks=1)` -> fake OpenAI upstreams named so, fresh for this test:
+    taken from a pool shared by the session rather than started anew."""
+    from tests.fakes.openai_upstream import FakeOpenAI
+
+    taken = []
+
+    def take(*names: str, chunks: int = 2):
+        fakes = []
+        for name in names:
+            if len(taken) == len(_upstream_pool):
+                fake = FakeOpenAI()
+                fake.url = serve_app(fake).url
+                _upstream_pool.append(fake)
+            fake = _upstream_pool[len(taken)]
+            fake.reset()
+            fake.set_mode("ok", name=name, chunks=chunks)
+            taken.append(fake)
+            fakes.append(fake)
+        return fakes
+
+    yield take
+    for fake in taken:
+        fake.reset()
+
+
+@pytest.fixture(scope="session")
+def _anthropic_server():
+    fake = FakeAnthropic(name="a", chunks=4)
+    with ServerThread(fake) as server:
+        fake.url = server.url
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def _gemini_server():
+    fake = FakeGemini(name="g", chunks=4)
+    with ServerThread(fake) as server:
+        fake.url = server.url
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def _openai_server():
+    fake = LegacyOpenAI(name="o", chunks=4)
+    with ServerThread(fake) as server:
+        fake.url = server.url
+        yield fake
+
+
+@pytest.fixture
+def anthropic_upstream(_anthropic_server) -> FakeAnthropic:
+    """The session's fake Anthropic, reset for this test."""
+    _anthropic_server.reset()
+    return _anthropic_server
+
+
+@pytest.fixture
+def gemini_upstream(_gemini_server) -> FakeGemini:
+    _gemini_server.reset()
+    return _gemini_server
+
+
+@pytest.fixture
+def openai_upstream(_openai_server) -> LegacyOpenAI:
+    """The session's fake OpenAI that also knows tool calls and the legacy completions."""
+    _openai_server.reset()
+    return _openai_server
+
+
+@pytest.fixture
+def protocol_upstreams(openai_upstream, anthropic_upstream, gemini_upstream) -> dict:
+    """One fake upstream per protocol, by provider type (`upstreams` is the factory of fake
+    OpenAI upstreams)."""
+    return {"openai": openai_upstream, "anthropic": anthropic_upstream, "gemini": gemini_upstream}
+
+
+def chat(relay, key: str, *, model: str = "gpt-test", mode: str | None = None, **extra):
+    headers = {"authorization": f"Bearer {key}"}
+    if mode is not None:
+        headers["x-tokenhub-mode"] = mode
+    return httpx.post(
+        relay.url + "/v1/chat/completions",
+        json={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, **extra},
+        headers=headers,
+        timeout=30,
+    )
+
+
+def flush_all() -> None:
+    """Request logs, reward logs and the health board's batched writes, all in the database."""
+    from channels.health.board import board
+    from channels.thompson import reward_logs_flush
+
+    flush_logs()
+    reward_logs_flush()
+    board.flush()

@@ -115,3 +115,23 @@ def test_only_common_redis_talks_to_redis():
         if "redis" in imported_tops(path) and path != ROOT / "common" / "redis.py"
     ]
     assert not offenders, offenders
+
+
+# tests/<dir> beyond the apps' own: each with the reason it is not filed under one app.
+TESTS_SHARED = {
+    "fakes": "fake upstreams on loopback (OpenAI and its variants, Anthropic, Gemini, Stripe, a vendor's account "
+    "endpoints) used by the tests of every app and by the benchmarks",
+}
+
+
+def test_the_tests_mirror_the_apps():
+    """Each directory under tests/ is an app's name (the app it tests, read from the packages
+    beside manage.py) or one of TESTS_SHARED: a concern such as security or an API's protocol is
+    filed under the app it attacks or serves, so every app's tests are found in one place."""
+    apps = {path.parent.name for path in ROOT.glob("*/__init__.py")} - {"tests"}
+    assert apps == set(OURS), "OURS no longer names every app"
+    found = {path.name for path in (ROOT / "tests").iterdir() if path.is_dir() and not path.name.startswith((".", "__"))}
+    strays = found - apps - set(TESTS_SHARED)
+    assert not strays, f"tests/{sorted(strays)} is no app's name: move its tests under the app they test"
+    for name in found:
+        assert (ROOT / "tests" / name / "__init__.py").exists(), f"tests/{name} is not a package: its module names could collide"

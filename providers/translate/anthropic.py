@@ -11,7 +11,7 @@ Inbound (an Anthropic client, /v1/messages, served by any upstream):
     ChunkEvents                             OpenAI chunk objects -> Messages stream events
 
 What maps to what (and what is dropped) is listed in docs/protocols.md; the table-driven
-tests in tests/protocols/cases/anthropic_*.json hold one row per field.
+tests in tests/providers/cases/anthropic_*.json hold one row per field.
 """
 
 from __future__ import annotations

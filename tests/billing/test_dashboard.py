@@ -16,7 +16,7 @@ def test_subscription_shows_the_credit_available_in_usd(relay, alice, prefix):
     assert body["access_until"] == 0 and body["has_payment_method"] is True
 
 
-def test_usage_is_credit_spent_in_hundredths_of_a_usd(relay, alice, charlie, upstream_factory):
+def test_usage_is_credit_spent_in_hundredths_of_a_usd(relay, alice, bob, upstream_factory):
     import openai
 
     upstream = upstream_factory(name="dash", chunks=10)
@@ -30,9 +30,9 @@ def test_usage_is_credit_spent_in_hundredths_of_a_usd(relay, alice, charlie, ups
     assert old.json()["total_usage"] == 0
     bad = httpx.get(relay.url + "/v1/dashboard/billing/usage?start_date=yesterday", headers=headers)
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "start_date"
-    # charlie cannot see alice's usage
-    charlies = httpx.get(relay.url + "/v1/dashboard/billing/usage", headers={"authorization": f"Bearer {charlie.key}"})
-    assert charlies.json()["total_usage"] == 0
+    # bob cannot see alice's usage
+    bobs = httpx.get(relay.url + "/v1/dashboard/billing/usage", headers={"authorization": f"Bearer {bob.key}"})
+    assert bobs.json()["total_usage"] == 0
 
 
 def test_the_dashboard_needs_a_key(relay, transactional_db):

@@ -203,7 +203,7 @@ def test_audit_ledger_finds_a_balance_that_does_not_add_up(capsys):
 
 @pytest.mark.parametrize("after_s, settled", [(900.0, 0), (50.0, 1)])
 def test_reconcile_holds_defaults_to_the_setting(settings, after_s, settled):
-    from tests.commands.test_commands import run_json
+    from tests.common.test_commands import run_json
 
     settings.HOLD_RECONCILE_AFTER_S = after_s
     tenant = make_tenant("t", credit="10", wallet=None)
@@ -214,7 +214,7 @@ def test_reconcile_holds_defaults_to_the_setting(settings, after_s, settled):
 
 
 def test_balance_json_shows_what_open_holds_reserve():
-    from tests.commands.test_commands import run_json
+    from tests.common.test_commands import run_json
 
     tenant = make_tenant("t", credit="10", wallet=None)
     open_hold(tenant, key="r", amount=2_500)

@@ -10,7 +10,7 @@ from django.db import IntegrityError, connection, transaction
 from accounts.models import Tenant
 from billing import services as billing
 from billing.models import Price
-from tests.commands.test_commands import manage
+from tests.common.test_commands import manage
 from tests.conftest import make_price, make_tenant
 
 pytestmark = pytest.mark.django_db(transaction=True)

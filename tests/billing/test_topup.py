@@ -91,12 +91,11 @@ def test_a_stripe_refusal_is_shown_without_the_key(payer, stripe_fake, settings)
     assert not Payment.objects.exists()
 
 
-def test_only_owners_top_up_and_nobody_sees_another_tenants_payment(payer, stripe_fake, relay):
+def test_only_owners_top_up_and_nobody_sees_another_tenants_payment(payer, stripe_fake, relay, bob):
     portal, tenant, _ = payer
     portal.post("/topup/", {"balance": "credit", "amount": "25"})
     payment = Payment.objects.get(tenant=tenant)
-    other = make_tenant("other", credit=None, wallet=None)
-    other_owner = Portal(relay.url, make_user("other-owner", other))
+    other_owner = Portal(relay.url, bob.user)
     seen = other_owner.get(f"/topup/success/?session_id={payment.session_id}")
     assert seen.status_code == 200 and payment.session_id not in seen.text and "No such payment" in seen.text
     assert payment.session_id not in other_owner.get("/topup/").text

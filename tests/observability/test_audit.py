@@ -18,7 +18,7 @@ from observability.models import AuditRecord, RequestLog
 from observability.redact import REDACTED
 from observability.services import audit_record
 from channels.models import Channel
-from tests.conftest import make_key, make_tenant
+from tests.conftest import make_tenant
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -69,8 +69,7 @@ def test_an_admin_add_and_delete_each_leave_one_record(operator):
     assert (deleted.actor, deleted.target_id, deleted.before["name"], deleted.after) == ("op", group_id, "support", None)
 
 
-def test_an_admin_action_leaves_one_record_per_changed_object_without_the_key_hash(operator):
-    alice = make_key(make_tenant("alice"))
+def test_an_admin_action_leaves_one_record_per_changed_object_without_the_key_hash(operator, alice):
     key = ApiKey.objects.get(pk=alice.key_id)
     response = operator.post("/admin/accounts/apikey/", {"action": "revoke", "_selected_action": [key.pk]})
     assert response.status_code == 302

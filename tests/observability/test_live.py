@@ -13,6 +13,7 @@ from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from django.db import connections
 from django.test import Client
+from prometheus_client import REGISTRY
 
 from observability import events
 from observability.ws import LIVE_PATH
@@ -95,28 +96,31 @@ async def test_only_staff_with_view_permission_from_our_own_pages_may_watch(rela
         pass  # accepted
 
 
+def dropped(reason: str) -> float:
+    """tokenhub_live_events_dropped_total{reason} as /metrics reports it (the process registry)."""
+    return REGISTRY.get_sample_value("tokenhub_live_events_dropped_total", {"reason": reason}) or 0.0
+
+
 async def test_a_full_queue_drops_and_counts_instead_of_waiting(settings):
     settings.LIVE_EVENTS_QUEUE_SIZE = 2
-    events._publisher.task = None  # a fresh queue of the new size for this loop
-    dropped = events.DROPPED.labels("queue_full")
-    before = dropped._value.get()
+    events.publisher_reset()  # a fresh queue of the new size for this loop
+    before = dropped("queue_full")
     for n in range(5):  # nothing awaits in between: the sender cannot drain
         events.event_publish({"request_id": f"req_{n}"})
-    assert dropped._value.get() - before == 3
-    assert events._publisher.queue.qsize() == 2
-    events._publisher.task.cancel()
+    assert dropped("queue_full") - before == 3
+    assert events.events_queued() == 2
+    events.publisher_reset()
 
 
 def test_a_publish_without_an_event_loop_is_dropped_and_counted():
-    dropped = events.DROPPED.labels("no_event_loop")
-    before = dropped._value.get()
+    before = dropped("no_event_loop")
     events.event_publish({"request_id": "req_sync"})
-    assert dropped._value.get() - before == 1
+    assert dropped("no_event_loop") - before == 1
 
 
 @pytest.mark.skipif(not django_settings.REDIS_URL, reason="the Redis channel layer joins processes (the scale-out run)")
 async def test_a_decision_made_by_one_web_process_reaches_a_page_open_on_another(tmp_path, alice, upstream_factory):
-    from tests.routing.procs import start_web
+    from tests.relay.procs import start_web
 
     upstream = await sync_to_async(upstream_factory)(name="live-two", chunks=1)
     await sync_to_async(make_price)("gpt-two", "1", "2")

@@ -110,7 +110,7 @@ def test_django_series_are_served_next_to_the_relay_series(relay, transactional_
 
 @pytest.mark.skipif(not django_settings.REDIS_URL, reason="real web processes share PostgreSQL (the scale-out run)")
 def test_a_web_process_in_multiprocess_mode_logs_json_and_serves_both_kinds_of_series(tmp_path, alice, upstream_factory):
-    from tests.routing.procs import start_web
+    from tests.relay.procs import start_web
 
     upstream = upstream_factory(name="proc-up")
     make_price("gpt-proc", "1", "2")

@@ -8,7 +8,7 @@ import io
 
 from pypdf import PdfReader
 
-from tests.portal.test_browser import DESKTOP, browser, collected_static, shoot, sign_up_and_verify  # noqa: F401  (fixtures)
+from tests.accounts.test_browser import DESKTOP, browser, collected_static, shoot, sign_up_and_verify  # noqa: F401  (fixtures)
 from tests.research.test_pages import render_pages
 
 

@@ -1,115 +1,48 @@
-"""Routing tests: fresh routing state per test, fake vendors on loopback, helpers."""
+"""The /v1 tests' helpers: a model served from one protocol's fake (`protocol_upstreams`, in the
+top conftest), plain prices, what the ledger charged, and the Anthropic SDK as a client."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
-from tests.fakes.server import ServerThread
+from tests.conftest import flush_logs, make_channel, make_price
+
+# Prices chosen so charges read plainly: per token 1000 micro-USD in, 2000 out, 100 cached.
+PRICE = {"input_usd": "1000", "output_usd": "2000", "cached_input_usd_per_m": "100"}
 
 
-@pytest.fixture(autouse=True)
-def _fresh_routing(settings):
-    """Routing caches start empty. Reward logs still queued belong to another test's database:
-    dropped (tests that read rewards flush them while their database is up: `flush_all`)."""
-    from channels import strategies, thompson
-
-    thompson.reward_logs.discard()
-    strategies.rng_seed(None)
-    thompson.forget()
-    yield
-    thompson.reward_logs.discard()
-    thompson.forget()
+def charge_micros(*, prompt: int, completion: int, cached: int = 0) -> int:
+    return (prompt - cached) * 1000 + cached * 100 + completion * 2000
 
 
-@pytest.fixture(scope="session")
-def serve_app():
-    """Start any ASGI app on loopback for the rest of the session; all are stopped together
-    at the end (each stop may wait a second for the relay's kept-alive connections)."""
-    started = []
-
-    def start(app):
-        server = ServerThread(app).start()
-        started.append(server)
-        return server
-
-    yield start
-    stoppers = [threading.Thread(target=server.stop) for server in started]
-    for stopper in stoppers:
-        stopper.start()
-    for stopper in stoppers:
-        stopper.join()
-
-
-@pytest.fixture(scope="session")
-def _upstream_pool():
-    return []
-
-
-@pytest.fixture
-def upstreams(_upstream_pool, serve_app):
-    """`upstreams("a", "b", chunks=1)` -> fake OpenAI upstreams named so, fresh for this test:
-    taken from a pool shared by the session rather than started anew."""
-    from tests.fakes.openai_upstream import FakeOpenAI
-
-    taken = []
-
-    def take(*names: str, chunks: int = 2):
-        fakes = []
-        for name in names:
-            if len(taken) == len(_upstream_pool):
-                fake = FakeOpenAI()
-                fake.url = serve_app(fake).url
-                _upstream_pool.append(fake)
-            fake = _upstream_pool[len(taken)]
-            fake.reset()
-            fake.set_mode("ok", name=name, chunks=chunks)
-            taken.append(fake)
-            fakes.append(fake)
-        return fakes
-
-    yield take
-    for fake in taken:
-        fake.reset()
-
-
-@pytest.fixture(scope="session")
-def _vendor_server(serve_app):
-    from tests.routing.fakes import FakeVendor
-
-    fake = FakeVendor()
-    fake.url = serve_app(fake).url
-    return fake
-
-
-@pytest.fixture
-def vendor(_vendor_server):
-    url = _vendor_server.url
-    _vendor_server.__init__()  # fresh state, same server
-    _vendor_server.url = url
-    return _vendor_server
-
-
-def chat(relay, key: str, *, model: str = "gpt-test", mode: str | None = None, **extra):
-    import httpx
-
-    headers = {"authorization": f"Bearer {key}"}
-    if mode is not None:
-        headers["x-tokenhub-mode"] = mode
-    return httpx.post(
-        relay.url + "/v1/chat/completions",
-        json={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, **extra},
-        headers=headers,
-        timeout=30,
+def serve_model(kind: str, upstreams: dict, *, model: str = "m-test", name: str | None = None, **channel):
+    """Price `model` and make a channel of provider type `kind` serve it from its fake."""
+    fake = upstreams[kind]
+    base_url = fake.url + "/v1" if kind == "openai" else fake.url
+    upstream_name = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-5", "gemini": "gemini-2.5-flash"}[kind]
+    make_price(model, PRICE["input_usd"], PRICE["output_usd"], cached_input_usd_per_m=PRICE["cached_input_usd_per_m"])
+    return make_channel(
+        name or f"{kind}-channel",
+        base_url,
+        models=[(model, upstream_name)],
+        provider_type=kind,
+        api_key=f"sk-{kind}-upstream",
+        **channel,
     )
 
 
-def flush_all() -> None:
-    from channels.health.board import board
-    from channels.thompson import reward_logs_flush
-    from tests.conftest import flush_logs
+@pytest.fixture
+def anthropic_client(relay, alice):
+    import anthropic
+
+    return anthropic.Anthropic(base_url=relay.url, api_key=alice.key, max_retries=0, timeout=30)
+
+
+def ledger_charge(request_id: str) -> int:
+    """The micro-units one request was charged (a positive number), from the ledger."""
+    from billing.models import LedgerEntry
 
     flush_logs()
-    reward_logs_flush()
-    board.flush()
+    entries = list(LedgerEntry.objects.filter(request_id=request_id))
+    assert len(entries) == 1, entries
+    return -entries[0].amount_micros

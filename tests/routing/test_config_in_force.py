@@ -13,7 +13,7 @@ from django.conf import settings as django_settings
 from django.core.management import call_command
 
 from tests.conftest import make_channel, make_price, subprocess_database_url
-from tests.routing.procs import Proc, free_port
+from tests.relay.procs import Proc, free_port
 
 
 @pytest.fixture
@@ -55,12 +55,11 @@ def ask(url, key, model="gpt-test"):
                       headers={"authorization": f"Bearer {key}"}, timeout=30)
 
 
-def test_changes_are_in_force_at_the_next_request_of_another_process(web, alice, upstream_factory):
+def test_changes_are_in_force_at_the_next_request_of_another_process(web, alice, bob, upstream_factory):
     from accounts.models import ApiKey, Tenant
     from accounts.services import api_key_revoke, tenant_set_status
     from channels.models import Channel
     from channels.services import channel_set_status
-    from tests.conftest import make_key, make_tenant
 
     fake = upstream_factory(name="cfg", chunks=1)
     make_price("gpt-test", "1", "2")
@@ -78,7 +77,6 @@ def test_changes_are_in_force_at_the_next_request_of_another_process(web, alice,
     assert ask(web, alice.key, model="gpt-new").status_code == 503
 
     # A revoked key is refused by the next request.
-    bob = make_key(make_tenant("bob"))
     assert ask(web, bob.key).status_code == 200
     api_key_revoke(key=ApiKey.objects.get(pk=bob.key_id))
     assert ask(web, bob.key).status_code == 401
