@@ -459,11 +459,11 @@ def test_a_follow_up_counts_the_conversation_the_upstream_holds_as_input(openai_
     assert ledger_audit() == []
 
 
-def test_another_tenants_response_id_is_refused_and_never_sent_upstream(relay, openai_client, upstreams, charlie):
+def test_another_tenants_response_id_is_refused_and_never_sent_upstream(relay, openai_client, upstreams, bob):
     fake, = upstreams("pt")
     passthrough("pt", fake)
     first = openai_client.responses.create(model=MODEL, input="secret plans")
-    intruder = openai.OpenAI(base_url=relay.url + "/v1", api_key=charlie.key, max_retries=0)
+    intruder = openai.OpenAI(base_url=relay.url + "/v1", api_key=bob.key, max_retries=0)
     sent = len(fake.requests)
 
     for guessed in (first.id, f"resp_fake-pt-{sent + 1}", "resp_" + "0" * 48):
