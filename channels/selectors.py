@@ -46,6 +46,27 @@ def channel_describe(channel) -> dict:
     }
 
 
+def channel_api_keys(channel) -> list[str]:
+    """The plain upstream keys of a channel, in order (raises SecretUnreadable when the vault
+    cannot open them). For sending only: never log or show what this returns."""
+    text = secret_unseal(token=channel.credential) if channel.credential else ""
+    return [k.strip() for k in text.splitlines() if k.strip()]
+
+
+def channel_key_to_use(channel) -> tuple[int | None, str | None]:
+    """(position, key) a job sends with (probes, balance reads, discovery): the first key
+    TokenHub has not disabled, else the first key; (None, None) without a credential. Raises
+    SecretUnreadable."""
+    keys = channel_api_keys(channel)
+    if not keys:
+        return None, None
+    disabled = {}
+    if len(keys) > 1:
+        disabled = ChannelHealth.objects.filter(channel=channel).values_list("disabled_keys", flat=True).first() or {}
+    index = next((i for i, k in enumerate(keys) if key_fingerprint(k) not in disabled), 0)
+    return index, keys[index]
+
+
 def channel_keys(channel) -> dict:
     """`key_count` and `keys`: each upstream key by position and fingerprint with its state:
     "ready", "cooling" (with `until` and `reason`) or "disabled" (with `reason` and `at`);
@@ -53,10 +74,9 @@ def channel_keys(channel) -> dict:
     if not channel.credential:
         return {"key_count": 0, "keys": []}
     try:
-        plain = secret_unseal(token=channel.credential)
+        fingerprints = [key_fingerprint(k) for k in channel_api_keys(channel)]
     except SecretUnreadable:
         return {"key_count": None, "keys": []}
-    fingerprints = [key_fingerprint(k.strip()) for k in plain.splitlines() if k.strip()]
     disabled = {}
     if len(fingerprints) > 1:
         disabled = ChannelHealth.objects.filter(channel=channel).values_list("disabled_keys", flat=True).first() or {}
