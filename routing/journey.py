@@ -89,7 +89,8 @@ class Call:
         self.model = ""
         self.route: Route | None = None
         self.key_index: int | None = None  # which of a multi-key channel's keys answered (channels.keys)
-        self.session: str | None = None  # key stickiness (channels.keys.session_of); None: the request id
+        self.conversation: dict | None = None  # the request whose opening names its session (key stickiness)
+        self._session: str | None = None
         self.is_stream = False
         self.ttft_ms: int | None = None
         self.overhead_ms = 0.0
@@ -98,6 +99,13 @@ class Call:
         self.prompt_tokens: int | None = None  # the relay's own count, once the meter made it
         self.directives: Directives = NO_DIRECTIVES  # how the caller steers this request (routing.directives)
         self.parent_request_id: str | None = None  # set on an orchestration step: the run it belongs to
+
+    def session(self) -> str:
+        """Which upstream key of a multi-key channel this request sticks to (channels.keys):
+        worked out only when a multi-key channel is tried."""
+        if self._session is None:
+            self._session = session_of(key_id=self.policy.key_id, request=self.conversation, request_id=self.request_id)
+        return self._session
 
     def measure_overhead(self) -> float:
         self.overhead_ms = (time.perf_counter() - self.started - self.upstream_s) * 1000.0
@@ -276,7 +284,6 @@ async def _try_routes(call: Call, routes: list[Route], meter: Meter, operation):
     rate_limited_waits: list[float] = []  # seconds each rate-limited attempt asked us to wait
     tried = 0
     health = call.plan.health if call.plan is not None else None
-    session = call.session or f"r:{call.request_id}"
     for route in routes:
         if tried >= settings.ROUTING_MAX_ATTEMPTS:
             break
@@ -291,7 +298,7 @@ async def _try_routes(call: Call, routes: list[Route], meter: Meter, operation):
         # A multi-key channel: its ready keys, this session's first (channels.keys). A key that
         # is refused for its own sake (401/403, quota, 429) hands over to the next ready key of
         # the same channel before the request fails over to another channel.
-        key_order: list[int | None] = keys_ordered(route, health, session) if route.is_multikey else [None]
+        key_order: list[int | None] = keys_ordered(route, health, call.session()) if route.is_multikey else [None]
         out_of_time = False
         for key_index in key_order:
             if tried >= settings.ROUTING_MAX_ATTEMPTS:
@@ -407,8 +414,7 @@ async def generate(
     Chat and legacy completions share it; `text_of(body)` reads a whole answer's text, for
     counting its tokens when the upstream reported no usage. The output limit the hold covers
     is written into the request (`limit_field`) before anything is sent."""
-    if call.session is None:
-        call.session = session_of(key_id=call.policy.key_id, request=request, request_id=call.request_id)
+    call.conversation = request
     meter = Meter(call, info, request)
     await meter.prepare()
     output_limit_write(request, meter.output_limit, field=limit_field)
