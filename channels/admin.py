@@ -63,14 +63,18 @@ def live_health(channel_id: int) -> tuple[str, str]:
     now = time.time()
     own = None
     pairs = []
+    keys = []  # upstream keys of a multi-key channel, by fingerprint
     for key, record in _records().items():
         if key == f"c:{channel_id}":
             own = record
         elif key.startswith(f"p:{channel_id}:"):
             pairs.append((key.split(":", 2)[2], record))
+        elif key.startswith(f"k:{channel_id}:"):
+            keys.append((key.split(":", 2)[2], record))
     cooling = [(m, r) for m, r in pairs if r.until > now]
     if own is not None and own.until > now:
         return "down", f"cooling until {_until(own.until)}: {own.reason} (failure {own.strikes} in a row)"
+    cooling += [(f"key {fp}", r) for fp, r in keys if r.until > now]
     if cooling:
         return "degraded", "; ".join(f"{m} cooling until {_until(r.until)}: {r.reason}" for m, r in cooling)
     streak = max([r.strikes for _, r in pairs] + ([own.strikes] if own else []), default=0)

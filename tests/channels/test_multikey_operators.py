@@ -223,3 +223,21 @@ def test_a_multikey_header_never_reaches_the_upstream_as_one_value(upstreams):
     proposal = channel_models_discover(channel=channel)
     assert proposal is not None
     assert fake.requests[-1].headers["authorization"] == f"Bearer {KEYS[0]}"
+
+
+def test_the_admin_channel_list_shows_a_cooling_key_by_fingerprint_only(client):
+    from django.contrib.auth.models import User
+    from django.urls import reverse
+
+    import channels.admin
+    from channels.health.board import board
+
+    channel = make_channel("pool", "http://127.0.0.1:9/v1", models=("m1",), api_key=list(KEYS))
+    board.cool(channel.pk, seconds=60, reason="rate limited (429)", key_fp=key_fingerprint(KEYS[1]))
+    client.force_login(User.objects.create_superuser("ops", "ops@example.com", "a long operator password"))
+    channels.admin._records_cache = (0.0, {})
+    page = client.get(reverse("admin:channels_channel_changelist")).content.decode()
+    assert f"key {key_fingerprint(KEYS[1])} cooling until" in page and "rate limited (429)" in page
+    detail = client.get(reverse("admin:channels_channel_change", args=[channel.pk])).content.decode()
+    assert "3 keys by fingerprint" in detail and f"2: {key_fingerprint(KEYS[1])} cooling" in detail
+    no_key_in(page + detail)
