@@ -60,6 +60,12 @@ def test_add_channel_takes_the_api_key_flag_several_times():
     listed = run_json("list_channels")["channels"][0]
     assert listed["key_count"] == 3 and [k["state"] for k in listed["keys"]] == ["ready"] * 3
     no_key_in(json.dumps([made, shown, listed]))
+    from observability.models import AuditRecord
+    from observability.redact import REDACTED
+
+    record = AuditRecord.objects.get(action="cli.add_channel")
+    assert record.after["arguments"]["api_key"] == REDACTED
+    no_key_in(json.dumps([r.after for r in AuditRecord.objects.all()], default=str))
 
 
 def test_add_channel_refuses_a_repeated_key_and_creates_nothing():

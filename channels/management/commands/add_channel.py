@@ -16,7 +16,7 @@ class Command(JsonCommand):
         parser.add_argument("--type", required=True, choices=ProviderType.values, dest="provider_type")
         parser.add_argument("--base-url", required=True, help="API root as the vendor SDK takes it (openai: up to /v1)")
         parser.add_argument(
-            "--api-key", action="append", default=[], dest="api_keys",
+            "--api-key", action="append", default=[], dest="api_key",
             help="upstream credential; stored sealed by the vault. Repeat it for a channel of several keys "
                  "(requests spread over them; see docs/routing.md)",
         )
@@ -39,7 +39,7 @@ class Command(JsonCommand):
         name,
         provider_type,
         base_url,
-        api_keys,
+        api_key,
         models,
         priority,
         weight,
@@ -52,7 +52,7 @@ class Command(JsonCommand):
         **_,
     ):
         try:
-            keys = keys_parse(api_keys)
+            keys = keys_parse(api_key)
         except ValueError as exc:
             raise CommandError(f"--api-key: {exc}") from None
         if check:
