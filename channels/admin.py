@@ -35,8 +35,10 @@ from observability.stats import DIMENSIONS, WINDOWS_S, stats_rolling
 from .health.board import board
 from .health.probes import channel_probe
 from .health.status import channel_operator_set
+from .keys import keys_parse, keys_text
 from .models import Channel, ChannelBalanceSnapshot, ChannelHealth, ChannelModel, Model, ThompsonArm
 from .netguard import base_url_problem
+from .selectors import channel_keys
 from .services import channel_credential_set, channel_delete, options_checked
 from .simulator import route_tree, simulate
 from .strategies import MODES
@@ -68,14 +70,18 @@ def live_health(channel_id: int) -> tuple[str, str]:
     now = time.time()
     own = None
     pairs = []
+    keys = []  # upstream keys of a multi-key channel, by fingerprint
     for key, record in _records().items():
         if key == f"c:{channel_id}":
             own = record
         elif key.startswith(f"p:{channel_id}:"):
             pairs.append((key.split(":", 2)[2], record))
+        elif key.startswith(f"k:{channel_id}:"):
+            keys.append((key.split(":", 2)[2], record))
     cooling = [(m, r) for m, r in pairs if r.until > now]
     if own is not None and own.until > now:
         return "down", f"cooling until {_until(own.until)}: {own.reason} (failure {own.strikes} in a row)"
+    cooling += [(f"key {fp}", r) for fp, r in keys if r.until > now]
     if cooling:
         return "degraded", "; ".join(f"{m} cooling until {_until(r.until)}: {r.reason}" for m, r in cooling)
     streak = max([r.strikes for _, r in pairs] + ([own.strikes] if own else []), default=0)
@@ -108,19 +114,35 @@ class ChannelHealthInline(admin.StackedInline):
     )
 
 
+class WriteOnlyTextarea(forms.Textarea):
+    """A textarea that never renders a value back (not even the one just posted, when the form
+    is shown again with an error): the keys typed into it are never displayed."""
+
+    def format_value(self, value):
+        return None
+
+
 class ChannelForm(forms.ModelForm):
     """The upstream credential is write-only: typed here, sealed by the vault, never shown back."""
 
     new_api_key = forms.CharField(
-        label="New upstream API key", required=False, strip=True,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Write-only: leave empty to keep the current credential. It is never displayed.",
+        label="New upstream API key(s)", required=False, strip=True,
+        widget=WriteOnlyTextarea(attrs={"autocomplete": "off", "spellcheck": "false", "rows": 3, "class": "vLargeTextField"}),
+        help_text="Write-only: one key a line (several spread the requests over them); leave empty to keep the current "
+                  "credential. It is never displayed.",
     )
     clear_api_key = forms.BooleanField(label="Remove the credential", required=False)
 
     class Meta:
         model = Channel
         exclude = ("credential",)
+
+    def clean_new_api_key(self):
+        text = self.cleaned_data.get("new_api_key") or ""
+        try:
+            return keys_text(keys_parse(text))
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
 
 class DisableForm(forms.Form):
@@ -171,7 +193,19 @@ class ChannelAdmin(AuditedAdmin):
 
     @admin.display(description="credential")
     def credential_state(self, channel):
-        return "set (hidden)" if channel.credential else "none"
+        if not channel.credential:
+            return "none"
+        described = channel_keys(channel)
+        if described["key_count"] is None:
+            return "set (hidden; the vault is locked)"
+        if described["key_count"] == 1:
+            return "set (hidden)"
+        states = "; ".join(
+            f"{k['position']}: {k['fingerprint']} {k['state']}" + (f" until {k['until']}" if k.get("until") else "")
+            + (f" ({k['reason']})" if k.get("reason") else "")
+            for k in described["keys"]
+        )
+        return f"set (hidden): {described['key_count']} keys by fingerprint — {states}"
 
     def get_readonly_fields(self, request, obj=None):
         return (*super().get_readonly_fields(request, obj), "credential_state")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Annotated
 
 from ninja import Field, Path, Query, Router, Schema, Status
 from ninja.errors import HttpError
@@ -12,7 +13,9 @@ from ninja.errors import HttpError
 from accounts.apiauth import MAX_ID, operator_required, with_errors
 
 from .health.status import channel_operator_set
+from .keys import MAX_KEYS
 from .models import BillingClass, Channel, Model, ProviderType
+from .selectors import channel_keys
 from .services import channel_create, channel_credential_set, channel_delete, channel_update, model_set
 
 router = Router(tags=["channels"])
@@ -27,6 +30,19 @@ class ChannelModelIO(Schema):
 
 class ChannelModelOut(ChannelModelIO):
     is_enabled: bool
+
+
+class UpstreamKeyOut(Schema):
+    position: int
+    fingerprint: str = Field(description="12 hex of the key's SHA-256: how the key is named (the key itself is never returned)")
+    state: str = Field(description="ready, cooling or disabled")
+    until: str | None = Field(None, description="cooling: when the key may be used again (ISO 8601)")
+    reason: str | None = None
+    at: str | None = Field(None, description="disabled: when")
+
+
+# write-only upstream keys: one, several one a line, or a list (channels.keys)
+ApiKeys = str | Annotated[list[Annotated[str, Field(max_length=4000)]], Field(max_length=MAX_KEYS)]
 
 
 class ChannelOut(Schema):
@@ -44,6 +60,8 @@ class ChannelOut(Schema):
     status: str
     status_reason: str
     has_credential: bool = Field(description="whether an upstream credential is set (the credential itself is never returned)")
+    key_count: int | None = Field(None, description="how many upstream keys the credential holds (None: the vault is locked)")
+    keys: list[UpstreamKeyOut] = Field(default_factory=list)
     models: list[ChannelModelOut]
     created_at: datetime
     updated_at: datetime
@@ -51,6 +69,14 @@ class ChannelOut(Schema):
     @staticmethod
     def resolve_has_credential(obj):
         return bool(obj.credential)
+
+    @staticmethod
+    def resolve_key_count(obj):
+        return channel_keys(obj)["key_count"]
+
+    @staticmethod
+    def resolve_keys(obj):
+        return channel_keys(obj)["keys"]
 
     @staticmethod
     def resolve_models(obj):
@@ -64,7 +90,10 @@ class ChannelIn(Schema):
     name: str = Field(min_length=1, max_length=100)
     provider_type: ProviderType
     base_url: str = Field(min_length=1, max_length=500)
-    api_key: str = Field("", max_length=4000, description="write-only: sealed by the vault, never returned")
+    api_key: ApiKeys = Field(
+        "", max_length=64_000,
+        description="write-only: one upstream key, several one a line, or a list; sealed by the vault, never returned",
+    )
     models: list[ChannelModelIO] = Field(min_length=1, max_length=500)
     brand: str = Field("", max_length=50)
     groups: list[str] = Field(default_factory=lambda: ["default"], min_length=1, max_length=50)
@@ -78,7 +107,9 @@ class ChannelIn(Schema):
 class ChannelPatch(Schema):
     name: str | None = Field(None, min_length=1, max_length=100)
     base_url: str | None = Field(None, min_length=1, max_length=500)
-    api_key: str | None = Field(None, max_length=4000, description="write-only; an empty string clears it")
+    api_key: ApiKeys | None = Field(
+        None, max_length=64_000, description="write-only: one key, several one a line, or a list; an empty string clears it"
+    )
     models: list[ChannelModelIO] | None = Field(None, min_length=1, max_length=500)
     brand: str | None = Field(None, max_length=50)
     groups: list[str] | None = Field(None, min_length=1, max_length=50)

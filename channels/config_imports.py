@@ -139,9 +139,7 @@ def from_one_api(data, *, flavor: str = "one-api") -> tuple[dict, list[str]]:
         entry["base_url"] = base_url
         keys = [line.strip() for line in str(row.get("key") or "").splitlines() if line.strip()]
         if keys:
-            entry["api_key"] = keys[0]
-            if len(keys) > 1:
-                warnings.append(f"{label}: {len(keys)} keys; TokenHub channels hold one, the first was imported")
+            entry["api_key"] = "\n".join(keys)  # a channel holds several keys, one a line (channels.keys)
         else:
             warnings.append(f"{label}: no key in the export (set one with import_config api_key_env or the admin)")
         entry["models"] = models

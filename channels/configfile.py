@@ -18,8 +18,9 @@ A channel entry without any of them keeps the credential it has.
 A config file may come from elsewhere (a colleague, another relay), and a channel's key is sent
 to its base URL: so a reference may not name TokenHub's own secrets. `api_key_env` refuses the
 variables our settings read (SECRET_KEY, DATABASE_URL, TOKENHUB_VAULT_PASSWORD, ...), and
-`api_key_file` refuses files under VAR_DIR and files of more than one line (a key is one line;
-/etc/passwd is not).
+`api_key_file` refuses files under VAR_DIR, and a file of more than one line unless every line
+looks like a key (a channel may hold several keys, one a line, channels.keys; /etc/passwd and a
+.env file do not look like keys). An inline `api_key` may be a list of keys or keys one a line.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from vault.services import secret_unseal
 
 from .discovery import base_url_check
 from .models import BillingClass, Channel, Model, ProviderType
-from .services import channel_create, channel_replace, model_set, parse_model_specs
+from .services import channel_create, channel_replace, credential_text, model_set, parse_model_specs
 
 __all__ = ["ImportReport", "config_dump", "config_export", "config_import", "config_load"]
 
@@ -425,7 +426,7 @@ def _apply_channel(name: str, entry: dict, report: ImportReport, check_timeout_s
     existing = Channel.objects.filter(name=name).first()
     if existing is None:
         if check_timeout_s is not None:
-            base_url_check(provider_type=provider_type, base_url=base_url, api_key=api_key or "", brand=fields["brand"],
+            base_url_check(provider_type=provider_type, base_url=base_url, api_key=_first_key(api_key), brand=fields["brand"],
                            options=fields["options"], timeout_s=check_timeout_s)
         if api_key is None and provider_type != ProviderType.SIMULATED:
             report.warnings.append(f"channels.{name}: no credential (api_key_env, api_key_file or api_key)")
@@ -441,7 +442,7 @@ def _apply_channel(name: str, entry: dict, report: ImportReport, check_timeout_s
         _note(report, "channel", name, "unchanged", [])
         return
     if check_timeout_s is not None and {"type", "base_url", "credential", "brand", "options"} & set(changed):
-        base_url_check(provider_type=provider_type, base_url=base_url, api_key=api_key or _current_key(existing),
+        base_url_check(provider_type=provider_type, base_url=base_url, api_key=_first_key(api_key or _current_key(existing)),
                        brand=fields["brand"], options=fields["options"], timeout_s=check_timeout_s)
     channel_replace(channel=existing, api_key=api_key if "credential" in changed else None, credential_source=source, **fields)
     _note(report, "channel", name, "update", changed)
@@ -479,7 +480,7 @@ def _credential(entry: dict, environ: Mapping[str, str], base_dir: Path) -> tupl
         value = environ.get(name, "")
         if not value:
             raise ValueError(f"api_key_env: the environment variable {name} is not set")
-        return value.strip(), f"env:{name}"
+        return _keys_checked(value, "api_key_env"), f"env:{name}"
     if given[0] == "api_key_file":
         path = Path(str(entry["api_key_file"])).expanduser()
         resolved = (path if path.is_absolute() else base_dir / path).resolve()
@@ -491,10 +492,27 @@ def _credential(entry: dict, environ: Mapping[str, str], base_dir: Path) -> tupl
             raise ValueError(f"api_key_file: cannot read {str(path)!r} ({getattr(exc, 'strerror', None) or exc})") from None
         if not value:
             raise ValueError(f"api_key_file: {str(path)!r} is empty")
-        if "\n" in value:
-            raise ValueError(f"api_key_file: {str(path)!r} has more than one line; a key file holds the key alone")
-        return value, f"file:{entry['api_key_file']}"
-    return str(entry["api_key"]).strip(), ""
+        lines = [line.strip() for line in value.splitlines() if line.strip()]
+        if len(lines) > 1 and not all(_KEY_LINE.fullmatch(line) for line in lines):
+            raise ValueError(
+                f"api_key_file: {str(path)!r} has more than one line and not every line looks like a key; "
+                "a key file holds keys alone, one a line"
+            )
+        return _keys_checked(value, "api_key_file"), f"file:{entry['api_key_file']}"
+    given = entry["api_key"]
+    return _keys_checked(given if isinstance(given, list) else str(given), "api_key"), ""
+
+
+# One key a line in a several-line key file: key characters only, '=' only as base64 padding.
+# Refuses what a wrong path would name: /etc/passwd (':'), .env files ('=' inside), PEM (spaces).
+_KEY_LINE = re.compile(r"[A-Za-z0-9._~+/|-]{8,512}=*")
+
+
+def _keys_checked(value, what: str) -> str:
+    try:
+        return credential_text(value)
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from None
 
 
 _SETTINGS_FILE = Path(__file__).resolve().parent.parent / "relay" / "settings.py"
@@ -514,6 +532,11 @@ def own_environment_names() -> frozenset[str]:
 
 
 _own_names: frozenset[str] | None = None
+
+
+def _first_key(text: str | None) -> str:
+    """The key a base URL check sends: the first of a channel's keys."""
+    return next(iter((text or "").splitlines()), "")
 
 
 def _credential_differs(channel: Channel, api_key: str, source: str) -> bool:

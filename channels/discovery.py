@@ -24,11 +24,11 @@ from django.db import transaction
 from providers.base import DiscoveredModel, ErrorKind, ProviderError, Target, Timeouts
 from providers.registry import get_adapter
 from vault.crypto import SecretUnreadable
-from vault.services import secret_unseal
 
 from . import upstream
 from .models import Channel, ChannelModel
 from .netguard import base_url_problem
+from .selectors import channel_key_to_use
 from .services import model_ensure
 
 __all__ = ["Proposal", "base_url_check", "channel_models_apply", "channel_models_discover"]
@@ -58,7 +58,7 @@ def channel_models_discover(*, channel: Channel, kinds: tuple[str, ...] = KINDS,
     if problem:
         raise ValueError(problem)
     try:
-        api_key = secret_unseal(token=channel.credential) or None
+        _, api_key = channel_key_to_use(channel)
     except SecretUnreadable as exc:
         raise ValueError(f"the channel's credential is sealed: {exc}") from None
     target = Target(channel.base_url, "", api_key, dict(channel.options or {}), channel.brand)

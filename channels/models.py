@@ -114,6 +114,9 @@ class ChannelHealth(models.Model):
     probe_failures = models.PositiveIntegerField(default=0)  # in a row
     balance_warn_below_micros = models.BigIntegerField(null=True, blank=True)  # None: BALANCE_WARN_BELOW
     is_balance_low = models.BooleanField(default=False)
+    # a multi-key channel's keys TokenHub disabled alone: fingerprint -> {"kind", "reason", "at"}
+    # (channels.keys; never the key). The channel itself is disabled only when all of them are.
+    disabled_keys = models.JSONField(default=dict, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -21,6 +21,7 @@ from itertools import groupby
 from . import strategies, thompson
 from .health.board import board
 from .health.state import HealthView
+from .keys import keys_ranked
 from .table import Route
 
 
@@ -102,9 +103,53 @@ def plan_scored(
 async def plan_for(routes: tuple[Route, ...], *, group: str, model: str, mode: str) -> Plan:
     """The router's plan: one health read (at most one Redis round trip), the Thompson arms
     from memory when the mode needs them."""
-    health = await board.aview(model, [r.channel_id for r in routes])
+    health = await board.aview(model, [r.channel_id for r in routes], route_upstream_keys(routes))
     arms = await thompson.arms_aget() if mode == "thompson" else None
     return plan_scored(routes, group=group, model=model, mode=mode, health=health, arms=arms)
+
+
+def route_upstream_keys(routes) -> list[tuple[int, str]]:
+    """(channel id, fingerprint) of every key of the multi-key routes: the health records to read."""
+    found: dict[tuple[int, str], None] = {}
+    for route in routes:
+        if route.is_multikey:
+            found.update(((route.channel_id, fp), None) for fp in route.key_fps)
+    return list(found)
+
+
+def keys_ready(route: Route, health: HealthView | None) -> list[int]:
+    """The positions of a route's keys that may be used now: not disabled, not cooling. A
+    one-key channel's key is always "ready" here (its health is the channel's)."""
+    if not route.is_multikey:
+        return list(range(len(route.api_keys))) or [0]
+    return [
+        i for i, fp in enumerate(route.key_fps)
+        if fp not in route.disabled_keys and (health is None or health.key_cooldown(route.channel_id, fp) is None)
+    ]
+
+
+def keys_ordered(route: Route, health: HealthView | None, session: str) -> list[int]:
+    """The ready keys of a route, this session's best first (channels.keys: rendezvous)."""
+    if not route.is_multikey:
+        return [0]
+    ready = set(keys_ready(route, health))
+    return [i for i in keys_ranked(route.key_fps, session) if i in ready]
+
+
+def _keys_cooling(route: Route, health: HealthView | None):
+    """For a multi-key route with no ready key: (why, the earliest a key is ready again or None
+    when every key is disabled, the soonest key cooldown)."""
+    live = [fp for fp in route.key_fps if fp not in route.disabled_keys]
+    if not live:
+        return f"every upstream key is disabled ({len(route.key_fps)} of {len(route.key_fps)})", None, None
+    records = [health.key_cooldown(route.channel_id, fp) for fp in live] if health is not None else []
+    records = [r for r in records if r is not None]
+    if len(records) < len(live):
+        return "", None, None
+    soonest = min(records, key=lambda r: r.until)
+    until = datetime.fromtimestamp(soonest.until, tz=timezone.utc).isoformat(timespec="seconds")
+    disabled = f", {len(route.disabled_keys)} disabled" if route.disabled_keys else ""
+    return f"cooling down until {until} (every upstream key: {len(records)} cooling{disabled}; {soonest.reason})", soonest.until, soonest
 
 
 def _why_not(route: Route, group: str, model: str, health: HealthView | None) -> str:
@@ -120,6 +165,8 @@ def _why_not(route: Route, group: str, model: str, health: HealthView | None) ->
         scope = "" if cooldown.scope == "channel" else f" for {model}"
         streak = f", failure {cooldown.strikes} in a row" if cooldown.strikes > 1 else ""
         return f"cooling down{scope} until {until} ({cooldown.reason}{streak})"
+    if route.is_multikey:
+        return _keys_cooling(route, health)[0]
     return ""
 
 
@@ -146,6 +193,13 @@ def _public_why_not(route: Route, group: str, model: str, health: HealthView | N
     if cooldown is not None:
         seconds = max(1, math.ceil(cooldown.until - time.time()))
         return f"cooling down for {seconds} s{_COOLING_CAUSES.get(cooldown.kind, '')}", cooldown.until
+    if route.is_multikey:
+        why, ready_at, soonest = _keys_cooling(route, health)
+        if why and soonest is None:
+            return "disabled after upstream failures", None
+        if soonest is not None:
+            seconds = max(1, math.ceil(soonest.until - time.time()))
+            return f"cooling down for {seconds} s{_COOLING_CAUSES.get(soonest.kind, '')}", ready_at
     return "", None
 
 

@@ -1,6 +1,13 @@
 from __future__ import annotations
 
-from .models import Channel, ChannelModel, Model
+from datetime import datetime, timezone
+
+from vault.crypto import SecretUnreadable
+from vault.services import secret_unseal
+
+from .health.board import board
+from .keys import key_fingerprint
+from .models import Channel, ChannelHealth, ChannelModel, Model
 
 
 def model_ids_existing(*, ids: list[str]) -> set[str]:
@@ -31,11 +38,60 @@ def channel_describe(channel) -> dict:
         "base_url": channel.base_url, "groups": list(channel.groups), "billing": channel.billing, "priority": channel.priority,
         "weight": channel.weight, "cost_ratio": str(channel.cost_ratio), "discount_ratio": str(channel.discount_ratio),
         "status": channel.status, "status_reason": channel.status_reason, "has_credential": bool(channel.credential),
+        **channel_keys(channel),
         "models": [
             {"model": cm.model.public_id, "upstream_name": cm.upstream_name, "is_enabled": cm.is_enabled}
             for cm in channel.channel_models.select_related("model").order_by("model__public_id")
         ],
     }
+
+
+def channel_api_keys(channel) -> list[str]:
+    """The plain upstream keys of a channel, in order (raises SecretUnreadable when the vault
+    cannot open them). For sending only: never log or show what this returns."""
+    text = secret_unseal(token=channel.credential) if channel.credential else ""
+    return [k.strip() for k in text.splitlines() if k.strip()]
+
+
+def channel_key_to_use(channel) -> tuple[int | None, str | None]:
+    """(position, key) a job sends with (probes, balance reads, discovery): the first key
+    TokenHub has not disabled, else the first key; (None, None) without a credential. Raises
+    SecretUnreadable."""
+    keys = channel_api_keys(channel)
+    if not keys:
+        return None, None
+    disabled = {}
+    if len(keys) > 1:
+        disabled = ChannelHealth.objects.filter(channel=channel).values_list("disabled_keys", flat=True).first() or {}
+    index = next((i for i, k in enumerate(keys) if key_fingerprint(k) not in disabled), 0)
+    return index, keys[index]
+
+
+def channel_keys(channel) -> dict:
+    """`key_count` and `keys`: each upstream key by position and fingerprint with its state:
+    "ready", "cooling" (with `until` and `reason`) or "disabled" (with `reason` and `at`);
+    never the key. `key_count` is None when the vault cannot open the credential."""
+    if not channel.credential:
+        return {"key_count": 0, "keys": []}
+    try:
+        fingerprints = [key_fingerprint(k) for k in channel_api_keys(channel)]
+    except SecretUnreadable:
+        return {"key_count": None, "keys": []}
+    disabled = {}
+    if len(fingerprints) > 1:
+        disabled = ChannelHealth.objects.filter(channel=channel).values_list("disabled_keys", flat=True).first() or {}
+    cooling = board.key_cooldowns(channel.pk) if len(fingerprints) > 1 else {}
+    keys = []
+    for position, fp in enumerate(fingerprints, start=1):
+        row = {"position": position, "fingerprint": fp, "state": "ready"}
+        if fp in disabled:
+            row.update(state="disabled", reason=str(disabled[fp].get("reason", "")), at=disabled[fp].get("at"))
+        elif fp in cooling:
+            record = cooling[fp]
+            until = datetime.fromtimestamp(record.until, tz=timezone.utc).isoformat(timespec="seconds")
+            row.update(state="cooling", until=until, reason=record.reason)
+        keys.append(row)
+    return {"key_count": len(fingerprints), "keys": keys}
 
 
 def models_for_group(*, group: str) -> list[dict]:

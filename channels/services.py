@@ -12,7 +12,8 @@ from providers.brands import RESPONSES_OPTION
 from vault.services import secret_seal
 
 from .health.status import channel_operator_set
-from .models import BillingClass, Channel, ChannelModel, Model, ProviderType
+from .keys import key_fingerprint, keys_parse, keys_text
+from .models import BillingClass, Channel, ChannelHealth, ChannelModel, Model, ProviderType
 from .netguard import base_url_problem
 
 
@@ -91,6 +92,11 @@ def options_checked(options: dict | None) -> dict:
     if RESPONSES_OPTION in options and not isinstance(options[RESPONSES_OPTION], bool):
         raise ValueError(f"options.{RESPONSES_OPTION} must be true or false")
     return options
+def credential_text(api_key: str | list[str] | tuple[str, ...] | None) -> str:
+    """What a channel's credential seals: its keys one a line ("" for none). Accepts one key,
+    newline-separated keys or a list; refuses (never quoting a key) spaces inside a key, a key
+    given twice, too many keys (channels.keys)."""
+    return keys_text(keys_parse(api_key))
 
 
 def _channel_checked(
@@ -124,7 +130,7 @@ def channel_create(
     provider_type: str,
     base_url: str,
     models: list[tuple[str, str]],
-    api_key: str = "",
+    api_key: str | list[str] = "",
     credential_source: str = "",
     brand: str = "",
     priority: int = 0,
@@ -135,6 +141,8 @@ def channel_create(
     discount_ratio="1",
     options: dict | None = None,
 ) -> Channel:
+    """A new channel. `api_key`: one upstream key, several one a line, or a list of keys."""
+    api_key = credential_text(api_key)
     if not name.strip():
         raise ValueError("channel name must not be empty")
     if Channel.objects.filter(name=name).exists():
@@ -165,7 +173,7 @@ def channel_replace(
     provider_type: str,
     base_url: str,
     models: list[tuple[str, str]],
-    api_key: str | None = None,
+    api_key: str | list[str] | None = None,
     credential_source: str = "",
     brand: str = "",
     priority: int = 0,
@@ -179,6 +187,7 @@ def channel_replace(
     """Make a channel what these arguments say, every field (as channel_create would have made
     it; import_config's update). `api_key=None` keeps its credential; served models not in
     `models` are removed. `channel_update` changes only the fields it is given."""
+    api_key = None if api_key is None else credential_text(api_key)
     checked = _channel_checked(
         provider_type=provider_type, base_url=base_url, billing=billing, weight=weight,
         cost_ratio=cost_ratio, discount_ratio=discount_ratio,
@@ -190,6 +199,8 @@ def channel_replace(
         channel.credential = secret_seal(plaintext=api_key) if api_key else ""
         channel.credential_source = credential_source if api_key else ""
     channel.save()
+    if api_key is not None:
+        _disabled_keys_keep(channel, api_key)
     wanted = dict(models)
     for row in channel.channel_models.select_related("model"):
         upstream_name = wanted.pop(row.model.public_id, None)
@@ -260,14 +271,29 @@ def channel_update(*, channel: Channel, models: list[tuple[str, str]] | None = N
     return channel
 
 
-def channel_credential_set(*, channel: Channel, api_key: str) -> Channel:
-    """Replace the upstream credential (sealed by the vault; an empty one clears it)."""
-    api_key = api_key.strip()
-    if any(c.isspace() for c in api_key):
-        raise ValueError("the credential must be one line without spaces")
-    channel.credential = secret_seal(plaintext=api_key) if api_key else ""
-    channel.save(update_fields=["credential", "updated_at"])
+def channel_credential_set(*, channel: Channel, api_key: str | list[str]) -> Channel:
+    """Replace the upstream credential: one key, or several (one a line, or a list); sealed by
+    the vault; an empty one clears it. Keys TokenHub had disabled stay disabled only if they
+    are still among the new keys."""
+    if isinstance(api_key, str) and "\n" not in api_key.strip() and any(c.isspace() for c in api_key.strip()):
+        raise ValueError("the credential must be one key a line, without spaces")
+    text = credential_text(api_key)
+    with transaction.atomic():
+        channel.credential = secret_seal(plaintext=text) if text else ""
+        channel.save(update_fields=["credential", "updated_at"])
+        _disabled_keys_keep(channel, text)
     return channel
+
+
+def _disabled_keys_keep(channel: Channel, text: str) -> None:
+    """After a credential change: forget disabled keys that are no longer the channel's."""
+    present = {key_fingerprint(k) for k in text.splitlines() if k}
+    health = ChannelHealth.objects.filter(channel=channel).exclude(disabled_keys={}).first()
+    if health is not None:
+        kept = {fp: why for fp, why in health.disabled_keys.items() if fp in present}
+        if kept != health.disabled_keys:
+            health.disabled_keys = kept
+            health.save(update_fields=["disabled_keys", "updated_at"])
 
 
 @transaction.atomic

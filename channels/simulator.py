@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from . import strategies, thompson
 from .health.board import board
-from .selection import plan_scored
+from .selection import plan_scored, route_upstream_keys
 from .table import table_build
 
 
@@ -23,7 +23,7 @@ def simulate(*, model: str, group: str = "default", mode: str | None = None, see
         raise ValueError(f"no model or alias named {model!r}")
     mode = strategies.mode_check(mode) if mode else strategies.mode_for_sync(key_mode=key_mode, group=group)
     routes = table.routes.get(info.public_id, ())
-    health = board.view(info.public_id, [r.channel_id for r in routes], fresh=True)
+    health = board.view(info.public_id, [r.channel_id for r in routes], fresh=True, upstream_keys=route_upstream_keys(routes))
     arms = thompson.arms_get() if mode == "thompson" else None
     rand = strategies.seeded(seed) if seed is not None else strategies.seeded(None)
     planned = plan_scored(routes, group=group, model=info.public_id, mode=mode, health=health, arms=arms, rand=rand)
@@ -73,7 +73,7 @@ def route_tree() -> list[dict]:
     order: dict[str, list] = {}
     for public_id, routes in table.routes.items():
         tiers = sorted({r.priority for r in routes}, reverse=True)
-        health = board.view(public_id, [r.channel_id for r in routes], fresh=True)
+        health = board.view(public_id, [r.channel_id for r in routes], fresh=True, upstream_keys=route_upstream_keys(routes))
         for route in routes:
             position = tiers.index(route.priority)
             order.setdefault(route.channel_id, []).append(

@@ -16,7 +16,8 @@ from providers.base import Timeouts
 from vault.crypto import SecretUnreadable
 from vault.services import secret_unseal
 
-from .models import Channel, ChannelModel, Model
+from .keys import key_fingerprint
+from .models import Channel, ChannelHealth, ChannelModel, Model
 from .netguard import base_url_problem
 
 
@@ -50,7 +51,20 @@ class Route:
     timeouts: Timeouts
     options: dict
     unusable_reason: str  # vault locked, base URL refused: why it can't be used at all
-    api_key: str | None = field(default=None, repr=False)
+    api_key: str | None = field(default=None, repr=False)  # the first key not disabled (probes, one-key channels)
+    # every key of the channel, one a line in its credential (channels.keys), and their
+    # fingerprints, in the same order; one-key channels have one of each
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    key_fps: tuple[str, ...] = ()
+    disabled_keys: frozenset[str] = frozenset()  # fingerprints TokenHub disabled alone
+
+    @property
+    def is_multikey(self) -> bool:
+        return len(self.api_keys) > 1
+
+    def key_position(self, index: int) -> str:
+        """How logs name a key: its position, never the key ("2/3")."""
+        return f"{index + 1}/{len(self.api_keys)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,21 +89,29 @@ def table_build() -> RoutingTable:
             names.setdefault(alias, m.public_id)
     names.update({public_id: public_id for public_id in models})  # a real id wins over an alias
 
-    channel_facts: dict[int, tuple[str | None, str]] = {}
+    disabled_keys = {
+        channel_id: frozenset(keys or ())
+        for channel_id, keys in ChannelHealth.objects.exclude(disabled_keys={}).values_list("channel_id", "disabled_keys")
+    }
+    channel_facts: dict[int, tuple[tuple[str, ...], tuple[str, ...], str]] = {}
     for channel in Channel.objects.all():
-        api_key, problem = None, ""
+        api_keys: tuple[str, ...] = ()
+        problem = ""
         try:
-            api_key = secret_unseal(token=channel.credential) or None
+            # one key a line (channels.keys); stored already checked, so a plain split
+            api_keys = tuple(k.strip() for k in (secret_unseal(token=channel.credential) or "").splitlines() if k.strip())
         except SecretUnreadable as exc:
             problem = str(exc)
         if not problem and channel.provider_type != "simulated":
             problem = base_url_problem(channel.base_url) or ""
-        channel_facts[channel.pk] = (api_key, problem)
+        channel_facts[channel.pk] = (api_keys, tuple(key_fingerprint(k) for k in api_keys), problem)
 
     routes: dict[str, list[Route]] = {}
     for cm in ChannelModel.objects.select_related("channel", "model").order_by("id"):
         channel = cm.channel
-        api_key, problem = channel_facts[channel.pk]
+        api_keys, key_fps, problem = channel_facts[channel.pk]
+        off = disabled_keys.get(channel.pk, frozenset()) & frozenset(key_fps) if len(api_keys) > 1 else frozenset()
+        first_on = next((k for k, fp in zip(api_keys, key_fps) if fp not in off), None)
         routes.setdefault(cm.model.public_id, []).append(
             Route(
                 channel_id=channel.pk,
@@ -115,7 +137,10 @@ def table_build() -> RoutingTable:
                 ),
                 options=dict(channel.options or {}),
                 unusable_reason=problem,
-                api_key=api_key,
+                api_key=first_on,
+                api_keys=api_keys,
+                key_fps=key_fps,
+                disabled_keys=off,
             )
         )
     return RoutingTable(models, names, {k: tuple(v) for k, v in routes.items()})

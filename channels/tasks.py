@@ -27,7 +27,6 @@ from django.conf import settings
 from billing.alerts import operator_alert_queue
 from billing.sync import markup_parse, prices_sync, pricing_document_parse, pricing_document_read, source_lookup
 from observability.models import RequestLog, RewardLog
-from vault.services import secret_unseal
 
 from . import upstream
 from .health.probes import channel_probe, channels_to_probe
@@ -35,6 +34,7 @@ from .health.status import channel_auto_disable, channel_auto_enable
 from .health.sweep import error_rate_sweep
 from .models import Channel, ChannelBalanceSnapshot, ChannelHealth, ChannelModel, DisableKind, Model
 from .netguard import base_url_problem
+from .selectors import channel_key_to_use
 from .thompson import arms_refresh
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def channel_balance_read(channel) -> BalanceReading:
     problem = base_url_problem(channel.base_url)
     if problem:
         raise ValueError(problem)
-    api_key = secret_unseal(token=channel.credential)
+    _, api_key = channel_key_to_use(channel)  # keys of one account share its balance: the first usable one
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     with upstream.sync_client_make(timeout=10.0, headers=headers) as client:
         return BALANCE_READERS[reader](client, channel.base_url.rstrip("/"))

@@ -22,7 +22,9 @@ from accounts import limits
 from accounts.policy import KeyPolicy
 from channels import upstream
 from channels.health.observe import attempt_observe
-from channels.selection import describe_for_customer, first_ready_at, plan_for
+from channels.health.state import KEY_OWNED
+from channels.keys import session_of
+from channels.selection import describe_for_customer, first_ready_at, keys_ordered, plan_for
 from channels.strategies import UnknownMode, mode_for
 from channels.table import ModelInfo, Route, table_aget
 from common import background
@@ -86,6 +88,9 @@ class Call:
         self.plan = None  # channels.selection.Plan: scores and the health view it saw
         self.model = ""
         self.route: Route | None = None
+        self.key_index: int | None = None  # which of a multi-key channel's keys answered (channels.keys)
+        self.conversation: dict | None = None  # the request whose opening names its session (key stickiness)
+        self._session: str | None = None
         self.is_stream = False
         self.ttft_ms: int | None = None
         self.overhead_ms = 0.0
@@ -94,6 +99,13 @@ class Call:
         self.prompt_tokens: int | None = None  # the relay's own count, once the meter made it
         self.directives: Directives = NO_DIRECTIVES  # how the caller steers this request (routing.directives)
         self.parent_request_id: str | None = None  # set on an orchestration step: the run it belongs to
+
+    def session(self) -> str:
+        """Which upstream key of a multi-key channel this request sticks to (channels.keys):
+        worked out only when a multi-key channel is tried."""
+        if self._session is None:
+            self._session = session_of(key_id=self.policy.key_id, request=self.conversation, request_id=self.request_id)
+        return self._session
 
     def measure_overhead(self) -> float:
         self.overhead_ms = (time.perf_counter() - self.started - self.upstream_s) * 1000.0
@@ -271,11 +283,11 @@ async def _try_routes(call: Call, routes: list[Route], meter: Meter, operation):
     failures: list[str] = []  # the customer's view: numbered attempts, no channel names
     rate_limited_waits: list[float] = []  # seconds each rate-limited attempt asked us to wait
     tried = 0
+    health = call.plan.health if call.plan is not None else None
     for route in routes:
         if tried >= settings.ROUTING_MAX_ATTEMPTS:
             break
-        remaining_s = deadline - time.perf_counter()
-        if remaining_s <= 0:
+        if deadline - time.perf_counter() <= 0:
             failures.append("deadline reached")
             break
         refusal = await meter.reserve(route)
@@ -283,41 +295,34 @@ async def _try_routes(call: Call, routes: list[Route], meter: Meter, operation):
             call.attempts.append({"channel": route.channel_name, "outcome": "skipped", "error_class": "insufficient_quota"})
             failures.append(f"candidate {len(call.attempts)}: {refusal}")
             continue
-        tried += 1
-        adapter = get_adapter(route.provider_type)
-        target = Target(route.base_url, route.upstream_model, route.api_key, route.options, route.brand)
-        timeouts = route.timeouts
-        if timeouts.first_byte_s > remaining_s:
-            timeouts = Timeouts(min(timeouts.connect_s, remaining_s), remaining_s, timeouts.idle_s)
-        if call.directives.latency_budget_ms is not None:
-            budget_s = call.directives.latency_budget_ms / 1000
-            timeouts = Timeouts(min(timeouts.connect_s, budget_s), min(timeouts.first_byte_s, budget_s), timeouts.idle_s)
-        began = time.perf_counter()
-        try:
-            outcome = await operation(adapter, target, timeouts)
-        except ProviderError as error:
-            call.upstream_s += time.perf_counter() - began
-            call.attempts.append(_attempt(route, began, error.kind.value, error.status))
-            cooldown = await attempt_observe(call=call, route=route, error=error, latency_ms=call.attempts[-1]["latency_ms"])
-            if not error.kind.is_retryable:
-                raise _client_error(error) from None
-            log.info("channel %s failed (%s); cooling until %.0f", route.channel_name, error.kind.value, cooldown.until if cooldown else 0)
+        # A multi-key channel: its ready keys, this session's first (channels.keys). A key that
+        # is refused for its own sake (401/403, quota, 429) hands over to the next ready key of
+        # the same channel before the request fails over to another channel.
+        key_order: list[int | None] = keys_ordered(route, health, call.session()) if route.is_multikey else [None]
+        out_of_time = False
+        for key_index in key_order:
+            if tried >= settings.ROUTING_MAX_ATTEMPTS:
+                break
+            remaining_s = deadline - time.perf_counter()
+            if remaining_s <= 0:
+                out_of_time = True
+                break
+            tried += 1
+            answered, outcome, error, cooldown = await _attempt_once(call, route, key_index, remaining_s, operation)
+            if answered:
+                call.route, call.key_index = route, key_index
+                return route, outcome
+            if error is None:  # an unexpected fault of ours or the adapter's: not the key's
+                failures.append(f"attempt {tried}: unexpected error")
+                break
             failures.append(f"attempt {tried}: {_reason(error)}")
             if error.kind is ErrorKind.RATE_LIMITED:
                 rate_limited_waits.append(error.retry_after_s or (max(0.0, cooldown.until - time.time()) if cooldown else 1.0))
-            continue
-        except Exception:
-            call.upstream_s += time.perf_counter() - began
-            log.exception("adapter %s raised an unexpected error", route.provider_type)
-            call.attempts.append(_attempt(route, began, "internal", None))
-            await attempt_observe(call=call, route=route, error=ProviderError(ErrorKind.TRANSIENT, "unexpected error"), latency_ms=0)
-            failures.append(f"attempt {tried}: unexpected error")
-            continue
-        call.upstream_s += time.perf_counter() - began
-        call.attempts.append(_attempt(route, began, "ok", 200))
-        await attempt_observe(call=call, route=route, error=None, latency_ms=call.attempts[-1]["latency_ms"])
-        call.route = route
-        return route, outcome
+            if key_index is None or error.kind not in KEY_OWNED:
+                break
+        if out_of_time:
+            failures.append("deadline reached")
+            break
     if tried == 0 and failures:
         raise meter.refusal_error()
     if tried and len(rate_limited_waits) == tried:
@@ -330,18 +335,60 @@ async def _try_routes(call: Call, routes: list[Route], meter: Meter, operation):
     raise UpstreamError(f"All {tried} upstream attempt(s) failed: " + "; ".join(failures) + ".")
 
 
+async def _attempt_once(call: Call, route: Route, key_index: int | None, remaining_s: float, operation):
+    """One attempt on `route` (with its key at `key_index` on a multi-key channel), observed.
+    Returns (answered, outcome, error, cooldown): (True, outcome, None, None) on an answer,
+    (False, None, error, its cooldown) on a retryable upstream failure, (False, None, None, None)
+    on an unexpected fault; raises the client's error on a non-retryable one."""
+    adapter = get_adapter(route.provider_type)
+    api_key = route.api_keys[key_index] if key_index is not None else route.api_key
+    target = Target(route.base_url, route.upstream_model, api_key, route.options, route.brand)
+    timeouts = route.timeouts
+    if timeouts.first_byte_s > remaining_s:
+        timeouts = Timeouts(min(timeouts.connect_s, remaining_s), remaining_s, timeouts.idle_s)
+    if call.directives.latency_budget_ms is not None:
+        budget_s = call.directives.latency_budget_ms / 1000
+        timeouts = Timeouts(min(timeouts.connect_s, budget_s), min(timeouts.first_byte_s, budget_s), timeouts.idle_s)
+    began = time.perf_counter()
+    try:
+        outcome = await operation(adapter, target, timeouts)
+    except ProviderError as error:
+        call.upstream_s += time.perf_counter() - began
+        call.attempts.append(_attempt(route, began, error.kind.value, error.status, key_index))
+        cooldown = await attempt_observe(
+            call=call, route=route, error=error, latency_ms=call.attempts[-1]["latency_ms"], key_index=key_index
+        )
+        if not error.kind.is_retryable:
+            raise _client_error(error) from None
+        log.info("channel %s failed (%s); cooling until %.0f", route.channel_name, error.kind.value, cooldown.until if cooldown else 0)
+        return False, None, error, cooldown
+    except Exception:
+        call.upstream_s += time.perf_counter() - began
+        log.exception("adapter %s raised an unexpected error", route.provider_type)
+        call.attempts.append(_attempt(route, began, "internal", None, key_index))
+        await attempt_observe(call=call, route=route, error=ProviderError(ErrorKind.TRANSIENT, "unexpected error"), latency_ms=0)
+        return False, None, None, None
+    call.upstream_s += time.perf_counter() - began
+    call.attempts.append(_attempt(route, began, "ok", 200, key_index))
+    await attempt_observe(call=call, route=route, error=None, latency_ms=call.attempts[-1]["latency_ms"], key_index=key_index)
+    return True, outcome, None, None
+
+
 def _reason(error: ProviderError) -> str:
     status = f" ({error.status})" if error.status else ""
     return f"{error.kind.value.replace('_', ' ')}{status}"
 
 
-def _attempt(route: Route, began: float, outcome: str, status: int | None) -> dict:
-    return {
+def _attempt(route: Route, began: float, outcome: str, status: int | None, key_index: int | None = None) -> dict:
+    attempt = {
         "channel": route.channel_name,
         "outcome": outcome,
         "status": status,
         "latency_ms": round((time.perf_counter() - began) * 1000),
     }
+    if key_index is not None:
+        attempt["key"] = route.key_position(key_index)  # "2/3": which of the channel's keys, never the key
+    return attempt
 
 
 # --- the endpoint ------------------------------------------------------------------------------
@@ -369,6 +416,7 @@ async def generate(
     counting its tokens when the upstream reported no usage. The output limit the hold covers
     is written into the request (`limit_field`) before anything is sent. `context_tokens`:
     input the upstream holds from earlier turns (`Meter.context_tokens`)."""
+    call.conversation = request
     meter = Meter(call, info, request, context_tokens=context_tokens)
     await meter.prepare()
     output_limit_write(request, meter.output_limit, field=limit_field)
@@ -438,7 +486,7 @@ async def _finish_stream(call: Call, stream: ChatStream, request: dict, tally: _
         if call.route is not None:  # a channel that cuts streams is as unhealthy as one that refuses them
             latency_ms = round((time.perf_counter() - call.started) * 1000)
             try:
-                await attempt_observe(call=call, route=call.route, error=tally.error, latency_ms=latency_ms)
+                await attempt_observe(call=call, route=call.route, error=tally.error, latency_ms=latency_ms, key_index=call.key_index)
             except Exception:
                 log.exception("request %s: observing the cut stream failed", call.request_id)
     elif tally.finish_reason is None:

@@ -19,7 +19,19 @@ from common import background
 from common import redis as shared_redis
 from providers.base import ErrorKind, ProviderError
 
-from .state import Cooldown, HealthView, Pair, PairStats, channel_key, failure_base_s, failure_reason, failure_scope, pair_key
+from .state import (
+    KEY_OWNED,
+    Cooldown,
+    HealthView,
+    Pair,
+    PairStats,
+    channel_key,
+    failure_base_s,
+    failure_reason,
+    failure_scope,
+    key_key,
+    pair_key,
+)
 from .stores import LocalStore, RedisStore
 
 log = logging.getLogger(__name__)
@@ -47,9 +59,12 @@ class Board:
     # reading
 
     @staticmethod
-    def _keys(model: str, channel_ids) -> tuple[list[str], list[Pair]]:
+    def _keys(model: str, channel_ids, upstream_keys=()) -> tuple[list[str], list[Pair]]:
+        """Record names to read: each channel, each pair, and each upstream key of the
+        multi-key channels (`upstream_keys`: (channel id, fingerprint) pairs)."""
         ids = list(dict.fromkeys(channel_ids))
-        return [channel_key(c) for c in ids] + [pair_key(c, model) for c in ids], [(c, model) for c in ids]
+        names = [channel_key(c) for c in ids] + [pair_key(c, model) for c in ids] + [key_key(c, fp) for c, fp in upstream_keys]
+        return names, [(c, model) for c in ids]
 
     def _cached(self, cache_key) -> HealthView | None:
         hit = self._views.get(cache_key)
@@ -79,10 +94,12 @@ class Board:
                 merged[pair] = PairStats(base.attempts + a, base.failures + f, base.errors + e, latency)
         return merged
 
-    async def aview(self, model: str, channel_ids) -> HealthView:
-        """The health of these channels for `model`: one round trip to Redis at most."""
-        keys, pairs = self._keys(model, channel_ids)
-        cache_key = (model, tuple(pairs))
+    async def aview(self, model: str, channel_ids, upstream_keys=()) -> HealthView:
+        """The health of these channels for `model` (and of these upstream keys): one round
+        trip to Redis at most."""
+        upstream_keys = tuple(upstream_keys)
+        keys, pairs = self._keys(model, channel_ids, upstream_keys)
+        cache_key = (model, tuple(pairs), upstream_keys)
         view = self._cached(cache_key)
         if view is not None:
             return view
@@ -94,9 +111,10 @@ class Board:
             records, stats = store.read(keys, pairs, now)
         return self._remember(cache_key, records, stats)
 
-    def view(self, model: str, channel_ids, *, fresh: bool = False) -> HealthView:
-        keys, pairs = self._keys(model, channel_ids)
-        cache_key = (model, tuple(pairs))
+    def view(self, model: str, channel_ids, *, fresh: bool = False, upstream_keys=()) -> HealthView:
+        upstream_keys = tuple(upstream_keys)
+        keys, pairs = self._keys(model, channel_ids, upstream_keys)
+        cache_key = (model, tuple(pairs), upstream_keys)
         if not fresh:
             view = self._cached(cache_key)
             if view is not None:
@@ -117,6 +135,12 @@ class Board:
                 if found is None or record.until > found.until:
                     found = record
         return found
+
+    def key_cooldowns(self, channel_id: int) -> dict[str, Cooldown]:
+        """The active cooldowns of a channel's upstream keys, by fingerprint (operators)."""
+        now = time.time()
+        prefix = key_key(channel_id, "")
+        return {k[len(prefix):]: r for k, r in self.store.all_records().items() if k.startswith(prefix) and r.until > now}
 
     def records(self) -> dict[str, Cooldown]:
         """Every cooldown record still remembered (active or in its strike memory)."""
@@ -143,26 +167,35 @@ class Board:
     def _forget_views(self) -> None:
         self._views.clear()
 
-    async def afailed(self, channel_id: int, model: str, error: ProviderError, *, latency_ms: float = 0.0) -> Cooldown:
+    async def afailed(
+        self, channel_id: int, model: str, error: ProviderError, *, latency_ms: float = 0.0, key_fp: str | None = None
+    ) -> Cooldown:
+        """Record a failure and cool what it belongs to. `key_fp`: the upstream key of a
+        multi-key channel the attempt used; a failure that is the key's (KEY_OWNED) cools it alone."""
         self._count(channel_id, model, failed=True, is_error=error.kind is ErrorKind.TRANSIENT, latency_ms=latency_ms)
-        key, args = self._cool_args(channel_id, model, error)
+        key, args = self._cool_args(channel_id, model, error, key_fp)
         store = self.store
         cooldown = await store.acool(key, **args) if store.is_shared else store.cool(key, **args)
         self._forget_views()
         self._maybe_flush()
         return cooldown
 
-    def failed(self, channel_id: int, model: str, error: ProviderError, *, latency_ms: float = 0.0) -> Cooldown:
+    def failed(
+        self, channel_id: int, model: str, error: ProviderError, *, latency_ms: float = 0.0, key_fp: str | None = None
+    ) -> Cooldown:
         self._count(channel_id, model, failed=True, is_error=error.kind is ErrorKind.TRANSIENT, latency_ms=latency_ms)
-        key, args = self._cool_args(channel_id, model, error)
+        key, args = self._cool_args(channel_id, model, error, key_fp)
         cooldown = self.store.cool(key, **args)
         self._forget_views()
         self.flush()
         return cooldown
 
     @staticmethod
-    def _cool_args(channel_id: int, model: str, error: ProviderError):
-        key = channel_key(channel_id) if failure_scope(error) == "channel" else pair_key(channel_id, model)
+    def _cool_args(channel_id: int, model: str, error: ProviderError, key_fp: str | None = None):
+        if key_fp and error.kind in KEY_OWNED:
+            key = key_key(channel_id, key_fp)
+        else:
+            key = channel_key(channel_id) if failure_scope(error) == "channel" else pair_key(channel_id, model)
         retry_after = error.retry_after_s if error.kind is ErrorKind.RATE_LIMITED and error.retry_after_s else None
         return key, {
             "now": time.time(),
@@ -173,14 +206,17 @@ class Board:
             "kind": error.kind.value,
         }
 
-    async def asucceeded(self, channel_id: int, model: str, *, latency_ms: float, view: HealthView | None = None) -> None:
-        """A success ends a streak (half-open trial passed). Counted locally; Redis is touched
-        only when a streak was on record."""
+    async def asucceeded(
+        self, channel_id: int, model: str, *, latency_ms: float, view: HealthView | None = None, key_fp: str | None = None
+    ) -> None:
+        """A success ends a streak (half-open trial passed), the key's too when `key_fp` names
+        the upstream key used. Counted locally; Redis is touched only when a streak was on record."""
         self._count(channel_id, model, failed=False, is_error=False, latency_ms=latency_ms)
+        upstream_keys = ((channel_id, key_fp),) if key_fp else ()
         if view is None and not self.store.is_shared:
-            view = self.view(model, [channel_id], fresh=True)  # memory: free to look
-        if view is not None and view.streak(channel_id, model):
-            keys = [channel_key(channel_id), pair_key(channel_id, model)]
+            view = self.view(model, [channel_id], fresh=True, upstream_keys=upstream_keys)  # memory: free to look
+        if view is not None and (view.streak(channel_id, model) or (key_fp and view.key_streak(channel_id, key_fp))):
+            keys = [channel_key(channel_id), pair_key(channel_id, model)] + [key_key(c, fp) for c, fp in upstream_keys]
             store = self.store
             await store.areset(keys) if store.is_shared else store.reset(keys)
             self._forget_views()
@@ -191,19 +227,21 @@ class Board:
         self.reset(channel_id, model)
         self.flush()
 
-    def cool(self, channel_id: int, *, seconds: float, reason: str, model: str | None = None) -> Cooldown:
-        """Cool a channel (or pair) for exactly `seconds` (operators, tests)."""
-        key = channel_key(channel_id) if model is None else pair_key(channel_id, model)
+    def cool(self, channel_id: int, *, seconds: float, reason: str, model: str | None = None, key_fp: str | None = None) -> Cooldown:
+        """Cool a channel (or pair, or one upstream key) for exactly `seconds` (operators, tests)."""
+        key = key_key(channel_id, key_fp) if key_fp else channel_key(channel_id) if model is None else pair_key(channel_id, model)
         record = self.store.cool(key, now=time.time(), base_s=seconds, retry_after_s=seconds, max_s=seconds, reason=reason, kind="manual")
         self._forget_views()
         return record
 
     def reset(self, channel_id: int, model: str | None = None) -> None:
-        """End the cooldowns and streaks of a channel (all its pairs when no model is given)."""
+        """End the cooldowns and streaks of a channel (all its pairs and upstream keys when no
+        model is given)."""
         if model is not None:
             keys = [channel_key(channel_id), pair_key(channel_id, model)]
         else:
-            keys = [k for k in self.store.all_records() if k == channel_key(channel_id) or k.startswith(f"p:{channel_id}:")]
+            mine = (f"p:{channel_id}:", key_key(channel_id, ""))
+            keys = [k for k in self.store.all_records() if k == channel_key(channel_id) or k.startswith(mine)]
         self.store.reset(keys)
         self._forget_views()
 

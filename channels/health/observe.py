@@ -1,6 +1,8 @@
 """What follows one upstream attempt (the journey calls `attempt_observe` for each): health,
 the reward log and the sampler's live counts; and, in the background, disabling the channel when
-the upstream refused its credential or balance."""
+the upstream refused its credential or balance. On a channel with several upstream keys the
+attempt names the key it used (`key_index`): a refusal that is the key's (auth, quota, 429) cools
+that key alone, and auth/quota disable that key alone until none is left (channels.keys)."""
 
 from __future__ import annotations
 
@@ -12,28 +14,37 @@ from providers.base import ErrorKind, ProviderError
 from .. import thompson
 from ..models import DisableKind
 from .board import board
-from .state import Cooldown, failure_reason
-from .status import channel_auto_disable
+from .state import KEY_OWNED, Cooldown, failure_reason
+from .status import channel_auto_disable, channel_key_auto_disable
 
 
-async def attempt_observe(*, call, route, error: ProviderError | None, latency_ms: float) -> Cooldown | None:
+async def attempt_observe(*, call, route, error: ProviderError | None, latency_ms: float, key_index: int | None = None) -> Cooldown | None:
     """Record one attempt's outcome: health, reward log, the sampler's live counts; and disable
-    the channel (in the background) when the upstream refused its credential or balance."""
+    the channel, or on a multi-key channel the key (in the background), when the upstream
+    refused its credential or balance."""
     model = call.model
+    key_fp = route.key_fps[key_index] if key_index is not None and route.is_multikey and key_index < len(route.key_fps) else None
     if error is None:
         plan = getattr(call, "plan", None)
-        await board.asucceeded(route.channel_id, model, latency_ms=latency_ms, view=plan.health if plan else None)
+        await board.asucceeded(route.channel_id, model, latency_ms=latency_ms, view=plan.health if plan else None, key_fp=key_fp)
         thompson.reward_observe(call=call, route=route, outcome="ok", reward=1.0, latency_ms=latency_ms)
         return None
     if not error.kind.counts_against_channel:
         thompson.reward_observe(call=call, route=route, outcome=error.kind.value, reward=None, latency_ms=latency_ms)
         return None
-    cooldown = await board.afailed(route.channel_id, model, error, latency_ms=latency_ms)
-    thompson.reward_observe(call=call, route=route, outcome=error.kind.value, reward=0.0, latency_ms=latency_ms)
+    cooldown = await board.afailed(route.channel_id, model, error, latency_ms=latency_ms, key_fp=key_fp)
+    key_owned = key_fp is not None and error.kind in KEY_OWNED
+    # one key's refusal says nothing of how well the channel serves: its other keys carry on
+    thompson.reward_observe(call=call, route=route, outcome=error.kind.value, reward=None if key_owned else 0.0, latency_ms=latency_ms)
     if error.kind in (ErrorKind.AUTH, ErrorKind.QUOTA):
         kind = DisableKind.AUTH if error.kind is ErrorKind.AUTH else DisableKind.QUOTA
         reason = (
             f"upstream {'refused the credential' if kind == DisableKind.AUTH else 'says the balance is exhausted'}: {failure_reason(error)}"
         )
-        background.spawn(sync_to_async(channel_auto_disable, thread_sensitive=False)(channel_id=route.channel_id, kind=kind, reason=reason))
+        if key_owned:
+            disable = sync_to_async(channel_key_auto_disable, thread_sensitive=False)
+            background.spawn(disable(channel_id=route.channel_id, fingerprint=key_fp, kind=kind, reason=reason))
+        else:
+            disable = sync_to_async(channel_auto_disable, thread_sensitive=False)
+            background.spawn(disable(channel_id=route.channel_id, kind=kind, reason=reason))
     return cooldown

@@ -15,14 +15,15 @@ from django.utils import timezone
 from providers.base import ErrorKind, ProviderError, Target, Timeouts
 from providers.registry import get_adapter
 from vault.crypto import SecretUnreadable
-from vault.services import secret_unseal
 
 from .. import upstream
+from ..keys import key_fingerprint
 from ..models import Channel, ChannelHealth, ChannelModel, DisableKind
 from ..netguard import base_url_problem
+from ..selectors import channel_api_keys, channel_key_to_use
 from .board import board
 from .state import failure_reason
-from .status import channel_auto_disable, channel_auto_enable
+from .status import channel_auto_disable, channel_auto_enable, channel_key_auto_disable
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,10 @@ def channel_probe(*, channel_id: int, model: str | None = None, record: bool = T
     began = time.perf_counter()
     error: ProviderError | None = None
     problem = ""
+    key_index, key_count = None, 0
     try:
-        api_key = secret_unseal(token=channel.credential) or None
+        key_index, api_key = channel_key_to_use(channel)
+        key_count = len(channel_api_keys(channel))
     except SecretUnreadable as exc:
         api_key, problem = None, str(exc)
     if not problem and channel.provider_type != "simulated":
@@ -107,10 +110,16 @@ def channel_probe(*, channel_id: int, model: str | None = None, record: bool = T
         if health.auto_disabled_kind and health.auto_disabled_kind != DisableKind.BALANCE:
             re_enabled = channel_auto_enable(channel_id=channel.pk, why=f"probe of {public_id} succeeded in {latency_ms} ms")
     else:
-        board.failed(channel.pk, public_id, error, latency_ms=latency_ms)
+        # on a multi-key channel a refusal of the key is that key's alone (channels.keys)
+        key_fp = key_fingerprint(api_key) if key_count > 1 and api_key and channel.status == Channel.Status.ENABLED else None
+        board.failed(channel.pk, public_id, error, latency_ms=latency_ms, key_fp=key_fp)
         if error.kind in (ErrorKind.AUTH, ErrorKind.QUOTA):
             kind = DisableKind.AUTH if error.kind is ErrorKind.AUTH else DisableKind.QUOTA
-            disabled = channel_auto_disable(channel_id=channel.pk, kind=kind, reason=f"probe: {failure_reason(error)}")
+            reason = f"probe: {failure_reason(error)}"
+            if key_fp is not None:
+                disabled = channel_key_auto_disable(channel_id=channel.pk, fingerprint=key_fp, kind=kind, reason=reason)
+            else:
+                disabled = channel_auto_disable(channel_id=channel.pk, kind=kind, reason=reason)
     return dataclasses.replace(result, re_enabled=re_enabled, disabled=disabled)
 
 
@@ -129,6 +138,8 @@ def channels_to_probe(*, limit: int = 50) -> list[tuple[int, str | None]]:
             continue  # the upstream told us when to come back
         if record.kind == "manual":
             continue
+        if key.startswith("k:"):
+            continue  # one upstream key of a multi-key channel: real requests try it again when it is ready
         parts = key.split(":", 2)
         channel_id = int(parts[1])
         if channel_id not in enabled:

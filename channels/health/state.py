@@ -9,7 +9,10 @@
     half-open  when a cooldown ends, the next request (or the prober) is the trial: success
                ends the streak, failure cools again for twice as long.
     scope      auth, exhausted quota and connection failures (no HTTP status) cool the whole
-               channel; 429 and 5xx cool only the pair.
+               channel; 429 and 5xx cool only the pair. On a channel with several upstream
+               keys (channels.keys) what belongs to the key (auth, quota, 429) cools that key
+               alone (`k:<channel>:<fingerprint>`); the channel counts as cooling only when
+               every key is.
     stats      attempts, failures and mean latency per pair over ROUTING_HEALTH_WINDOW_S
                (a sliding estimate from two fixed buckets).
     state      down (cooling) / degraded (a streak not yet ended, or a failure rate of at
@@ -67,6 +70,14 @@ def pair_key(channel_id: int, model: str) -> str:
     return f"p:{channel_id}:{model}"
 
 
+def key_key(channel_id: int, fingerprint: str) -> str:
+    """One upstream key of a multi-key channel, by its fingerprint (never the key)."""
+    return f"k:{channel_id}:{fingerprint}"
+
+
+KEY_OWNED = frozenset({ErrorKind.AUTH, ErrorKind.QUOTA, ErrorKind.RATE_LIMITED})  # the key's fault, not the host's
+
+
 def cooldown_parse(raw: str | dict | None, scope: str) -> Cooldown | None:
     if not raw:
         return None
@@ -116,6 +127,14 @@ class HealthView:
             if record is not None and record.until > now and (found is None or record.until > found.until):
                 found = record
         return found
+
+    def key_cooldown(self, channel_id: int, fingerprint: str) -> Cooldown | None:
+        record = self.records.get(key_key(channel_id, fingerprint))
+        return record if record is not None and record.until > time.time() else None
+
+    def key_streak(self, channel_id: int, fingerprint: str) -> int:
+        record = self.records.get(key_key(channel_id, fingerprint))
+        return record.strikes if record is not None else 0
 
     def streak(self, channel_id: int, model: str = "") -> int:
         records = (self.records.get(channel_key(channel_id)), self.records.get(pair_key(channel_id, model)))

@@ -16,7 +16,7 @@ from .state import STAT_FIELDS, Cooldown, Pair, PairStats, cooldown_next, cooldo
 
 
 def key_scope(key: str) -> str:
-    return "channel" if key.startswith("c:") else "model"
+    return "channel" if key.startswith("c:") else "key" if key.startswith("k:") else "model"
 
 
 class LocalStore:
@@ -200,7 +200,7 @@ class RedisStore:
     def all_records(self) -> dict[str, Cooldown]:
         client = shared_redis.client_sync()
         found = {}
-        keys = list(client.scan_iter(match=self.prefix + "[cp]:*", count=500))
+        keys = list(client.scan_iter(match=self.prefix + "[cpk]:*", count=500))
         if keys:
             for key, raw in zip(keys, client.mget(keys)):
                 short = key.decode()[len(self.prefix):]

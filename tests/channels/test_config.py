@@ -290,15 +290,17 @@ def test_a_one_api_import_refused_midway_changes_nothing():
     assert not Channel.objects.exists() and not Model.objects.exists() and not Group.objects.filter(name="vip").exists()
 
 
-def test_new_api_exports_are_told_apart_and_keep_the_first_key():
+def test_new_api_exports_are_told_apart_and_keep_every_key():
     report = run("import_config", str(SAMPLES / "new_api_channels.json"), "--no-check")
 
     assert report["format"] == "new-api"
     pool = Channel.objects.get(name="deepseek-pool")
     assert (pool.brand, pool.base_url) == ("deepseek", "https://api.deepseek.com/v1")  # 43 is DeepSeek in New API
-    assert secret_unseal(token=pool.credential) == "sk-newapi-deepseek-a"
+    # multi-key mode: the newline-separated `key` becomes the channel's keys, one a line (channels.keys)
+    assert secret_unseal(token=pool.credential) == "sk-newapi-deepseek-a\nsk-newapi-deepseek-b"
     assert Channel.objects.get(name="gemini").provider_type == "gemini"
-    assert any("2 keys" in w for w in report["warnings"])
+    assert "sk-newapi" not in json.dumps(report)
+    assert run("import_config", str(SAMPLES / "new_api_channels.json"), "--no-check")["changes"] == []
 
 
 def test_a_litellm_import_refused_midway_changes_nothing(monkeypatch):

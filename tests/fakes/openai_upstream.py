@@ -33,6 +33,10 @@ name ending in `@<mode>`):
 Settings `usage` (an object sent as the usage report, as is) and `usage_first` (streams: the
 report also rides on the first chunk) make a lying or broken upstream.
 
+Per upstream key: `key_modes={"sk-b": "429"}` answers requests bearing that key in that mode (one
+key of an account rate limited or revoked, the others fine); an `X-Fake-Mode` header or a model
+suffix still wins. `keys_seen()` counts the requests by the key they bore.
+
 No pytest here: the benchmarks reuse it.
 """
 
@@ -161,6 +165,7 @@ class _Settings:
     usage_first: bool = False  # streams: the usage object rides on the first chunk too
     images: int | None = None  # when set, this many images whatever `n` asked (a lying upstream)
     audio_seconds: float | None = 3.0  # transcriptions: the duration reported (None: no report)
+    key_modes: dict[str, str] | None = None  # upstream key -> the mode its requests get
 
 
 SPEECH_AUDIO = b"ID3\x04\x00\x00\x00\x00\x00\x00fake-mpeg-frames" * 4
@@ -421,6 +426,20 @@ class FakeOpenAI(_ResponsesRoute, _MediaRoutes, FakeUpstream):
     def pieces(self) -> list[str]:
         return split_text(self.text, self.settings.chunks)
 
+    def keys_seen(self) -> dict[str, int]:
+        """How many requests bore each key (Bearer or Azure's api-key)."""
+        counts: dict[str, int] = {}
+        for request in list(self.requests):
+            key = _key_of(request.headers)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def request_mode(self, headers: dict[str, str], model: str, default: str) -> str:
+        keyed = (self.settings.key_modes or {}).get(_key_of(headers))
+        if keyed is not None:
+            self._check_mode(keyed)
+        return super().request_mode(headers, model, keyed or default)
+
     # -- the ASGI app (in the server's thread) ---------------------------------------------
 
     async def answer(
@@ -641,6 +660,11 @@ def _usage(settings: _Settings, completion_tokens: int) -> dict[str, Any]:
             "rejected_prediction_tokens": 0,
         },
     }
+
+
+def _key_of(headers: dict[str, str]) -> str:
+    authorization = headers.get("authorization", "")
+    return authorization[len("Bearer "):] if authorization.startswith("Bearer ") else headers.get("api-key", "")
 
 
 def _has_key(headers: dict[str, str], api_key: str) -> bool:

@@ -1,6 +1,8 @@
 from django.conf import settings
+from django.core.management.base import CommandError
 
 from channels.discovery import base_url_check
+from channels.keys import keys_parse
 from channels.models import BillingClass, ProviderType
 from channels.services import channel_create, parse_model_specs
 from common.cli import JsonCommand, csv_list
@@ -13,7 +15,11 @@ class Command(JsonCommand):
         parser.add_argument("name")
         parser.add_argument("--type", required=True, choices=ProviderType.values, dest="provider_type")
         parser.add_argument("--base-url", required=True, help="API root as the vendor SDK takes it (openai: up to /v1)")
-        parser.add_argument("--api-key", default="", help="upstream credential; stored sealed by the vault")
+        parser.add_argument(
+            "--api-key", action="append", default=[], dest="api_key",
+            help="upstream credential; stored sealed by the vault. Repeat it for a channel of several keys "
+                 "(requests spread over them; see docs/routing.md)",
+        )
         parser.add_argument("--models", required=True, help="m1,m2[=upstream_name]")
         parser.add_argument("--priority", type=int, default=0)
         parser.add_argument("--weight", type=int, default=1)
@@ -45,16 +51,20 @@ class Command(JsonCommand):
         check,
         **_,
     ):
+        try:
+            keys = keys_parse(api_key)
+        except ValueError as exc:
+            raise CommandError(f"--api-key: {exc}") from None
         if check:
             base_url_check(
-                provider_type=provider_type, base_url=base_url, api_key=api_key, brand=brand,
+                provider_type=provider_type, base_url=base_url, api_key=keys[0] if keys else "", brand=brand,
                 timeout_s=settings.CHANNEL_CHECK_TIMEOUT_S,
             )
         channel = channel_create(
             name=name,
             provider_type=provider_type,
             base_url=base_url,
-            api_key=api_key,
+            api_key=keys,
             models=parse_model_specs(csv_list(models)),
             priority=priority,
             weight=weight,
@@ -74,5 +84,6 @@ class Command(JsonCommand):
             "weight": channel.weight,
             "billing": channel.billing,
             "groups": channel.groups,
+            "key_count": len(keys),
         }
         return result, f"created channel {channel.name} (id {channel.pk}) serving {', '.join(served)}"
