@@ -128,7 +128,7 @@ def test_the_table_holds_the_keys_and_leaves_out_the_disabled_ones():
 
 
 def test_the_management_api_takes_several_keys_and_shows_only_fingerprints(relay_server):
-    from tests.api_mgmt.conftest import operator_token, token_client
+    from tests.accounts.api.conftest import operator_token, token_client
 
     api = token_client(relay_server.url, operator_token("ops")["token"])
     made = api.post("/channels", json={"name": "pool", "provider_type": "simulated", "base_url": "sim://", "api_key": list(KEYS),
