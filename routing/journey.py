@@ -30,7 +30,7 @@ from channels.table import ModelInfo, Route, table_aget
 from common import background
 from observability.services import request_log_submit
 from providers import tokens
-from providers.base import ChatStream, ErrorKind, ProviderError, Target, Timeouts, Usage
+from providers.base import NATIVE_ANTHROPIC, ChatStream, ErrorKind, ProviderError, Target, Timeouts, Usage
 from providers.registry import get_adapter
 
 from .directives import NONE as NO_DIRECTIVES
@@ -186,6 +186,12 @@ def parse_body(body: bytes) -> dict:
         raise InvalidRequest("The request body is not valid JSON.", code="invalid_json") from None
     if not isinstance(request, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    if NATIVE_ANTHROPIC in request:
+        # the relay's own slot for an Anthropic client's body (routing.inbound_anthropic): from a
+        # client it would be sent upstream in place of the request that was counted and held
+        raise InvalidRequest(
+            f"Unrecognized request argument supplied: {NATIVE_ANTHROPIC}", param=NATIVE_ANTHROPIC, code="unsupported_parameter"
+        )
     return request
 
 

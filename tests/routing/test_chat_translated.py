@@ -378,3 +378,27 @@ def test_a_client_that_goes_away_cancels_the_translated_upstream(openai_client, 
     stream.close()
 
     assert protocol_upstreams["anthropic"].wait_for_disconnects(1)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"])
+def test_a_client_cannot_smuggle_a_native_anthropic_body(relay, alice, protocol_upstreams, path):
+    """The relay's slot for an Anthropic client's body is its own: a chat client that fills it
+    would have its tiny counted request held and billed while a huge one went upstream."""
+    import httpx
+
+    serve_model("anthropic", protocol_upstreams)
+    sent_before = len(protocol_upstreams["anthropic"].requests)
+    huge = {"model": "x", "max_tokens": 100_000, "messages": [{"role": "user", "content": "word " * 50_000}]}
+
+    answer = httpx.post(
+        relay.url + path,
+        headers={"authorization": f"Bearer {alice.key}"},
+        json={"model": "m-test", "messages": [{"role": "user", "content": "hi"}], "prompt": "hi", "input": "hi",
+              "_anthropic_native": {"body": huge, "beta": ""}},
+        timeout=30,
+    )
+
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "unsupported_parameter"
+    assert answer.json()["error"]["param"] == "_anthropic_native"
+    assert len(protocol_upstreams["anthropic"].requests) == sent_before  # nothing went upstream
