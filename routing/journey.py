@@ -107,6 +107,11 @@ class Call:
             self._session = session_of(key_id=self.policy.key_id, request=self.conversation, request_id=self.request_id)
         return self._session
 
+    def session_continue(self, session: str) -> None:
+        """Continue an earlier request's session: a passed-through `previous_response_id` is kept
+        upstream under the account of the key that made it (routing.responses)."""
+        self._session = session
+
     def measure_overhead(self) -> float:
         self.overhead_ms = (time.perf_counter() - self.started - self.upstream_s) * 1000.0
         return self.overhead_ms

@@ -90,6 +90,7 @@ class _Memory:
     history: list[dict]  # a translated response: its conversation as chat messages
     channel_id: int | None = None  # a passed-through response: the channel that holds it
     context_tokens: int = 0  # ... and the input its conversation is upstream
+    session: str | None = None  # ... and, on a multi-key channel, the session whose key holds it
 
 
 async def responses(call: Call, body: bytes) -> Reply | StreamReply:
@@ -119,6 +120,8 @@ async def responses(call: Call, body: bytes) -> Reply | StreamReply:
                 f"The upstream that holds the previous response '{previous_id}' cannot take this request now "
                 f"(it is unavailable or does not serve '{info.public_id}'); try again later, or send the conversation as input."
             )
+        if memory.session is not None:
+            call.session_continue(memory.session)
     # A stored translated conversation is not upstream anywhere: its follow-up is translated.
     way = _Way(call, request, None if memory.history else native)
     result = await generate(call, request, info, routes, way, text_of=_answer_text, context_tokens=memory.context_tokens)
@@ -228,6 +231,8 @@ class _Passed:
         # The output as the bounds bill it: never above the limit the upstream was sent.
         context_tokens = prompt + min(output, output_limit_of(self.request) or output)
         record = {"channel_id": route.channel_id, "context_tokens": context_tokens}
+        if route.is_multikey:  # the follow-up goes to the same upstream account (key)
+            record["session"] = self.call.session()
         await cache.aset(_store_key(self.call, response_id), orjson.dumps(record), timeout=settings.RESPONSES_STORE_TTL_S)
 
 
@@ -297,7 +302,8 @@ async def _recall(call: Call, response_id: str) -> _Memory:
     if isinstance(kept, list):
         return _Memory(kept)
     if isinstance(kept, dict) and type(kept.get("channel_id")) is int and type(kept.get("context_tokens")) is int:
-        return _Memory([], kept["channel_id"], kept["context_tokens"])
+        session = kept.get("session")
+        return _Memory([], kept["channel_id"], kept["context_tokens"], session if isinstance(session, str) else None)
     raise InvalidRequest(
         f"Previous response with id '{response_id}' not found.", param="previous_response_id", code="previous_response_not_found"
     )

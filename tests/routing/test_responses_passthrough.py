@@ -512,3 +512,19 @@ def test_an_openai_compatible_channel_without_the_option_is_translated_through_c
     assert [r.path for r in fake.requests] == ["/v1/chat/completions"]
     assert fake.requests[-1].json["max_completion_tokens"] == 30
     assert response.output_text == fake.text and not response.id.startswith("resp_fake")
+
+
+def test_a_follow_up_on_a_multi_key_channel_goes_to_the_key_whose_account_holds_the_response(openai_client, upstreams):
+    """The upstream keeps a response under the account of the key that made it: every turn of a
+    conversation chained by previous_response_id uses that key, although each turn's input differs."""
+    fake, = upstreams("pool", chunks=4)
+    keys = [f"sk-pool-key-{n}-0123456789abcdef" for n in range(4)]
+    make_price(MODEL, "1000", "2000")
+    make_channel("pool", fake.url + "/v1", models=[(MODEL, UPSTREAM_MODEL)], api_key="\n".join(keys), options={"responses_api": True})
+
+    for opening in ("My name is Ada.", "I live in Paris.", "Count to three.", "Tell me a joke."):
+        fake.requests.clear()
+        previous = openai_client.responses.create(model=MODEL, input=opening)
+        for turn in range(4):
+            previous = openai_client.responses.create(model=MODEL, input=f"turn {turn} of {opening}", previous_response_id=previous.id)
+        assert len(fake.keys_seen()) == 1, fake.keys_seen()  # one conversation, one upstream account
