@@ -5,7 +5,6 @@ from django.contrib import admin, messages
 
 from observability.admin_audit import AuditedAdmin
 
-from . import keycache
 from .models import ApiKey, Membership, OperatorToken, Tenant
 from .services import InvalidInput, api_key_create, api_key_revoke, operator_token_revoke, tenant_set_status, timezone_check
 
@@ -74,10 +73,7 @@ class ApiKeyAdmin(AuditedAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            super().save_model(request, obj, form, change)
-            keycache.invalidate(key_hash=obj.key_hash)
-            if obj.previous_key_hash:
-                keycache.invalidate(key_hash=obj.previous_key_hash)
+            super().save_model(request, obj, form, change)  # the save moves the configuration version
             return
         data = form.cleaned_data
         key, secret = api_key_create(
