@@ -28,8 +28,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from observability.admin_audit import AuditedAdmin
-from observability.models import RequestLog, RewardLog
-from observability.selectors import channel_has_history, channels_with_history
+from observability.selectors import channel_has_history, channels_with_history, request_logs_recent, request_trace
 from observability.stats import DIMENSIONS, WINDOWS_S, stats_rolling
 
 from .health.board import board
@@ -307,9 +306,8 @@ class ChannelAdmin(AuditedAdmin):
 
     def requests_view(self, request):
         request_id = (request.GET.get("request_id") or "").strip()
-        selected = RequestLog.objects.filter(request_id=request_id).first() if request_id else None
-        rewards = list(RewardLog.objects.filter(request_id=request_id).order_by("attempt")) if selected else []
-        recent = [] if selected else list(RequestLog.objects.order_by("-created_at")[:50])
+        selected, rewards = request_trace(request_id=request_id)
+        recent = [] if selected else request_logs_recent(limit=50)
         return self._page(request, "admin/channels/requests.html", "Why requests went where they went",
                           selected=selected, rewards=rewards, recent=recent, request_id=request_id)
 
