@@ -43,7 +43,9 @@ class TenantAdmin(AuditedAdmin):
 class ApiKeyAddForm(forms.ModelForm):
     class Meta:
         model = ApiKey
-        fields = ("tenant", "name", "allowed_models", "allowed_ips", "rpm", "tpm", "daily_cap_micros", "monthly_cap_micros", "expires_at", "mode")
+        fields = (
+            "tenant", "name", "allowed_models", "allowed_ips", "rpm", "tpm", "daily_cap_micros", "monthly_cap_micros", "expires_at", "mode",
+        )
 
 
 @admin.register(ApiKey)
@@ -51,7 +53,9 @@ class ApiKeyAdmin(AuditedAdmin):
     """Keys are made here, by their owners or by `create_api_key`, always through
     accounts.services.api_key_create; the secret is shown once (a message) and never stored."""
 
-    list_display = ("prefix", "name", "tenant", "status", "rpm", "tpm", "daily_cap_micros", "monthly_cap_micros", "expires_at", "last_used_at")
+    list_display = (
+        "prefix", "name", "tenant", "status", "rpm", "tpm", "daily_cap_micros", "monthly_cap_micros", "expires_at", "last_used_at",
+    )
     list_filter = ("status",)
     search_fields = ("prefix", "name", "tenant__name")
     readonly_fields = ("key_hash", "prefix", "tenant", "created_at", "last_used_at",

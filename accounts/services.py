@@ -11,10 +11,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from billing.selectors import group_exists
 from billing.services import balance_credit
 from common.config_version import config_changed
-
-from billing.selectors import group_exists
 
 from .models import ApiKey, Invitation, Membership, OperatorToken, Tenant
 from .selectors import key_hash
@@ -144,7 +143,9 @@ def _check_limits(*, allowed_ips=None, **limits) -> None:
             raise InvalidInput(f"{cidr!r} is not an IP address or CIDR") from None
 
 
-UPDATABLE = frozenset({"name", "allowed_models", "allowed_ips", "rpm", "tpm", "daily_cap_micros", "monthly_cap_micros", "expires_at", "mode"})
+UPDATABLE = frozenset(
+    {"name", "allowed_models", "allowed_ips", "rpm", "tpm", "daily_cap_micros", "monthly_cap_micros", "expires_at", "mode"}
+)
 
 
 def api_key_update(*, key: ApiKey, **fields) -> ApiKey:
