@@ -5,7 +5,6 @@ from django.contrib import admin, messages
 
 from observability.admin_audit import AuditedAdmin
 
-from . import keycache
 from .models import ApiKey, Membership, OperatorToken, Tenant
 from .services import InvalidInput, api_key_create, api_key_revoke, operator_token_revoke, tenant_set_status, timezone_check
 
@@ -44,7 +43,9 @@ class TenantAdmin(AuditedAdmin):
 class ApiKeyAddForm(forms.ModelForm):
     class Meta:
         model = ApiKey
-        fields = ("tenant", "name", "allowed_models", "allowed_ips", "rpm", "tpm", "daily_cap_micros", "monthly_cap_micros", "expires_at", "mode")
+        fields = (
+            "tenant", "name", "allowed_models", "allowed_ips", "rpm", "tpm", "daily_cap_micros", "monthly_cap_micros", "expires_at", "mode",
+        )
 
 
 @admin.register(ApiKey)
@@ -52,7 +53,9 @@ class ApiKeyAdmin(AuditedAdmin):
     """Keys are made here, by their owners or by `create_api_key`, always through
     accounts.services.api_key_create; the secret is shown once (a message) and never stored."""
 
-    list_display = ("prefix", "name", "tenant", "status", "rpm", "tpm", "daily_cap_micros", "monthly_cap_micros", "expires_at", "last_used_at")
+    list_display = (
+        "prefix", "name", "tenant", "status", "rpm", "tpm", "daily_cap_micros", "monthly_cap_micros", "expires_at", "last_used_at",
+    )
     list_filter = ("status",)
     search_fields = ("prefix", "name", "tenant__name")
     readonly_fields = ("key_hash", "prefix", "tenant", "created_at", "last_used_at",
@@ -74,10 +77,7 @@ class ApiKeyAdmin(AuditedAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            super().save_model(request, obj, form, change)
-            keycache.invalidate(key_hash=obj.key_hash)
-            if obj.previous_key_hash:
-                keycache.invalidate(key_hash=obj.previous_key_hash)
+            super().save_model(request, obj, form, change)  # the save moves the configuration version
             return
         data = form.cleaned_data
         key, secret = api_key_create(

@@ -194,7 +194,9 @@ def keys_list(request, tenant_id: int = Path(..., ge=1, le=MAX_ID)):
     return list(_keys(request, tenant))
 
 
-@router.post("/tenants/{tenant_id}/keys", response=with_errors({201: KeyCreated}), summary="Create a key (its secret is in this answer only)")
+@router.post(
+    "/tenants/{tenant_id}/keys", response=with_errors({201: KeyCreated}), summary="Create a key (its secret is in this answer only)"
+)
 def keys_create(request, body: KeyIn, tenant_id: int = Path(..., ge=1, le=MAX_ID)):
     tenant = tenant_for(request, tenant_id=tenant_id, permission=roles.KEYS_OWN)
     if any(not m or len(m) > 200 or any(c.isspace() for c in m) for m in body.models):
@@ -225,7 +227,11 @@ class RotateIn(Schema):
     overlap_s: int = Field(0, ge=0, le=10 * 365 * 86400, description="how long the old secret keeps working; 0: it stops now")
 
 
-@router.post("/tenants/{tenant_id}/keys/{key_id}/rotate", response=with_errors({200: KeyCreated}), summary="Rotate a key's secret (the new one is in this answer only)")
+@router.post(
+    "/tenants/{tenant_id}/keys/{key_id}/rotate",
+    response=with_errors({200: KeyCreated}),
+    summary="Rotate a key's secret (the new one is in this answer only)",
+)
 def keys_rotate(request, body: RotateIn, tenant_id: int = Path(..., ge=1, le=MAX_ID), key_id: int = Path(..., ge=1, le=MAX_ID)):
     tenant = tenant_for(request, tenant_id=tenant_id, permission=roles.KEYS_OWN)
     key, secret = api_key_rotate(key_id=_key(request, tenant, key_id).pk, overlap_s=body.overlap_s)

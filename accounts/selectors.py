@@ -103,7 +103,8 @@ def api_keys_visible(*, tenant_id: int, user=None) -> list[ApiKey]:
 
 
 def api_key_names(*, tenant_id: int) -> dict[int, str]:
-    return {pk: f"{name or 'unnamed'} ({prefix}…)" for pk, name, prefix in ApiKey.objects.filter(tenant_id=tenant_id).values_list("pk", "name", "prefix")}
+    keys = ApiKey.objects.filter(tenant_id=tenant_id).values_list("pk", "name", "prefix")
+    return {pk: f"{name or 'unnamed'} ({prefix}…)" for pk, name, prefix in keys}
 def tenant_owner_emails(*, tenant_id: int) -> list[str]:
     """Addresses of a tenant's owners (who get its billing alerts)."""
     return sorted(

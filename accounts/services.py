@@ -11,12 +11,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from billing.selectors import group_exists
 from billing.services import balance_credit
 from common.config_version import config_changed
 
-from billing.selectors import group_exists
-
-from . import keycache
 from .models import ApiKey, Invitation, Membership, OperatorToken, Tenant
 from .selectors import key_hash
 
@@ -96,10 +94,7 @@ def api_key_revoke(*, key: ApiKey) -> ApiKey:
     """Both the current secret and one still inside a rotation's window stop at once."""
     ApiKey.objects.filter(pk=key.pk).update(status=ApiKey.Status.REVOKED)
     key.refresh_from_db(fields=["status", "key_hash", "previous_key_hash"])
-    for hashed in (key.key_hash, key.previous_key_hash):
-        if hashed:
-            keycache.invalidate(key_hash=hashed)
-    config_changed()  # update() sends no signal
+    config_changed()  # update() sends no signal; every process drops its cached policies
     return key
 
 
@@ -113,7 +108,6 @@ def api_key_rotate(*, key_id: int, overlap_s: int) -> tuple[ApiKey, str]:
     key = ApiKey.objects.select_for_update().get(pk=key_id)
     if key.status != ApiKey.Status.ACTIVE:
         raise InvalidInput("a revoked key cannot be rotated; create a new key instead")
-    stale = [key.key_hash, key.previous_key_hash]
     secret = KEY_PREFIX + secrets.token_urlsafe(36)
     if overlap_s:
         key.previous_key_hash = key.key_hash
@@ -124,7 +118,6 @@ def api_key_rotate(*, key_id: int, overlap_s: int) -> tuple[ApiKey, str]:
     key.key_hash = key_hash(secret)
     key.prefix = secret[:10]
     key.save(update_fields=["previous_key_hash", "previous_expires_at", "key_hash", "prefix"])
-    transaction.on_commit(lambda: [keycache.invalidate(key_hash=h) for h in stale if h])
     return key, secret
 
 
@@ -150,7 +143,9 @@ def _check_limits(*, allowed_ips=None, **limits) -> None:
             raise InvalidInput(f"{cidr!r} is not an IP address or CIDR") from None
 
 
-UPDATABLE = frozenset({"name", "allowed_models", "allowed_ips", "rpm", "tpm", "daily_cap_micros", "monthly_cap_micros", "expires_at", "mode"})
+UPDATABLE = frozenset(
+    {"name", "allowed_models", "allowed_ips", "rpm", "tpm", "daily_cap_micros", "monthly_cap_micros", "expires_at", "mode"}
+)
 
 
 def api_key_update(*, key: ApiKey, **fields) -> ApiKey:
@@ -165,9 +160,6 @@ def api_key_update(*, key: ApiKey, **fields) -> ApiKey:
     for name, value in fields.items():
         setattr(key, name, value)
     key.save(update_fields=list(fields))
-    for hashed in (key.key_hash, key.previous_key_hash):
-        if hashed:
-            keycache.invalidate(key_hash=hashed)
     return key
 
 
@@ -176,8 +168,6 @@ def tenant_set_status(*, tenant: Tenant, status: str) -> Tenant:
         raise InvalidInput(f"status must be one of {', '.join(Tenant.Status.values)}, not {status!r}")
     tenant.status = status
     tenant.save(update_fields=["status"])
-    for hashed in tenant.api_keys.values_list("key_hash", flat=True):
-        keycache.invalidate(key_hash=hashed)
     return tenant
 
 
@@ -198,9 +188,6 @@ def tenant_update(*, tenant: Tenant, name: str | None = None, group: str | None 
         tenant.save(update_fields=["name", "group"])
     if status is not None:
         tenant_set_status(tenant=tenant, status=status)
-    else:
-        for hashed in tenant.api_keys.values_list("key_hash", flat=True):
-            keycache.invalidate(key_hash=hashed)
     return tenant
 
 

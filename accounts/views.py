@@ -152,7 +152,8 @@ def team(request):
                 form.add_error("email", str(exc))
             else:
                 invitation_send(request, invitation=invitation, token=token)
-                messages.success(request, f"Invitation sent to {invitation.email}. The link works for {settings.INVITATION_TTL_S // 86400} days.")
+                days = settings.INVITATION_TTL_S // 86400
+                messages.success(request, f"Invitation sent to {invitation.email}. The link works for {days} days.")
                 return redirect("portal-team")
     members = Membership.objects.filter(tenant=request.tenant).select_related("user").order_by("created_at")
     invitations = Invitation.objects.filter(tenant=request.tenant, accepted_at__isnull=True).order_by("-created_at")

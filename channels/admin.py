@@ -28,8 +28,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from observability.admin_audit import AuditedAdmin
-from observability.models import RequestLog, RewardLog
-from observability.selectors import channel_has_history, channels_with_history
+from observability.selectors import channel_has_history, channels_with_history, request_logs_recent, request_trace
 from observability.stats import DIMENSIONS, WINDOWS_S, stats_rolling
 
 from .health.board import board
@@ -146,7 +145,26 @@ class ChannelForm(forms.ModelForm):
 
 
 class DisableForm(forms.Form):
-    reason = forms.CharField(max_length=250, help_text="Shown to operators beside the channel and in every skipped request's log.")
+    reason = forms.CharField(max_length=250, help_text="Shown to operators beside what was disabled.")
+
+
+def disable_with_reason(model_admin, request, queryset, *, action: str, noun: str, disable) -> TemplateResponse | None:
+    """What every "disable, with a reason" action does: first a page that lists what will stop
+    and asks why; once answered, `disable(obj, reason)` for each, noted in the admin history."""
+    form = DisableForm(request.POST if "apply" in request.POST else None)
+    if "apply" in request.POST and form.is_valid():
+        reason = form.cleaned_data["reason"]
+        for obj in queryset:
+            disable(obj, reason)
+            model_admin.log_change(request, obj, f"Disabled: {reason}")
+        model_admin.message_user(request, f"Disabled {queryset.count()} {noun}(s): {reason}", messages.SUCCESS)
+        return None
+    return TemplateResponse(
+        request,
+        "admin/channels/disable_reason.html",
+        {**model_admin.admin_site.each_context(request), "title": f"Disable {noun}s", "objects": queryset, "form": form,
+         "action": action, "opts": model_admin.model._meta, "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME},
+    )
 
 
 class ChannelFormChecked(ChannelForm):
@@ -291,20 +309,10 @@ class ChannelAdmin(AuditedAdmin):
 
     @admin.action(description="Disable selected channels, with a reason…", permissions=["change"])
     def disable_channels(self, request, queryset):
-        form = DisableForm(request.POST if "apply" in request.POST else None)
-        if "apply" in request.POST and form.is_valid():
-            reason = form.cleaned_data["reason"]
-            for channel in queryset:
-                channel_operator_set(channel=channel, is_enabled=False, reason=reason)
-                self.log_change(request, channel, f"Disabled: {reason}")
-            self.message_user(request, f"Disabled {queryset.count()} channel(s): {reason}", messages.SUCCESS)
-            return None
-        return TemplateResponse(
-            request,
-            "admin/channels/disable_reason.html",
-            {**self.admin_site.each_context(request), "title": "Disable channels", "objects": queryset, "form": form,
-             "action": "disable_channels", "opts": self.model._meta, "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME},
-        )
+        def disable(channel, reason):
+            channel_operator_set(channel=channel, is_enabled=False, reason=reason)
+
+        return disable_with_reason(self, request, queryset, action="disable_channels", noun="channel", disable=disable)
 
     @admin.action(description="Test selected channels (sends a tiny real request)", permissions=["change"])
     def test_channels(self, request, queryset):
@@ -353,9 +361,8 @@ class ChannelAdmin(AuditedAdmin):
 
     def requests_view(self, request):
         request_id = (request.GET.get("request_id") or "").strip()
-        selected = RequestLog.objects.filter(request_id=request_id).first() if request_id else None
-        rewards = list(RewardLog.objects.filter(request_id=request_id).order_by("attempt")) if selected else []
-        recent = [] if selected else list(RequestLog.objects.order_by("-created_at")[:50])
+        selected, rewards = request_trace(request_id=request_id)
+        recent = [] if selected else request_logs_recent(limit=50)
         return self._page(request, "admin/channels/requests.html", "Why requests went where they went",
                           selected=selected, rewards=rewards, recent=recent, request_id=request_id)
 
@@ -380,10 +387,6 @@ class ModelAdmin(AuditedAdmin):
     list_display = ("public_id", "context_window", "max_output", "is_hidden", "aliases")
     search_fields = ("public_id",)
     list_filter = ("is_hidden",)
-
-
-class ChannelModelDisableForm(DisableForm):
-    pass
 
 
 @admin.register(ChannelModel)
@@ -419,21 +422,11 @@ class ChannelModelAdmin(AuditedAdmin):
 
     @admin.action(description="Disable selected channel models, with a reason…", permissions=["change"])
     def disable_routes(self, request, queryset):
-        form = ChannelModelDisableForm(request.POST if "apply" in request.POST else None)
-        if "apply" in request.POST and form.is_valid():
-            reason = form.cleaned_data["reason"]
-            for link in queryset:
-                link.is_enabled = False
-                link.save(update_fields=["is_enabled"])
-                self.log_change(request, link, f"Disabled: {reason}")
-            self.message_user(request, f"Disabled {queryset.count()} channel model(s): {reason}", messages.SUCCESS)
-            return None
-        return TemplateResponse(
-            request,
-            "admin/channels/disable_reason.html",
-            {**self.admin_site.each_context(request), "title": "Disable channel models", "objects": queryset, "form": form,
-             "action": "disable_routes", "opts": self.model._meta, "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME},
-        )
+        def disable(link, reason):  # the reason is kept in the admin history (`disabled_because`)
+            link.is_enabled = False
+            link.save(update_fields=["is_enabled"])
+
+        return disable_with_reason(self, request, queryset, action="disable_routes", noun="channel model", disable=disable)
 
 
 def last_disable_reason(link: ChannelModel) -> str:

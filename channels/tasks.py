@@ -26,7 +26,8 @@ from django.conf import settings
 
 from billing.alerts import operator_alert_queue
 from billing.sync import markup_parse, prices_sync, pricing_document_parse, pricing_document_read, source_lookup
-from observability.models import RequestLog, RewardLog
+from common.db import delete_in_batches
+from observability.services import logs_delete_before
 
 from . import upstream
 from .health.probes import channel_probe, channels_to_probe
@@ -302,24 +303,13 @@ def pricing_sync() -> dict:
 # --- retention --------------------------------------------------------------------------------
 
 
-def _delete_older(queryset, *, batch: int = 5000) -> int:
-    """Delete in batches by primary key, so a large backlog never holds one long lock."""
-    deleted = 0
-    while True:
-        ids = list(queryset.values_list("pk", flat=True)[:batch])
-        if not ids:
-            return deleted
-        deleted += queryset.model.objects.filter(pk__in=ids).delete()[0]
-
-
 def logs_prune(*, now: datetime | None = None) -> dict:
     now = now or datetime.now(timezone.utc)
     logs_before = now - timedelta(days=settings.REQUEST_LOG_RETENTION_DAYS)
     balances_before = now - timedelta(days=settings.BALANCE_SNAPSHOT_RETENTION_DAYS)
     return {
-        "request_logs": _delete_older(RequestLog.objects.filter(created_at__lt=logs_before)),
-        "reward_logs": _delete_older(RewardLog.objects.filter(created_at__lt=logs_before)),
-        "balance_snapshots": _delete_older(ChannelBalanceSnapshot.objects.filter(created_at__lt=balances_before)),
+        **logs_delete_before(before=logs_before),
+        "balance_snapshots": delete_in_batches(ChannelBalanceSnapshot.objects.filter(created_at__lt=balances_before)),
     }
 
 

@@ -23,11 +23,10 @@ from collections import deque
 from datetime import datetime, timedelta, timezone
 
 from django.conf import settings
-from django.db.models import Count, Q
-from django.db.models.functions import TruncHour, TruncMinute
 
 from common.snapshot import Snapshot
-from observability.models import RewardLog
+from observability.selectors import reward_counts_by_bucket
+from observability.services import reward_logs_write
 from observability.writer import BatchWriter
 
 from .models import Channel, ThompsonArm
@@ -124,7 +123,7 @@ def forget() -> None:
 
 
 def _write_rewards(batch: list[dict]) -> None:
-    RewardLog.objects.bulk_create([RewardLog(**entry) for entry in batch], ignore_conflicts=True)
+    reward_logs_write(entries=batch)
 
 
 reward_logs = BatchWriter(_write_rewards, name="reward-log-writer", flush_s=settings.REQUEST_LOG_FLUSH_S)
@@ -170,18 +169,12 @@ def arms_refresh(*, now: datetime | None = None) -> dict:
     half_life_s = settings.ROUTING_THOMPSON_HALF_LIFE_S
     # Minute buckets for the recent past (where weights change fastest), hours before that.
     recent = max(since, upto - timedelta(hours=2))
-    rewards = RewardLog.objects.filter(created_at__lte=upto, reward__isnull=False)
     buckets = [
-        (rewards.filter(created_at__gt=recent), TruncMinute, timedelta(minutes=1)),
-        (rewards.filter(created_at__gt=since, created_at__lte=recent), TruncHour, timedelta(hours=1)),
+        (reward_counts_by_bucket(since=recent, until=upto, bucket="minute"), timedelta(minutes=1)),
+        (reward_counts_by_bucket(since=since, until=recent, bucket="hour"), timedelta(hours=1)),
     ]
     sums: dict[Pair, list[float]] = {}
-    for queryset, trunc, width in buckets:
-        rows = (
-            queryset.annotate(bucket=trunc("created_at"))
-            .values("channel_id", "model", "bucket")
-            .annotate(successes=Count("id", filter=Q(reward__gte=0.5)), total=Count("id"))
-        )
+    for rows, width in buckets:
         for row in rows:
             start = max(row["bucket"], since)
             middle = start + (min(row["bucket"] + width, upto) - start) / 2

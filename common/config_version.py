@@ -10,9 +10,13 @@ for the very next request everywhere.
 
 Where the version lives: with Redis, a counter (`INCR`; one `GET` per request); on the embedded
 default (no Redis), a small file beside the database that each change rewrites with a fresh
-token (one read of a few bytes per request, no query). An idle process needs no timer: it looks
-at its next request. A change made while a cache is being rebuilt moves the version again, so
-the request after it rebuilds once more.
+token (one read of a few bytes per request, no query); web processes on *other machines* that
+share a PostgreSQL database without Redis cannot see that file, so they see a change only when
+their caches' TTLs run out (the first read logs that: set REDIS_URL). An idle process needs no
+timer: it looks at its next request. A change made while a cache is being rebuilt moves the
+version again, so the request after it rebuilds once more.
+
+The caches that follow it: the routing table, the rate card, the key policies.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ log = logging.getLogger(__name__)
 
 _followers: list[Callable[[], None]] = []
 _seen: list[object] = [object()]  # sentinel: the first look always counts as a change
+_has_warned: list[bool] = [False]
 
 
 def config_follow(on_change: Callable[[], None]) -> Callable[[], None]:
@@ -76,6 +81,13 @@ def _drop_caches() -> None:
 async def _read() -> object:
     if settings.REDIS_URL:
         return await shared_redis.client_async().get(_redis_key())
+    if not _has_warned[0] and connection.vendor != "sqlite":
+        _has_warned[0] = True
+        log.warning(
+            "REDIS_URL is not set: configuration changes (key revocations too) reach the web processes "
+            "of this machine at once, through %s, but those of other machines only when their caches "
+            "expire; set REDIS_URL when they share this database", version_path(),
+        )
     try:
         with open(version_path(), "rb") as handle:
             return handle.read(64)

@@ -18,3 +18,15 @@ async def run_db(fn, /, **kwargs):
     """Run `fn(**kwargs)` in a worker thread. Not thread-sensitive: each call is a whole unit
     of work (its own transaction), so calls from concurrent requests run side by side."""
     return await sync_to_async(_fresh, thread_sensitive=False)(fn, kwargs)
+
+
+
+def delete_in_batches(queryset, *, batch: int = 5000) -> int:
+    """Delete what `queryset` selects in batches by primary key, so that a large backlog never
+    holds one long lock. Returns the count Django's `delete()` gives."""
+    deleted = 0
+    while True:
+        ids = list(queryset.values_list("pk", flat=True)[:batch])
+        if not ids:
+            return deleted
+        deleted += queryset.model.objects.filter(pk__in=ids).delete()[0]

@@ -65,7 +65,10 @@ class RequestLogAdmin(admin.ModelAdmin):
     def live_view(self, request):
         if not self.has_view_permission(request):
             raise PermissionDenied
-        context = {**self.admin_site.each_context(request), "title": "Routing decisions, live", "opts": self.model._meta, "socket_path": "/" + LIVE_PATH}
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Routing decisions, live", "opts": self.model._meta, "socket_path": "/" + LIVE_PATH,
+        }
         return TemplateResponse(request, "admin/observability/live.html", context)
 
 

@@ -80,7 +80,11 @@ def logging_config(*, log_format: str, level: str) -> dict:
         "disable_existing_loggers": False,
         "formatters": {
             "structured": {"()": "observability.logs.formatter", "log_format": log_format},
-            "access": {"()": "observability.logs.AccessJsonFormatter"} if log_format == "json" else {"()": "observability.logs.formatter", "log_format": log_format},
+            "access": (
+                {"()": "observability.logs.AccessJsonFormatter"}
+                if log_format == "json"
+                else {"()": "observability.logs.formatter", "log_format": log_format}
+            ),
         },
         "handlers": {
             "console": {"class": "logging.StreamHandler", "formatter": "structured"},

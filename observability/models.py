@@ -58,7 +58,9 @@ class RewardLog(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["request_id", "attempt"], name="rewardlog_once"),
-            models.CheckConstraint(condition=models.Q(reward__isnull=True) | models.Q(reward__gte=0, reward__lte=1), name="rewardlog_reward_unit"),
+            models.CheckConstraint(
+                condition=models.Q(reward__isnull=True) | models.Q(reward__gte=0, reward__lte=1), name="rewardlog_reward_unit"
+            ),
         ]
         # thompson_refresh and the error-rate sweep read a window of recent rewards per route
         indexes = [models.Index(fields=["created_at", "channel_id"], name="reward_by_time")]

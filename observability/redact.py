@@ -11,7 +11,9 @@ import uuid
 REDACTED = "[redacted]"
 # Parts of a field name (split on "_") that make it secret: `credential`, `key_hash`, `api_key`,
 # `token`, `check_token`, `password`, `codes`, `salt`...
-SECRET_PARTS = frozenset({"credential", "credentials", "hash", "key", "token", "secret", "password", "passphrase", "codes", "code", "salt", "sealed"})
+SECRET_PARTS = frozenset(
+    {"credential", "credentials", "hash", "key", "token", "secret", "password", "passphrase", "codes", "code", "salt", "sealed"}
+)
 # ...unless the name says it is only a reference or a display fragment.
 HARMLESS_SUFFIXES = ("_id", "_prefix", "_count", "_at")
 KEY_PREFIXES = ("sk-", "tk-")  # customer keys and operator tokens

@@ -1,12 +1,15 @@
-"""Reads of request logs: the portal's (always within one tenant) and the management API's."""
+"""Reads of request and reward logs: the portal's (always within one tenant), the management
+API's, and what channels' health and admin pages need (never channels reading the models)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncDate, TruncHour, TruncMinute
+
+from providers.base import ErrorKind
 
 from .models import RequestLog, RewardLog
 
@@ -108,3 +111,43 @@ def request_logs_for(*, tenant_id: int, model: str | None = None, status: int | 
     if before_id is not None:
         logs = logs.filter(pk__lt=before_id)
     return logs
+
+
+def reward_attempt_counts(*, since: datetime) -> list[dict]:
+    """Per channel, the scored attempts logged after `since` (`total`) and how many of them
+    failed transiently (`errors`: 5xx, timeouts, connection), as
+    `{"channel_id", "total", "errors"}` rows."""
+    rows = (
+        RewardLog.objects.filter(created_at__gt=since, reward__isnull=False)
+        .values("channel_id")
+        .annotate(total=Count("id"), errors=Count("id", filter=Q(outcome=ErrorKind.TRANSIENT.value)))
+        .order_by("channel_id")
+    )
+    return list(rows)
+
+
+def reward_counts_by_bucket(*, since: datetime, until: datetime, bucket: str) -> list[dict]:
+    """Scored attempts with `since < created_at <= until`, counted per channel, model and time
+    bucket (`"minute"` or `"hour"`, truncated in the database, portable to SQLite and PostgreSQL):
+    rows of `{"channel_id", "model", "bucket", "successes", "total"}`, a success being a reward of
+    0.5 or more."""
+    trunc = {"minute": TruncMinute, "hour": TruncHour}[bucket]
+    rows = (
+        RewardLog.objects.filter(created_at__gt=since, created_at__lte=until, reward__isnull=False)
+        .annotate(bucket=trunc("created_at"))
+        .values("channel_id", "model", "bucket")
+        .annotate(successes=Count("id", filter=Q(reward__gte=0.5)), total=Count("id"))
+    )
+    return list(rows)
+
+
+def request_trace(*, request_id: str) -> tuple[RequestLog | None, list[RewardLog]]:
+    """One request's log and its attempts' reward logs, in order (operator pages only)."""
+    log = RequestLog.objects.filter(request_id=request_id).first() if request_id else None
+    rewards = list(RewardLog.objects.filter(request_id=request_id).order_by("attempt")) if log else []
+    return log, rewards
+
+
+def request_logs_recent(*, limit: int = 50) -> list[RequestLog]:
+    """The latest request logs of every tenant (operator pages only)."""
+    return list(RequestLog.objects.order_by("-created_at")[:limit])

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.utils import timezone
+
+from common.db import delete_in_batches
 
 from .events import decision_event, event_publish
 from .metrics import request_observe
-from .models import AuditRecord
+from .models import AuditRecord, RequestLog, RewardLog
 from .redact import redact
 from .writer import access_lines, request_logs
 
@@ -49,3 +53,16 @@ def audit_record(
         after=redact(after) if after is not None else None,
         created_at=timezone.now(),
     )
+
+
+def reward_logs_write(*, entries: list[dict]) -> None:
+    """Store a batch of reward logs (the reward writer's flush); one already stored is skipped."""
+    RewardLog.objects.bulk_create([RewardLog(**entry) for entry in entries], ignore_conflicts=True)
+
+
+def logs_delete_before(*, before: datetime) -> dict:
+    """Delete request and reward logs created before `before`; returns the counts."""
+    return {
+        "request_logs": delete_in_batches(RequestLog.objects.filter(created_at__lt=before)),
+        "reward_logs": delete_in_batches(RewardLog.objects.filter(created_at__lt=before)),
+    }

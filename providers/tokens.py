@@ -1,12 +1,13 @@
 """Offline token counting, for reservations and for streams whose upstream sent no usage.
 
-tiktoken downloads its encoding files on first use, which fails without internet. The
-`bpe-openai` wheel ships the same files (same sha256), so before loading we copy the one we
-need into tiktoken's cache directory under the name tiktoken looks for (sha1 of the blob URL)
-and point `TIKTOKEN_CACHE_DIR` there. tiktoken still checks the hash when it reads the file.
+One library: bpe-openai's compiled tokenizers, which ship their encoding files inside the
+wheel, so nothing is downloaded at run time. They give tiktoken's counts exactly
+(docs/decisions/007-one-tokenizer.md); we only count, never encode to ids.
 
 Order of preference: o200k_base, cl100k_base, then a chars/4 estimate so that counting never
-raises. The encoder is loaded once per process, on first use.
+raises. The tokenizer is loaded once per process, on first use. Text is counted as plain text:
+a special-token string such as "<|endoftext|>" counts as the characters it is made of, and a
+lone surrogate as U+FFFD (what tiktoken did).
 
 These are estimates of what an upstream will bill (OpenAI's per-message overhead; fixed
 figures for images); the upstream's reported usage always wins when there is one.
@@ -14,13 +15,13 @@ figures for images); the upstream's reported usage always wins when there is one
 
 from __future__ import annotations
 
-import gzip
-import hashlib
+import importlib
+import importlib.machinery
 import importlib.util
-import os
-import tempfile
+import sys
 import threading
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable
 
 import orjson
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 _ENCODINGS = ("o200k_base", "cl100k_base")
-_BLOB_URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
+_BINDINGS = "bpe_openai._bindings"
 
 _TOKENS_PER_MESSAGE = 3  # <|start|>{role}<|message|>...<|end|>
 _TOKENS_PER_NAME = 1
@@ -156,57 +157,49 @@ def _load() -> Callable[[str], int]:
             return _count
         for name in _ENCODINGS:
             try:
-                encoding = _load_encoding(name)
+                count = _counter(name)
             except Exception:  # noqa: BLE001 - any failure means "try the next one"
                 continue
-            encode = encoding.encode_ordinary  # plain text: special-token strings are text
-            _count = lambda text: len(encode(text))  # noqa: E731
+            _count = count
             _encoding_name = name
             return _count
         _count = _estimate_chars
         return _count
 
 
-def _load_encoding(name: str) -> Any:
-    import tiktoken  # lazy: importing it costs time that many processes never need
+def _counter(name: str) -> Callable[[str], int]:
+    count = _bindings().tokenizer_for_encoding(name).count
 
-    cache_dir = os.environ.get("TIKTOKEN_CACHE_DIR") or _default_cache_dir()
-    os.makedirs(cache_dir, exist_ok=True)
-    _place_encoding_file(name, cache_dir)
-    os.environ["TIKTOKEN_CACHE_DIR"] = cache_dir
-    return tiktoken.get_encoding(name)
+    def counted(text: str) -> int:
+        try:
+            return count(text)
+        except UnicodeEncodeError:  # lone surrogates: Rust takes UTF-8 only; tiktoken did the same
+            return count(text.encode("utf-16", "surrogatepass").decode("utf-16", "replace"))
 
-
-def _place_encoding_file(name: str, cache_dir: str) -> None:
-    contents = gzip.decompress(_shipped_file(name).read_bytes())
-    url = _BLOB_URL.format(name=name)
-    path = os.path.join(cache_dir, hashlib.sha1(url.encode()).hexdigest())
-    try:
-        with open(path, "rb") as existing:
-            if existing.read() == contents:
-                return
-    except FileNotFoundError:
-        pass
-    # Write then rename: another process may be loading the same file right now.
-    tmp_path = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-    with open(tmp_path, "wb") as out:
-        out.write(contents)
-    os.replace(tmp_path, path)
+    counted("warm up")  # fails here, not on a request, if the tokenizer cannot run
+    return counted
 
 
-def _shipped_file(name: str) -> Path:
-    # Found, not imported: importing bpe_openai builds its own tokenizers (~0.4 s).
-    spec = importlib.util.find_spec("bpe_openai")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the bpe-openai package is not installed")
-    return Path(spec.submodule_search_locations[0]) / "data" / f"{name}.tiktoken.gz"
-
-
-def _default_cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    path = os.path.join(base, "tokenhub", "tiktoken")
-    try:
-        os.makedirs(path, exist_ok=True)
-        return path
-    except OSError:
-        return os.path.join(tempfile.gettempdir(), "tokenhub-tiktoken")
+def _bindings() -> ModuleType:
+    """bpe-openai's compiled module, loaded on its own. Importing the package runs its
+    `__init__`, which parses every vocabulary it ships into Python dicts for its tiktoken
+    look-alike (over a second and tens of MB per process); the compiled tokenizers read the
+    same files themselves and need none of that."""
+    loaded = sys.modules.get(_BINDINGS)
+    if loaded is not None:
+        return loaded
+    package = importlib.util.find_spec("bpe_openai")  # found, not imported
+    if package is None or not package.submodule_search_locations:
+        raise ModuleNotFoundError("the bpe-openai package is not installed")
+    folder = Path(package.submodule_search_locations[0])
+    found = [folder / f"_bindings{suffix}" for suffix in importlib.machinery.EXTENSION_SUFFIXES]
+    path = next((candidate for candidate in found if candidate.is_file()), None)
+    if path is None:  # another build layout: the ordinary import is slower but works
+        return importlib.import_module(_BINDINGS)
+    loader = importlib.machinery.ExtensionFileLoader(_BINDINGS, str(path))
+    spec = importlib.util.spec_from_loader(_BINDINGS, loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    # Registered so that a later `import bpe_openai` reuses it: the module initialises once.
+    sys.modules[_BINDINGS] = module
+    return module

@@ -6,10 +6,8 @@ from datetime import datetime, timedelta
 from datetime import timezone as tz
 
 from django.conf import settings
-from django.db.models import Count, Q
 
-from observability.models import RewardLog
-from providers.base import ErrorKind
+from observability.selectors import reward_attempt_counts
 
 from ..models import Channel, DisableKind
 from .status import channel_auto_disable
@@ -21,11 +19,7 @@ def error_rate_sweep(*, now=None) -> list[dict]:
     least ROUTING_DISABLE_MIN_ATTEMPTS attempts: never for one stray error."""
     now = now or datetime.now(tz.utc)
     since = now - timedelta(seconds=settings.ROUTING_ERROR_WINDOW_S)
-    rows = (
-        RewardLog.objects.filter(created_at__gt=since, reward__isnull=False)
-        .values("channel_id")
-        .annotate(total=Count("id"), errors=Count("id", filter=Q(outcome=ErrorKind.TRANSIENT.value)))
-    )
+    rows = reward_attempt_counts(since=since)
     enabled = set(Channel.objects.filter(status=Channel.Status.ENABLED).values_list("pk", flat=True))
     disabled = []
     for row in rows:

@@ -18,4 +18,5 @@ class Command(JsonCommand):
         except Exception:
             raise InvalidInput(f"unknown time zone {timezone!r}") from None
         tenant = tenant_create(name=name, group=group, timezone=timezone)
-        return {"id": tenant.pk, "name": tenant.name, "group": tenant.group}, f"created tenant {tenant.name} (id {tenant.pk}, group {tenant.group})"
+        line = f"created tenant {tenant.name} (id {tenant.pk}, group {tenant.group})"
+        return {"id": tenant.pk, "name": tenant.name, "group": tenant.group}, line

@@ -11,4 +11,5 @@ class Command(JsonCommand):
 
     def run(self, *, token, **_):
         found = operator_token_revoke(token=operator_token_get(ref=token))
-        return {"id": found.pk, "name": found.name, "revoked_at": found.revoked_at.isoformat()}, f"revoked operator token {found.name} (id {found.pk})"
+        line = f"revoked operator token {found.name} (id {found.pk})"
+        return {"id": found.pk, "name": found.name, "revoked_at": found.revoked_at.isoformat()}, line

@@ -8,7 +8,9 @@ class Command(JsonCommand):
 
     def add_args(self, parser) -> None:
         parser.add_argument("key_id", type=int)
-        parser.add_argument("--overlap", type=int, default=0, metavar="S", help="seconds the old secret keeps working (default 0: it stops now)")
+        parser.add_argument(
+            "--overlap", type=int, default=0, metavar="S", help="seconds the old secret keeps working (default 0: it stops now)"
+        )
 
     def run(self, *, key_id, overlap, **_):
         key, secret = api_key_rotate(key_id=api_key_get(key_id=key_id).pk, overlap_s=overlap)
