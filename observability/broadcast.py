@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 
 import orjson
 from prometheus_client import Counter
@@ -26,6 +27,7 @@ VIEWER_DROPPED = Counter("tokenhub_live_viewer_batches_dropped_total", "Live bat
 
 _viewers: dict[int, set[asyncio.Queue]] = {}  # event loop id -> its viewers' queues
 _listeners: dict[int, asyncio.Task] = {}  # event loop id -> its Redis subscriber task
+_owners: dict[int, weakref.ref] = {}  # event loop id -> the loop itself (an id outlives its loop)
 
 
 def _channel() -> str:
@@ -68,15 +70,28 @@ async def _listen(loop_id: int) -> None:
 
 @contextlib.asynccontextmanager
 async def broadcast_subscribe():
-    loop_id = id(asyncio.get_running_loop())
+    loop = asyncio.get_running_loop()
+    loop_id = id(loop)
     queue: asyncio.Queue = asyncio.Queue(maxsize=VIEWER_QUEUE_MAX)
-    _viewers.setdefault(loop_id, set()).add(queue)
+    owner = _owners.get(loop_id)
+    if owner is None or owner() is not loop:
+        # the first viewer of this loop; or a closed loop had this address: its viewers and
+        # listener went with it (a listener of a closed loop never runs again)
+        _owners[loop_id] = weakref.ref(loop)
+        _viewers[loop_id] = set()
+        _listeners.pop(loop_id, None)
+    _viewers[loop_id].add(queue)
     if shared_redis.client_async() is not None:
         task = _listeners.get(loop_id)
         if task is None or task.done():
-            _listeners[loop_id] = asyncio.get_running_loop().create_task(_listen(loop_id), name="live-listener")
+            _listeners[loop_id] = loop.create_task(_listen(loop_id), name="live-listener")
             await asyncio.sleep(0.05)  # let the subscription start before the viewer is told it is on
     try:
         yield queue
     finally:
-        _viewers.get(loop_id, set()).discard(queue)
+        mine = _viewers.get(loop_id)
+        if mine is not None:
+            mine.discard(queue)
+            if not mine:
+                _viewers.pop(loop_id, None)
+
