@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import select
 import socket
 import ssl
 from typing import Awaitable, Callable, Iterable, Sequence
@@ -87,6 +88,50 @@ def system_resolve_sync(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(info[4][0] for info in infos))
 
 
+class _Stream(httpcore.AsyncNetworkStream):
+    """AnyIO's stream, with the raw socket looked up once.
+
+    httpcore's pool asks every pooled connection whether its socket became readable (the
+    upstream closed it) each time it places a request; AnyIO answers through a chain of typed
+    attribute look-ups per connection per request, which was most of the pool scan's CPU at
+    c=32 (bench/profile_relay.py). The socket of a connection never changes, so it is kept."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+        self._socket = inner.get_extra_info("socket")
+        self._poller: select.poll | None = None  # made on the first check, kept for the next
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(self, ssl_context, server_hostname=None, timeout=None) -> httpcore.AsyncNetworkStream:
+        return _Stream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str):
+        if info == "is_readable":
+            return self._is_readable()
+        if info == "socket":
+            return self._socket
+        return self._inner.get_extra_info(info)
+
+    def _is_readable(self) -> bool:
+        """Whether reading would return at once: data, or the end a closed connection gives
+        (a socket already closed counts as readable, so its connection is dropped)."""
+        fd = -1 if self._socket is None else self._socket.fileno()
+        if fd < 0:
+            return True
+        if self._poller is None:
+            self._poller = select.poll()
+            self._poller.register(fd, select.POLLIN)
+        return bool(self._poller.poll(0))
+
+
 class PinnedAsyncBackend(httpcore.AsyncNetworkBackend):
     """Resolves, vets every address, connects to a vetted one."""
 
@@ -106,7 +151,7 @@ class PinnedAsyncBackend(httpcore.AsyncNetworkBackend):
         last: Exception | None = None
         for address in addresses:
             try:
-                return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+                return _Stream(await self._inner.connect_tcp(address, port, timeout, local_address, socket_options))
             except httpcore.ConnectError as exc:
                 last = exc
         raise last  # type: ignore[misc]
