@@ -20,6 +20,7 @@ import ipaddress
 import select
 import socket
 import ssl
+import time
 from typing import Awaitable, Callable, Iterable, Sequence
 
 import httpcore
@@ -132,6 +133,57 @@ class _Stream(httpcore.AsyncNetworkStream):
         return bool(self._poller.poll(0))
 
 
+class _LeanPool(httpcore.AsyncConnectionPool):
+    """httpcore's pool, placing a request without asking every pooled connection first.
+
+    httpcore places queued requests (when one arrives and when an answer ends) after checking
+    every pooled connection for expiry, which for an idle one is a readiness syscall: at c=32
+    that scan was the biggest single cost of the relay's event loop (bench/profile_relay.py).
+    Here only the connection about to be handed out is checked (expired or hung up: closed,
+    and the next one is tried), and the full clean-up (expired, closed and surplus idle
+    connections) runs at most every SWEEP_S, so an idle connection outlives its keep-alive
+    expiry by at most that long. Which connection a request gets is unchanged: the first
+    available one for its origin, else a new one, else one made in place of an idle one.
+    httpx and httpcore are pinned (pyproject.toml); tests/providers/test_netpin_pool.py runs it."""
+
+    SWEEP_S = 1.0
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._swept_at = 0.0
+
+    def _assign_requests_to_connections(self) -> list:
+        now = time.monotonic()
+        if now - self._swept_at >= self.SWEEP_S:
+            self._swept_at = now
+            return super()._assign_requests_to_connections()
+        closing: list = []
+        for pool_request in [request for request in self._requests if request.is_queued()]:
+            origin = pool_request.request.url.origin
+            chosen = None
+            for connection in list(self._connections):
+                if connection.is_closed():
+                    self._connections.remove(connection)
+                elif connection.can_handle_request(origin) and connection.is_available():
+                    if connection.has_expired():
+                        self._connections.remove(connection)
+                        closing.append(connection)
+                        continue
+                    chosen = connection
+                    break
+            if chosen is None:
+                if len(self._connections) >= self._max_connections:
+                    idle = next((connection for connection in self._connections if connection.is_idle()), None)
+                    if idle is None:
+                        continue  # stays queued until a connection is free
+                    self._connections.remove(idle)
+                    closing.append(idle)
+                chosen = self.create_connection(origin)
+                self._connections.append(chosen)
+            pool_request.assign_to_connection(chosen)
+        return closing
+
+
 class PinnedAsyncBackend(httpcore.AsyncNetworkBackend):
     """Resolves, vets every address, connects to a vetted one."""
 
@@ -201,7 +253,7 @@ def pinned_async_transport(
     httpx 0.28 takes no network backend, so the pool it builds is replaced by an equal one that
     has ours (httpx is pinned; a test sends a request through it)."""
     transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
-    transport._pool = httpcore.AsyncConnectionPool(
+    transport._pool = _LeanPool(
         ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,

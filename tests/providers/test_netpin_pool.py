@@ -74,3 +74,30 @@ async def test_a_connection_the_upstream_closed_while_idle_is_not_reused():
             await asyncio.wait_for(upstream.closed.wait(), 5)
             await asyncio.sleep(0.05)  # the close reaches the client's socket
     assert upstream.connections == 3
+
+
+def _bounded_client(*, max_connections: int, keepalive_expiry: float = 30.0) -> httpx.AsyncClient:
+    networks = parse_networks(["127.0.0.0/8"])
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=keepalive_expiry)
+    return httpx.AsyncClient(transport=pinned_async_transport(allow=lambda: networks, limits=limits), trust_env=False)
+
+
+@pytest.mark.asyncio
+async def test_more_requests_than_connections_wait_for_one_and_all_are_answered():
+    upstream = _Upstream(close_after_each=False)
+    server, port = await _serve(upstream)
+    async with server, _bounded_client(max_connections=2) as client:
+        answers = await asyncio.gather(*(client.get(f"http://127.0.0.1:{port}/v1/models") for _ in range(12)))
+    assert [a.json() for a in answers] == [{"ok": True}] * 12
+    assert upstream.connections <= 2
+
+
+@pytest.mark.asyncio
+async def test_a_connection_past_its_keep_alive_expiry_is_not_reused():
+    upstream = _Upstream(close_after_each=False)
+    server, port = await _serve(upstream)
+    async with server, _bounded_client(max_connections=4, keepalive_expiry=0.01) as client:
+        for _ in range(3):
+            assert (await client.get(f"http://127.0.0.1:{port}/v1/models")).json() == {"ok": True}
+            await asyncio.sleep(0.05)
+    assert upstream.connections == 3
