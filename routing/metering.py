@@ -18,14 +18,10 @@ Bounds (docs/billing.md):
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import close_old_connections
 
 from billing import selectors as billing_selectors
 from billing import services as billing
@@ -73,30 +69,6 @@ def output_limit_write(request: dict, limit: int, *, field: str) -> None:
     native = request.get(NATIVE_ANTHROPIC)
     if isinstance(native, dict) and isinstance(native.get("body"), dict):
         native["body"]["max_tokens"] = limit  # /v1/messages to an Anthropic upstream: sent as is
-
-_money_pool: ThreadPoolExecutor | None = None
-
-
-def _money_call(fn, kwargs):
-    close_old_connections()  # as common.db.run_db does: a broken or aged connection is replaced
-    return fn(**kwargs)
-
-
-async def money_db(fn, /, **kwargs):
-    """Run a hold, settle, release or renew in a worker thread. On SQLite they all go to one
-    thread of their own: SQLite lets one writer in at a time anyway, so nothing is lost, and
-    one connection keeps its page cache (from thread to thread every write invalidated the next
-    connection's cache: re-read pages and lock retries), and the hop skips asgiref's wrapper.
-    On PostgreSQL they run side by side in the default pool (`run_db`). The same functions,
-    transactions and SQL either way (docs/decisions/002-lean-money-path.md)."""
-    if "sqlite" not in settings.DATABASES["default"]["ENGINE"]:
-        return await run_db(fn, **kwargs)
-    global _money_pool
-    if _money_pool is None:
-        _money_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="money")
-    context = contextvars.copy_context()  # the request id reaches the log lines billing writes
-    return await asyncio.get_running_loop().run_in_executor(_money_pool, context.run, _money_call, fn, kwargs)
-
 
 BILLING_TO_BALANCE = {"official": BalanceKind.CREDIT, "routed": BalanceKind.WALLET}
 BALANCE_CURRENCY = billing.DEFAULT_CURRENCY
@@ -217,7 +189,7 @@ class Meter:
         hold_key = self.call.request_id if self._switches == 0 else f"{self.call.request_id}:{self._switches}"
         self._switches += 1
         try:
-            await money_db(billing.hold_open,
+            await run_db(billing.hold_open, 
                 hold_key=hold_key,
                 request_id=self.call.request_id,
                 tenant_id=policy.tenant_id,
@@ -238,7 +210,7 @@ class Meter:
     async def release(self) -> None:
         if self._hold_key is not None:
             hold_key, self._hold_key, self._hold_route = self._hold_key, None, None
-            await money_db(billing.hold_release, hold_key=hold_key)
+            await run_db(billing.hold_release, hold_key=hold_key)
 
     def billable(self, reported: Usage | None, counted: Usage, *, is_cut: bool) -> tuple[Usage, bool]:
         """What to bill: (usage, is_estimated). The upstream's report when it gave a usable one
@@ -288,7 +260,7 @@ class Meter:
         charge, _, _, _ = self._quote(route, usage)
         would_charge = self._quote(route, self._reported)[0] if self._reported is not None else charge
         note = self._note(usage, is_estimated)
-        hold = await money_db(billing.hold_settle, hold_key=self._hold_key, charge_micros=charge, note=note)
+        hold = await run_db(billing.hold_settle, hold_key=self._hold_key, charge_micros=charge, note=note)
         self._hold_key = None
         if hold is not None:
             self.charged_micros = hold.charged_micros
@@ -299,7 +271,7 @@ class Meter:
     async def renew(self) -> None:
         """Renew the hold's lease: reconciliation leaves a hold whose request still runs."""
         if self._hold_key is not None:
-            await money_db(billing.hold_renew, hold_key=self._hold_key)
+            await run_db(billing.hold_renew, hold_key=self._hold_key)
 
     def refusal_error(self) -> InsufficientQuota:
         return InsufficientQuota(" ".join(dict.fromkeys(self._refusals)) or "Insufficient balance.")
