@@ -18,8 +18,10 @@ import os
 import pstats
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import uvloop
@@ -41,6 +43,9 @@ def main(argv=None) -> int:
     p.add_argument("--sort", default="tottime", help="pstats sort key (tottime, cumulative, ...)")
     p.add_argument("--limit", type=int, default=40)
     p.add_argument("--out", help="keep the .prof file here")
+    p.add_argument("--syscalls", action="store_true",
+                   help="instead of cProfile: count the relay's system calls per request (strace -c -f attached after the "
+                        "warm-up; counts do not depend on how busy the machine is)")
     a = p.parse_args(argv)
     stream = a.mode == "stream"
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -54,7 +59,8 @@ def main(argv=None) -> int:
         for n in notes:
             run.log(n)
         port = procs.free_port()
-        argv_ = [sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "uvicorn", "relay.asgi:application",
+        profiler = [] if a.syscalls else ["-m", "cProfile", "-o", str(prof)]
+        argv_ = [sys.executable, *profiler, "-m", "uvicorn", "relay.asgi:application",
                  "--host", run.HOST, "--port", str(port), "--loop", "uvloop", "--http", "httptools",
                  "--no-access-log", "--log-level", "warning"]
         relay = procs.Managed("relay-profiled", argv_, env, str(run.REPO), str(tmp / "relay.log"))
@@ -64,10 +70,24 @@ def main(argv=None) -> int:
             return 1
         payload = loadgen.build_request(run.HOST, port, run.CHAT_PATH, loadgen.build_body(stream), key)
         uvloop.run(loadgen.run_load(run.HOST, port, payload, a.concurrency, 1.0, stream))
+        tracer = None
+        if a.syscalls:
+            counts = tmp / "syscalls.txt"
+            tracer = subprocess.Popen(["strace", "-c", "-f", "-o", str(counts), "-p", str(relay.pid)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)  # attached to every thread
         run.log(f"loading: {a.mode}, c={a.concurrency}, {a.seconds:g} s")
         r = uvloop.run(loadgen.run_load(run.HOST, port, payload, a.concurrency, a.seconds, stream))
         run.log(f"{r['requests']} requests ({r['rps']:.0f}/s under the profiler), {r['errors']} errors "
                 f"{r['error_samples'][:1]}")
+        if tracer is not None:
+            time.sleep(1.0)  # deferred work (batched logs) is counted too
+            tracer.send_signal(signal.SIGINT)
+            tracer.wait(30)
+            _print_syscalls(counts.read_text(), r["requests"])
+            procs.stop_all()
+            shutil.rmtree(tmp, ignore_errors=True)
+            return 0
         os.kill(relay.pid, signal.SIGINT)  # uvicorn shuts down; cProfile writes its file
         try:
             relay.popen.wait(30)
@@ -87,6 +107,20 @@ def main(argv=None) -> int:
         run.log(f"profile kept: {prof}")
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def _print_syscalls(summary: str, requests: int) -> None:
+    """strace's summary table, per request."""
+    rows = []
+    for line in summary.splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and parts[0].replace(".", "").isdigit() and parts[3].isdigit():
+            rows.append((int(parts[3]), parts[-1]))
+    total = sum(n for n, name in rows if name != "total")
+    print(f"{requests} requests; system calls of the relay process (all threads) per request: {total / max(1, requests):.1f}")
+    for n, name in sorted(rows, reverse=True)[:15]:
+        if name != "total":
+            print(f"  {n / max(1, requests):8.2f}  {name}")
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ class Call:
         request_headers=None,
         query=None,
         path_params=None,
+        started: float | None = None,
     ) -> None:
         self.request_id = request_id
         self.request_headers = request_headers or {}  # the client's headers (lower-case names)
@@ -79,7 +80,7 @@ class Call:
         self.policy = policy
         self.client_ip = client_ip
         self.endpoint = endpoint
-        self.started = time.perf_counter()
+        self.started = time.perf_counter() if started is None else started  # the web layer's: when the request arrived
         self.created_at = datetime.now(timezone.utc)
         self.upstream_s = 0.0  # time spent waiting on upstreams: not TokenHub's overhead
         self.attempts: list[dict] = []
@@ -93,7 +94,7 @@ class Call:
         self._session: str | None = None
         self.is_stream = False
         self.ttft_ms: int | None = None
-        self.overhead_ms = 0.0
+        self._overhead_ms: float | None = None  # fixed once, by `overhead_ms` (see there)
         self.rate_headers: dict[str, str] = {}
         self.body_size = 0  # bytes of the request body
         self.prompt_tokens: int | None = None  # the relay's own count, once the meter made it
@@ -111,15 +112,25 @@ class Call:
         """Continue an earlier request's session: a passed-through `previous_response_id` is kept
         upstream under the account of the key that made it (routing.responses)."""
         self._session = session
+    @property
+    def overhead_ms(self) -> float:
+        """TokenHub's own time on this request: from its start to now, less the time spent
+        waiting on upstreams. The one place it is measured, for every path (answers, errors,
+        streams): the first reading fixes it, so the request log, the metrics and the
+        `x-tokenhub-overhead-ms` header all say the same. A whole answer reads it when it is
+        recorded (after settlement: that is the relay's time too), a stream when its headers
+        go out, a refused request when it is recorded or its error is rendered."""
+        if self._overhead_ms is None:
+            self._overhead_ms = (time.perf_counter() - self.started - self.upstream_s) * 1000.0
+        return self._overhead_ms
 
     def measure_overhead(self) -> float:
-        self.overhead_ms = (time.perf_counter() - self.started - self.upstream_s) * 1000.0
         return self.overhead_ms
 
     def headers(self) -> dict[str, str]:
         return {
             "x-request-id": self.request_id,
-            "x-tokenhub-overhead-ms": f"{self.measure_overhead():.2f}",
+            "x-tokenhub-overhead-ms": f"{self.overhead_ms:.2f}",
             **self.limit_headers(),
         }
 

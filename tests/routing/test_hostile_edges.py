@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import make_channel, make_price, settle_background
+from tests.conftest import flush_logs, make_channel, make_price, settle_background
 from tests.fakes.scripted_upstream import Scripted
 from tests.fakes.server import ServerThread
 
@@ -212,3 +212,28 @@ def test_error_answers_measure_the_relays_overhead(relay, alice, one):
     assert answer.status_code == 502
     assert float(answer.headers["x-tokenhub-overhead-ms"]) > 0
     assert answer.headers["x-request-id"].startswith("req_")
+
+
+@pytest.mark.parametrize(
+    ("model", "status"),
+    [("gpt-test", 200), ("gpt-test", 502), ("no-such-model", 404)],
+)
+def test_the_request_log_records_the_same_real_overhead_as_the_header_errors_included(relay, alice, one, model, status):
+    from observability.models import RequestLog
+
+    fake, _ = one
+    if status == 502:
+        fake.answer(500, b'{"error": {"message": "boom"}}')
+    else:
+        fake.answer(200, b'{"id": "c1", "object": "chat.completion", "created": 1, "model": "gpt-test", "choices": [{"index": 0, '
+                         b'"message": {"role": "assistant", "content": "hello"}, "finish_reason": "stop"}], '
+                         b'"usage": {"prompt_tokens": 8, "completion_tokens": 1, "total_tokens": 9}}')
+    answer = httpx.post(relay.url + "/v1/chat/completions", json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+                        headers={"authorization": f"Bearer {alice.key}"})
+    assert answer.status_code == status
+    settle_background()
+    flush_logs()
+    log = RequestLog.objects.get(request_id=answer.headers["x-request-id"])
+    header = float(answer.headers["x-tokenhub-overhead-ms"])
+    assert log.overhead_ms > 0 and header > 0
+    assert abs(log.overhead_ms - header) <= 0.01  # one measurement: the header rounds it to 2 places
