@@ -13,6 +13,7 @@ import hmac
 import logging
 import time
 import uuid
+from dataclasses import replace
 from typing import Awaitable, Callable
 
 import orjson
@@ -46,7 +47,7 @@ from vault.services import warn_if_key_derived_from_secret_key
 
 from . import dashboard, embeddings, idempotency, inbound_anthropic, media, model_list, orchestration, responses
 from .errors import RequestTooLarge, TokenHubError
-from .journey import Call, check_key, record
+from .journey import Call, Identity, check_key, identity_make, record
 from .metering import Meter
 from .replies import Reply, StreamReply
 
@@ -97,15 +98,16 @@ async def serve(request: Request, handler: Handler, *, endpoint: str, protocol: 
     request_id_bind(request_id)
     started = time.perf_counter()
     call: Call | None = None
+    identity: Identity | None = None
     try:
         await config_sync()  # a change made anywhere is in force for this request
         policy, client_ip = await authenticate(request)
-        call = Call(
+        identity = identity_make(
             request_id=request_id, policy=policy, client_ip=client_ip, endpoint=endpoint,
-            request_headers=request.headers, query=request.query_params, path_params=request.path_params, started=started,
+            headers=request.headers, query=request.query_params, path_params=request.path_params, started=started,
         )
         body = await read_body(request, limit=settings.REQUEST_MAX_BYTES)
-        call.body_size = len(body)
+        call = Call(replace(identity, body_size=len(body)))
         once_key = idempotency.presented_key(request.headers) if request.method == "POST" else None
         if once_key is None:
             return to_response(await handler(call, body))
@@ -115,7 +117,9 @@ async def serve(request: Request, handler: Handler, *, endpoint: str, protocol: 
         )
         return to_response(result)
     except TokenHubError as error:
-        if call is not None and not call.attempts:
+        if call is None and identity is not None:  # refused while its body was read
+            call = Call(identity)
+        if call is not None and not call.attempts.made:
             record(call, status=error.status, error=error, meter=Meter(call, None, {}))
         if call is not None:
             error.headers = {**call.limit_headers(), **error.headers}
