@@ -59,7 +59,7 @@ async def _measure(secret: str, a) -> int:
     from accounts.selectors import key_hash
     from channels.table import table_aget
     from providers.base import Usage
-    from routing.journey import Call
+    from routing.journey import Call, identity_make
     from routing.metering import Meter
 
     policy = await keycache.key_policy_aget(key_hash=key_hash(secret))
@@ -69,12 +69,11 @@ async def _measure(secret: str, a) -> int:
     request = {"model": "bench-model", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16}
 
     async def one(i: int) -> None:
-        call = Call(request_id=f"req_money_{i}", policy=policy, client_ip="127.0.0.1", endpoint="chat.completions")
-        call.body_size = 80
+        call = Call(identity_make(request_id=f"req_money_{i}", policy=policy, client_ip="127.0.0.1", endpoint="chat.completions", body_size=80))
         meter = Meter(call, info, dict(request))
         await meter.prepare()
         assert await meter.reserve(route) is None
-        call.route = route
+        call.attempts.route = route  # as `send` records the route that answered
         await meter.settle(Usage(5, 10), is_estimated=False)
 
     for i in range(50):  # warm: connections, caches

@@ -129,18 +129,19 @@ def _write_rewards(batch: list[dict]) -> None:
 reward_logs = BatchWriter(_write_rewards, name="reward-log-writer", flush_s=settings.REQUEST_LOG_FLUSH_S)
 
 
-def reward_observe(*, call, route, outcome: str, reward: float | None, latency_ms: float) -> None:
-    """One attempt's reward: logged (batched, off the hot path) and counted live."""
+def reward_observe(*, seen, route, outcome: str, reward: float | None, latency_ms: float) -> None:
+    """One attempt's reward: logged (batched, off the hot path) and counted live. `seen` is what
+    the journey told of the request (channels.health.observe.AttemptSeen)."""
     now = time.time()
     if reward is not None:
-        live.add((route.channel_id, call.model), is_success=reward >= 0.5, at=now)
+        live.add((route.channel_id, seen.model), is_success=reward >= 0.5, at=now)
     reward_logs.submit(
         {
-            "request_id": call.request_id,
-            "attempt": len(call.attempts),
+            "request_id": seen.request_id,
+            "attempt": seen.attempt,
             "channel_id": route.channel_id,
-            "model": call.model,
-            "mode": getattr(call, "mode", "") or "",
+            "model": seen.model,
+            "mode": seen.mode,
             "outcome": outcome,
             "reward": reward,
             "latency_ms": max(0, round(latency_ms)),

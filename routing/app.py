@@ -13,6 +13,7 @@ import hmac
 import logging
 import time
 import uuid
+from datetime import datetime, timezone
 from typing import Awaitable, Callable
 
 import orjson
@@ -46,7 +47,7 @@ from vault.services import warn_if_key_derived_from_secret_key
 
 from . import dashboard, embeddings, idempotency, inbound_anthropic, media, model_list, orchestration, responses
 from .errors import RequestTooLarge, TokenHubError
-from .journey import Call, check_key, record
+from .journey import Call, Identity, check_key, record
 from .metering import Meter
 from .replies import Reply, StreamReply
 
@@ -100,12 +101,21 @@ async def serve(request: Request, handler: Handler, *, endpoint: str, protocol: 
     try:
         await config_sync()  # a change made anywhere is in force for this request
         policy, client_ip = await authenticate(request)
+        created_at = datetime.now(timezone.utc)
+        try:
+            body = await read_body(request, limit=settings.REQUEST_MAX_BYTES)
+            refusal = None
+        except RequestTooLarge as error:  # refused while its body was read: still a call, and logged
+            body, refusal = b"", error
         call = Call(
-            request_id=request_id, policy=policy, client_ip=client_ip, endpoint=endpoint,
-            request_headers=request.headers, query=request.query_params, path_params=request.path_params, started=started,
+            Identity(
+                request_id=request_id, policy=policy, client_ip=client_ip, endpoint=endpoint, headers=request.headers,
+                query=request.query_params, path_params=request.path_params, started=started, created_at=created_at,
+                body_size=len(body),
+            )
         )
-        body = await read_body(request, limit=settings.REQUEST_MAX_BYTES)
-        call.body_size = len(body)
+        if refusal is not None:
+            raise refusal
         once_key = idempotency.presented_key(request.headers) if request.method == "POST" else None
         if once_key is None:
             return to_response(await handler(call, body))
@@ -115,7 +125,7 @@ async def serve(request: Request, handler: Handler, *, endpoint: str, protocol: 
         )
         return to_response(result)
     except TokenHubError as error:
-        if call is not None and not call.attempts:
+        if call is not None and not call.attempts.made:
             record(call, status=error.status, error=error, meter=Meter(call, None, {}))
         if call is not None:
             error.headers = {**call.limit_headers(), **error.headers}

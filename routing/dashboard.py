@@ -34,13 +34,13 @@ def _usd(amount_micros: int) -> float:
 
 async def subscription(call: Call, _body: bytes) -> Reply:
     await check_rate(call)
-    balances = await run_db(balances_get, tenant_id=call.policy.tenant_id)
+    balances = await run_db(balances_get, tenant_id=call.identity.policy.tenant_id)
     credit, wallet = balances["credit"], balances["wallet"]
     now = datetime.now(timezone.utc)
     month_start = datetime(now.year, now.month, 1, tzinfo=timezone.utc)
-    spent_micros = await run_db(usage_total_micros, tenant_id=call.policy.tenant_id, kind="credit", since=month_start, until=None)
+    spent_micros = await run_db(usage_total_micros, tenant_id=call.identity.policy.tenant_id, kind="credit", since=month_start, until=None)
     limit_usd = _usd(credit.amount_micros - credit.held_micros + spent_micros)
-    expires = call.policy.expires_at
+    expires = call.identity.policy.expires_at
     body = {
         "object": "billing_subscription",
         "has_payment_method": True,
@@ -64,8 +64,8 @@ def _day(text: str | None, name: str) -> datetime | None:
 
 async def usage(call: Call, _body: bytes) -> Reply:
     await check_rate(call)
-    since = _day(call.query.get("start_date"), "start_date")
-    until = _day(call.query.get("end_date"), "end_date")
-    spent = await run_db(usage_total_micros, tenant_id=call.policy.tenant_id, kind="credit", since=since, until=until)
+    since = _day(call.identity.query.get("start_date"), "start_date")
+    until = _day(call.identity.query.get("end_date"), "end_date")
+    spent = await run_db(usage_total_micros, tenant_id=call.identity.policy.tenant_id, kind="credit", since=since, until=until)
     body = {"object": "list", "total_usage": round(spent / MICROS * 100, 4)}
     return Reply(200, orjson.dumps(body), call.headers())

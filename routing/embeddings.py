@@ -18,7 +18,19 @@ from channels.table import Route, table_aget
 from providers.registry import get_adapter
 
 from .errors import NoAvailableChannel, TokenHubError
-from .journey import Call, candidates_for, check_rate, generate, parse_body, record, resolve_model, send, settle_and_record, steer
+from .journey import (
+    Call,
+    candidates_for,
+    check_rate,
+    generate,
+    parse_body,
+    record,
+    resolve_model,
+    send,
+    settle_and_record,
+    steer,
+    stream_take,
+)
 from .metering import Meter, output_limit_of
 from .replies import Reply, StreamReply
 from .schemas import CompletionsRequest, EmbeddingsRequest, request_check
@@ -57,11 +69,11 @@ async def completions(call: Call, body: bytes) -> Reply | StreamReply:
     table = await table_aget()
     info = resolve_model(call, table, request["model"])
     await check_rate(call)
-    call.is_stream = bool(request.get("stream"))
+    stream_take(call, request)
     routes = _able(await candidates_for(call, table, info), "completions", info.public_id)
 
     async def operation(adapter, target, timeouts):
-        if call.is_stream:
+        if call.outcome.is_stream:
             return await adapter.open_completions_stream(upstream.client(), target, request, timeouts)
         return await adapter.completions(upstream.client(), target, request, timeouts)
 

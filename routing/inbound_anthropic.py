@@ -40,15 +40,15 @@ async def messages(call: Call, body: bytes) -> Reply | StreamReply:
     request_check(MessagesRequest, native, protocol="anthropic")
     request = _to_openai(native)
     anthropic_system_strip(native)  # the translated request keeps the line for the journey
-    request[NATIVE_ANTHROPIC] = {"body": native, "beta": call.request_headers.get("anthropic-beta", "")}
+    request[NATIVE_ANTHROPIC] = {"body": native, "beta": call.identity.headers.get("anthropic-beta", "")}
     result = await chat(call, request)
-    is_native = call.route is not None and call.route.provider_type == "anthropic"
-    message_id = "msg_" + call.request_id.removeprefix("req_")
-    headers = {**result.headers, "request-id": call.request_id}
+    is_native = call.attempts.route is not None and call.attempts.route.provider_type == "anthropic"
+    message_id = "msg_" + call.identity.request_id.removeprefix("req_")
+    headers = {**result.headers, "request-id": call.identity.request_id}
     if isinstance(result, StreamReply):
-        input_tokens = call.prompt_tokens
+        input_tokens = call.outcome.prompt_tokens
         if input_tokens is None and not is_native:  # a free model: the meter did not count
-            input_tokens = await counting.prompt_tokens_acount(request, body_size=call.body_size)
+            input_tokens = await counting.prompt_tokens_acount(request, body_size=call.identity.body_size)
         events = _events(result.chunks, is_native=is_native, model=native["model"], message_id=message_id, input_tokens=input_tokens or 0)
         return StreamReply(events, headers)
     if is_native:
@@ -67,8 +67,8 @@ async def count_tokens(call: Call, body: bytes) -> Reply:
     resolve_model(call, await table_aget(), native["model"])
     await check_rate(call)  # counting is work done for the key: it counts against its RPM
     request = _to_openai(native)
-    count = await counting.prompt_tokens_acount(request, body_size=call.body_size)
-    return Reply(200, orjson.dumps({"input_tokens": count}), {**call.headers(), "request-id": call.request_id})
+    count = await counting.prompt_tokens_acount(request, body_size=call.identity.body_size)
+    return Reply(200, orjson.dumps({"input_tokens": count}), {**call.headers(), "request-id": call.identity.request_id})
 
 
 def _to_openai(native: dict) -> dict:

@@ -12,7 +12,8 @@ import asyncio
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 import orjson
@@ -21,10 +22,10 @@ from django.conf import settings
 from accounts import limits
 from accounts.policy import KeyPolicy
 from channels import upstream
-from channels.health.observe import attempt_observe
+from channels.health.observe import AttemptSeen, attempt_observe
 from channels.health.state import KEY_OWNED
 from channels.keys import session_of
-from channels.selection import describe_for_customer, first_ready_at, keys_ordered, plan_for
+from channels.selection import Plan, describe_for_customer, first_ready_at, keys_ordered, plan_for
 from channels.strategies import UnknownMode, mode_for
 from channels.table import ModelInfo, Route, table_aget
 from common import background
@@ -58,60 +59,90 @@ DONE = b"data: [DONE]\n\n"
 NO_LIMIT = str(2**31 - 1)  # what x-ratelimit-* report for a unit the key does not limit (docs/protocols.md)
 
 
-class Call:
-    """One customer request: who asked, and what happened to it so far."""
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who asked, and for what: made once by the web layer (`routing.app`), or by `step_call`
+    for an orchestration step; never changed."""
 
-    def __init__(
-        self,
-        *,
-        request_id: str,
-        policy: KeyPolicy,
-        client_ip: str | None,
-        endpoint: str,
-        request_headers=None,
-        query=None,
-        path_params=None,
-        started: float | None = None,
-    ) -> None:
-        self.request_id = request_id
-        self.request_headers = request_headers or {}  # the client's headers (lower-case names)
-        self.query = query or {}  # the URL's query parameters
-        self.path_params = path_params or {}  # parts of the URL's path the route names
-        self.policy = policy
-        self.client_ip = client_ip
-        self.endpoint = endpoint
-        self.started = time.perf_counter() if started is None else started  # the web layer's: when the request arrived
-        self.created_at = datetime.now(timezone.utc)
-        self.upstream_s = 0.0  # time spent waiting on upstreams: not TokenHub's overhead
-        self.attempts: list[dict] = []
-        self.candidates: list[dict] = []
-        self.mode = ""  # routing mode: X-TokenHub-Mode header > key > group > default
-        self.plan = None  # channels.selection.Plan: scores and the health view it saw
-        self.model = ""
-        self.route: Route | None = None
-        self.key_index: int | None = None  # which of a multi-key channel's keys answered (channels.keys)
+    request_id: str
+    policy: KeyPolicy
+    client_ip: str | None
+    endpoint: str
+    headers: Mapping[str, str]  # the client's headers (lower-case names)
+    query: Mapping[str, str]  # the URL's query parameters
+    path_params: Mapping[str, str]  # parts of the URL's path the route names
+    started: float  # the web layer's perf_counter: when the request arrived
+    created_at: datetime
+    body_size: int = 0  # bytes of the request body
+    parent_request_id: str | None = None  # an orchestration step: the run it belongs to
+
+
+@dataclass(slots=True)
+class Admission:
+    """The admission verdict, written by `steer` and `check_rate` (and `candidates_for`'s mode)."""
+
+    directives: Directives = NO_DIRECTIVES  # how the caller steers this request (routing.directives)
+    rate_headers: dict[str, str] = field(default_factory=dict)
+    mode: str = ""  # routing mode: X-TokenHub-Mode header > key > group > default
+
+
+@dataclass(slots=True)
+class Decision:
+    """The route decision, written by `resolve_model`/`name_model` and `candidates_for`."""
+
+    model: str = ""
+    plan: Plan | None = None  # scores and the health view it saw
+    candidates: list[dict] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Attempts:
+    """What sending did, appended by `send` alone."""
+
+    made: list[dict] = field(default_factory=list)
+    route: Route | None = None  # the route that answered
+    key_index: int | None = None  # which of a multi-key channel's keys answered (channels.keys)
+    upstream_s: float = 0.0  # time spent waiting on upstreams: not TokenHub's overhead
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How it is answered: `is_stream` and `ttft_ms` by this module, `prompt_tokens` by the meter."""
+
+    is_stream: bool = False
+    ttft_ms: int | None = None
+    prompt_tokens: int | None = None  # the relay's own count, once the meter made it
+
+
+class Call:
+    """One customer request: its identity, and one typed value per stage, each with one owner
+    (docs/architecture.md, "The call")."""
+
+    __slots__ = ("identity", "admission", "decision", "attempts", "outcome", "conversation", "_session", "_overhead_ms")
+
+    def __init__(self, identity: Identity, *, admission: Admission | None = None) -> None:
+        self.identity = identity
+        self.admission = Admission() if admission is None else admission
+        self.decision = Decision()
+        self.attempts = Attempts()
+        self.outcome = Outcome()
         self.conversation: dict | None = None  # the request whose opening names its session (key stickiness)
         self._session: str | None = None
-        self.is_stream = False
-        self.ttft_ms: int | None = None
         self._overhead_ms: float | None = None  # fixed once, by `overhead_ms` (see there)
-        self.rate_headers: dict[str, str] = {}
-        self.body_size = 0  # bytes of the request body
-        self.prompt_tokens: int | None = None  # the relay's own count, once the meter made it
-        self.directives: Directives = NO_DIRECTIVES  # how the caller steers this request (routing.directives)
-        self.parent_request_id: str | None = None  # set on an orchestration step: the run it belongs to
 
     def session(self) -> str:
         """Which upstream key of a multi-key channel this request sticks to (channels.keys):
         worked out only when a multi-key channel is tried."""
         if self._session is None:
-            self._session = session_of(key_id=self.policy.key_id, request=self.conversation, request_id=self.request_id)
+            identity = self.identity
+            self._session = session_of(key_id=identity.policy.key_id, request=self.conversation, request_id=identity.request_id)
         return self._session
 
     def session_continue(self, session: str) -> None:
         """Continue an earlier request's session: a passed-through `previous_response_id` is kept
         upstream under the account of the key that made it (routing.responses)."""
         self._session = session
+
     @property
     def overhead_ms(self) -> float:
         """TokenHub's own time on this request: from its start to now, less the time spent
@@ -121,15 +152,12 @@ class Call:
         recorded (after settlement: that is the relay's time too), a stream when its headers
         go out, a refused request when it is recorded or its error is rendered."""
         if self._overhead_ms is None:
-            self._overhead_ms = (time.perf_counter() - self.started - self.upstream_s) * 1000.0
+            self._overhead_ms = (time.perf_counter() - self.identity.started - self.attempts.upstream_s) * 1000.0
         return self._overhead_ms
-
-    def measure_overhead(self) -> float:
-        return self.overhead_ms
 
     def headers(self) -> dict[str, str]:
         return {
-            "x-request-id": self.request_id,
+            "x-request-id": self.identity.request_id,
             "x-tokenhub-overhead-ms": f"{self.overhead_ms:.2f}",
             **self.limit_headers(),
         }
@@ -137,8 +165,9 @@ class Call:
     def limit_headers(self) -> dict[str, str]:
         """OpenAI's x-ratelimit-* family on every answer to a known key: this request's verdicts,
         and for a unit the key does not limit, NO_LIMIT as limit and remaining."""
-        headers = dict(self.rate_headers)
-        for unit, limit in (("requests", self.policy.rpm), ("tokens", self.policy.tpm)):
+        headers = dict(self.admission.rate_headers)
+        policy = self.identity.policy
+        for unit, limit in (("requests", policy.rpm), ("tokens", policy.tpm)):
             if not limit and f"x-ratelimit-limit-{unit}" not in headers:
                 headers.update(
                     {f"x-ratelimit-limit-{unit}": NO_LIMIT, f"x-ratelimit-remaining-{unit}": NO_LIMIT, f"x-ratelimit-reset-{unit}": "0s"}
@@ -146,12 +175,37 @@ class Call:
         return headers
 
 
+def identity_make(
+    *, request_id: str, policy: KeyPolicy, client_ip: str | None, endpoint: str, headers=None, query=None, path_params=None,
+    started: float | None = None, body_size: int = 0, parent_request_id: str | None = None,
+) -> Identity:
+    return Identity(
+        request_id=request_id, policy=policy, client_ip=client_ip, endpoint=endpoint, headers=headers or {}, query=query or {},
+        path_params=path_params or {}, started=time.perf_counter() if started is None else started,
+        created_at=datetime.now(timezone.utc), body_size=body_size, parent_request_id=parent_request_id,
+    )
+
+
+def step_call(parent: Call, request_id: str, *, max_cost_micros: int | None) -> Call:
+    """An orchestration step's own call: the run's key and client, the run's directives with what
+    is left of its cost ceiling."""
+    identity = parent.identity
+    return Call(
+        identity_make(
+            request_id=request_id, policy=identity.policy, client_ip=identity.client_ip, endpoint="chat.completions",
+            parent_request_id=identity.request_id,
+        ),
+        admission=Admission(directives=replace(parent.admission.directives, max_cost_micros=max_cost_micros)),
+    )
+
+
 # --- admission -----------------------------------------------------------------------------
 
 
 def steer(call: Call, request: dict | None) -> None:
     """Take the caller's directives (headers, or an @tokenhub line removed from `request`)."""
-    call.directives = directives_take(headers=call.request_headers, request=request, is_allowed=call.policy.allows_directives)
+    identity = call.identity
+    call.admission.directives = directives_take(headers=identity.headers, request=request, is_allowed=identity.policy.allows_directives)
 
 
 def check_key(policy: KeyPolicy | None, client_ip: str | None) -> KeyPolicy:
@@ -171,7 +225,7 @@ def check_key(policy: KeyPolicy | None, client_ip: str | None) -> KeyPolicy:
 async def check_rate(call: Call) -> None:
     """The key's RPM (counted now) and TPM (tokens counted after each request), with OpenAI's
     x-ratelimit-* headers on the answer and Retry-After on a refusal."""
-    policy = call.policy
+    policy = call.identity.policy
     if policy.rpm:
         _admit(call, await limits.rpm_hit(key_id=policy.key_id, rpm=policy.rpm), "requests")
     if policy.tpm:
@@ -179,7 +233,8 @@ async def check_rate(call: Call) -> None:
 
 
 def _admit(call: Call, verdict: limits.Verdict, unit: str) -> None:
-    call.rate_headers.update(
+    rate_headers = call.admission.rate_headers
+    rate_headers.update(
         {
             f"x-ratelimit-limit-{unit}": str(verdict.limit),
             f"x-ratelimit-remaining-{unit}": str(verdict.remaining),
@@ -189,7 +244,7 @@ def _admit(call: Call, verdict: limits.Verdict, unit: str) -> None:
     if not verdict.allowed:
         raise RateLimited(
             f"Rate limit reached: this key allows {verdict.limit} {unit} per minute. Try again in {verdict.reset_s:.0f}s.",
-            headers={"retry-after": str(max(1, round(verdict.reset_s))), **call.rate_headers},
+            headers={"retry-after": str(max(1, round(verdict.reset_s))), **rate_headers},
         )
 
 
@@ -220,11 +275,22 @@ def resolve_model(call: Call, table, name: str) -> ModelInfo:
     info = table.resolve(name)
     if info is None:
         raise ModelNotFound(f"The model '{name}' does not exist or you do not have access to it.", param="model")
-    policy = call.policy
+    policy = call.identity.policy
     if not (policy.allows_model(info.public_id) or policy.allows_model(name)):
         raise ModelNotAllowed(f"This API key is not allowed to use the model '{info.public_id}'.", param="model")
-    call.model = info.public_id
+    call.decision.model = info.public_id
     return info
+
+
+def name_model(call: Call, name: str) -> None:
+    """The model the request log names, for a request no table entry answers (orchestration)."""
+    call.decision.model = name
+
+
+def stream_take(call: Call, request: dict) -> bool:
+    """Whether the answer streams, as the request asks."""
+    call.outcome.is_stream = is_stream = bool(request.get("stream"))
+    return is_stream
 
 
 # --- routing and sending ---------------------------------------------------------------------
@@ -232,14 +298,16 @@ def resolve_model(call: Call, table, name: str) -> ModelInfo:
 
 async def candidates_for(call: Call, table, info: ModelInfo) -> list[Route]:
     routes = table.routes.get(info.public_id, ())
-    group = call.policy.tenant_group
+    policy = call.identity.policy
+    group = policy.tenant_group
+    admission, decision = call.admission, call.decision
     try:
-        call.mode = await mode_for(header=call.directives.mode, key_mode=call.policy.mode, group=group)
+        admission.mode = await mode_for(header=admission.directives.mode, key_mode=policy.mode, group=group)
     except UnknownMode as error:
         raise InvalidRequest(str(error), param="X-TokenHub-Mode", code="invalid_mode") from None
-    call.plan = await plan_for(routes, group=group, model=info.public_id, mode=call.mode)
-    ordered, skipped = call.plan.ordered, call.plan.skipped
-    call.candidates = call.plan.explain()
+    decision.plan = plan = await plan_for(routes, group=group, model=info.public_id, mode=admission.mode)
+    ordered, skipped = plan.ordered, plan.skipped
+    decision.candidates = plan.explain()
     if not ordered:
         # The full story (channel names, notes) is in the request log; the customer reads
         # their own group's candidates in public terms, and when to come back.
@@ -254,7 +322,7 @@ async def candidates_for(call: Call, table, info: ModelInfo) -> list[Route]:
 
 def _steered(call: Call, ordered: list[Route], info: ModelInfo) -> list[Route]:
     """The plan's order with the caller's brand directives applied (routing.directives)."""
-    directives = call.directives
+    directives = call.admission.directives
     if directives.exclude_brands:
         kept = [r for r in ordered if r.brand.lower() not in directives.exclude_brands]
         if not kept:
@@ -279,7 +347,7 @@ def chat_operation(call: Call, request: dict):
     """What one attempt does for chat: a whole answer, or an open stream."""
 
     async def operation(adapter, target: Target, timeouts: Timeouts):
-        if call.is_stream:
+        if call.outcome.is_stream:
             return await adapter.open_stream(upstream.client(), target, request, timeouts)
         return await adapter.chat(upstream.client(), target, request, timeouts)
 
@@ -301,11 +369,13 @@ async def send(call: Call, routes: list[Route], meter: Meter, operation):
 
 
 async def _try_routes(call: Call, routes: list[Route], meter: Meter, operation):
-    deadline = call.started + settings.ROUTING_DEADLINE_S
+    deadline = call.identity.started + settings.ROUTING_DEADLINE_S
     failures: list[str] = []  # the customer's view: numbered attempts, no channel names
     rate_limited_waits: list[float] = []  # seconds each rate-limited attempt asked us to wait
     tried = 0
-    health = call.plan.health if call.plan is not None else None
+    plan = call.decision.plan
+    health = plan.health if plan is not None else None
+    attempts = call.attempts
     for route in routes:
         if tried >= settings.ROUTING_MAX_ATTEMPTS:
             break
@@ -314,8 +384,8 @@ async def _try_routes(call: Call, routes: list[Route], meter: Meter, operation):
             break
         refusal = await meter.reserve(route)
         if refusal:
-            call.attempts.append({"channel": route.channel_name, "outcome": "skipped", "error_class": "insufficient_quota"})
-            failures.append(f"candidate {len(call.attempts)}: {refusal}")
+            attempts.made.append({"channel": route.channel_name, "outcome": "skipped", "error_class": "insufficient_quota"})
+            failures.append(f"candidate {len(attempts.made)}: {refusal}")
             continue
         # A multi-key channel: its ready keys, this session's first (channels.keys). A key that
         # is refused for its own sake (401/403, quota, 429) hands over to the next ready key of
@@ -332,7 +402,7 @@ async def _try_routes(call: Call, routes: list[Route], meter: Meter, operation):
             tried += 1
             answered, outcome, error, cooldown = await _attempt_once(call, route, key_index, remaining_s, operation)
             if answered:
-                call.route, call.key_index = route, key_index
+                attempts.route, attempts.key_index = route, key_index
                 return route, outcome
             if error is None:  # an unexpected fault of ours or the adapter's: not the key's
                 failures.append(f"attempt {tried}: unexpected error")
@@ -368,32 +438,42 @@ async def _attempt_once(call: Call, route: Route, key_index: int | None, remaini
     timeouts = route.timeouts
     if timeouts.first_byte_s > remaining_s:
         timeouts = Timeouts(min(timeouts.connect_s, remaining_s), remaining_s, timeouts.idle_s)
-    if call.directives.latency_budget_ms is not None:
-        budget_s = call.directives.latency_budget_ms / 1000
+    budget_ms = call.admission.directives.latency_budget_ms
+    if budget_ms is not None:
+        budget_s = budget_ms / 1000
         timeouts = Timeouts(min(timeouts.connect_s, budget_s), min(timeouts.first_byte_s, budget_s), timeouts.idle_s)
+    attempts = call.attempts
     began = time.perf_counter()
     try:
         outcome = await operation(adapter, target, timeouts)
     except ProviderError as error:
-        call.upstream_s += time.perf_counter() - began
-        call.attempts.append(_attempt(route, began, error.kind.value, error.status, key_index))
-        cooldown = await attempt_observe(
-            call=call, route=route, error=error, latency_ms=call.attempts[-1]["latency_ms"], key_index=key_index
-        )
+        attempts.upstream_s += time.perf_counter() - began
+        attempts.made.append(_attempt(route, began, error.kind.value, error.status, key_index))
+        cooldown = await _observe(call, route, error, attempts.made[-1]["latency_ms"], key_index)
         if not error.kind.is_retryable:
             raise _client_error(error) from None
         log.info("channel %s failed (%s); cooling until %.0f", route.channel_name, error.kind.value, cooldown.until if cooldown else 0)
         return False, None, error, cooldown
     except Exception:
-        call.upstream_s += time.perf_counter() - began
+        attempts.upstream_s += time.perf_counter() - began
         log.exception("adapter %s raised an unexpected error", route.provider_type)
-        call.attempts.append(_attempt(route, began, "internal", None, key_index))
-        await attempt_observe(call=call, route=route, error=ProviderError(ErrorKind.TRANSIENT, "unexpected error"), latency_ms=0)
+        attempts.made.append(_attempt(route, began, "internal", None, key_index))
+        await _observe(call, route, ProviderError(ErrorKind.TRANSIENT, "unexpected error"), 0, None)
         return False, None, None, None
-    call.upstream_s += time.perf_counter() - began
-    call.attempts.append(_attempt(route, began, "ok", 200, key_index))
-    await attempt_observe(call=call, route=route, error=None, latency_ms=call.attempts[-1]["latency_ms"], key_index=key_index)
+    attempts.upstream_s += time.perf_counter() - began
+    attempts.made.append(_attempt(route, began, "ok", 200, key_index))
+    await _observe(call, route, None, attempts.made[-1]["latency_ms"], key_index)
     return True, outcome, None, None
+
+
+def _observe(call: Call, route: Route, error: ProviderError | None, latency_ms: float, key_index: int | None):
+    """Tell `channels` of one attempt, in plain values (it never imports routing)."""
+    plan = call.decision.plan
+    seen = AttemptSeen(
+        request_id=call.identity.request_id, model=call.decision.model, mode=call.admission.mode,
+        attempt=len(call.attempts.made), health=plan.health if plan is not None else None,
+    )
+    return attempt_observe(seen=seen, route=route, error=error, latency_ms=latency_ms, key_index=key_index)
 
 
 def _reason(error: ProviderError) -> str:
@@ -419,12 +499,12 @@ def _attempt(route: Route, began: float, outcome: str, status: int | None, key_i
 async def chat(call: Call, request: dict) -> Reply | StreamReply:
     """An OpenAI chat request (already parsed; other protocols translate into this)."""
     validate_chat(request)
-    if call.parent_request_id is None:  # an orchestration step inherits its run's directives
+    if call.identity.parent_request_id is None:  # an orchestration step inherits its run's directives
         steer(call, request)
     table = await table_aget()
     info = resolve_model(call, table, request["model"])
     await check_rate(call)
-    call.is_stream = bool(request.get("stream"))
+    stream_take(call, request)
     routes = await candidates_for(call, table, info)
     return await generate(call, request, info, routes, chat_operation(call, request), text_of=_completion_text)
 
@@ -447,13 +527,13 @@ async def generate(
     except TokenHubError as error:
         record(call, status=error.status, error=error, meter=meter)
         raise
-    if not call.is_stream:
+    if not call.outcome.is_stream:
         await settle_and_record(
             call, meter, request, reported=outcome.usage, delivered_text=lambda: text_of(outcome.body), is_cut=False,
             status=200, finish_reason=outcome.finish_reason,
         )
         return Reply(200, outcome.body, call.headers())
-    call.ttft_ms = round((time.perf_counter() - call.started) * 1000)
+    call.outcome.ttft_ms = round((time.perf_counter() - call.identity.started) * 1000)
     include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
     return StreamReply(relay_stream(call, outcome, request, include_usage, meter), call.headers())
 
@@ -505,12 +585,13 @@ async def _finish_stream(call: Call, stream: ChatStream, request: dict, tally: _
     status, error_text = 200, ""
     if tally.error is not None:
         status, error_text = 502, f"The upstream stream broke: {tally.error.message}"
-        if call.route is not None:  # a channel that cuts streams is as unhealthy as one that refuses them
-            latency_ms = round((time.perf_counter() - call.started) * 1000)
+        attempts = call.attempts
+        if attempts.route is not None:  # a channel that cuts streams is as unhealthy as one that refuses them
+            latency_ms = round((time.perf_counter() - call.identity.started) * 1000)
             try:
-                await attempt_observe(call=call, route=call.route, error=tally.error, latency_ms=latency_ms, key_index=call.key_index)
+                await _observe(call, attempts.route, tally.error, latency_ms, attempts.key_index)
             except Exception:
-                log.exception("request %s: observing the cut stream failed", call.request_id)
+                log.exception("request %s: observing the cut stream failed", call.identity.request_id)
     elif tally.finish_reason is None:
         status, error_text = 499, "client went away before the stream ended"
     # cut or abandoned: a usage report seen early does not cover the text delivered after it
@@ -534,11 +615,11 @@ async def settle_and_record(
         usage, is_estimated = meter.billable(reported, counted or reported, is_cut=is_cut)
         await meter.settle(usage, is_estimated=is_estimated)
     except Exception:
-        log.exception("request %s: settling failed; its hold is left to reconciliation", call.request_id)
+        log.exception("request %s: settling failed; its hold is left to reconciliation", call.identity.request_id)
     try:
         record(call, status=status, usage=usage, is_estimated=is_estimated, finish_reason=finish_reason, error_text=error_text, meter=meter)
     except Exception:
-        log.exception("request %s: recording failed", call.request_id)
+        log.exception("request %s: recording failed", call.identity.request_id)
 
 
 def usage_chunk(call: Call, usage: Usage) -> bytes:
@@ -546,10 +627,10 @@ def usage_chunk(call: Call, usage: Usage) -> bytes:
         b"data: "
         + orjson.dumps(
             {
-                "id": call.request_id,
+                "id": call.identity.request_id,
                 "object": "chat.completion.chunk",
-                "created": int(call.created_at.timestamp()),
-                "model": call.model,
+                "created": int(call.identity.created_at.timestamp()),
+                "model": call.decision.model,
                 "choices": [],
                 "usage": {
                     "prompt_tokens": usage.prompt_tokens,
@@ -588,21 +669,23 @@ def record(
     error: TokenHubError | None = None,
     error_text: str = "",
 ) -> None:
-    route = call.route
-    if usage is not None and call.policy.tpm:
-        background.spawn(limits.tpm_add(key_id=call.policy.key_id, tokens=usage.total_tokens))
+    identity, decision, attempts, outcome = call.identity, call.decision, call.attempts, call.outcome
+    policy = identity.policy
+    route = attempts.route
+    if usage is not None and policy.tpm:
+        background.spawn(limits.tpm_add(key_id=policy.key_id, tokens=usage.total_tokens))
     request_log_submit(
         entry={
-            "request_id": call.request_id,
-            "tenant_id": call.policy.tenant_id,
-            "key_id": call.policy.key_id,
-            "endpoint": call.endpoint,
-            "model": call.model,
+            "request_id": identity.request_id,
+            "tenant_id": policy.tenant_id,
+            "key_id": policy.key_id,
+            "endpoint": identity.endpoint,
+            "model": decision.model,
             "channel_id": route.channel_id if route else None,
             "channel_name": route.channel_name if route else "",
             "upstream_model": route.upstream_model if route else "",
-            "attempts": call.attempts,
-            "candidates": call.candidates,
+            "attempts": attempts.made,
+            "candidates": decision.candidates,
             "status": status,
             "error_class": error.code if error else ("upstream_error" if status == 502 else ""),
             "error_message": (error.message if error else error_text)[:500],
@@ -615,13 +698,13 @@ def record(
             "unbilled_micros": meter.unbilled_micros,
             "balance_kind": meter.balance_kind,
             "currency": meter.currency,
-            "latency_ms": round((time.perf_counter() - call.started) * 1000),
-            "ttft_ms": call.ttft_ms,
+            "latency_ms": round((time.perf_counter() - identity.started) * 1000),
+            "ttft_ms": outcome.ttft_ms,
             "overhead_ms": round(call.overhead_ms, 3),
-            "is_stream": call.is_stream,
+            "is_stream": outcome.is_stream,
             "finish_reason": finish_reason or "",
-            "directives": call.directives.given,
-            "parent_request_id": call.parent_request_id or "",
-            "created_at": call.created_at,
+            "directives": call.admission.directives.given,
+            "parent_request_id": identity.parent_request_id or "",
+            "created_at": identity.created_at,
         }
     )

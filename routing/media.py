@@ -70,10 +70,10 @@ class MediaMeter(Meter):
         ):
             raise ModelNotPriced(
                 f"The model '{self.info.public_id}' has no per-request, per-image or per-second price for "
-                f"{self.call.endpoint}, so TokenHub will not serve it. An operator must set one (manage.py set_price) or mark it free."
+                f"{self.call.identity.endpoint}, so TokenHub will not serve it. "
+                "An operator must set one (manage.py set_price) or mark it free."
             )
         self.price = price
-        self.call.prompt_tokens = 0
 
     def _list_micros(self, usage: MediaUsage) -> int:
         return media_list_cost_micros(self.price, images=usage.images, seconds=usage.seconds)
@@ -85,7 +85,7 @@ class MediaMeter(Meter):
         return MediaUsage()
 
     def _note(self, usage: MediaUsage, is_estimated: bool) -> str:
-        return f"{self.info.public_id}: {self.call.endpoint}, {usage.images} image(s), {usage.seconds} s" + (
+        return f"{self.info.public_id}: {self.call.identity.endpoint}, {usage.images} image(s), {usage.seconds} s" + (
             " (counted)" if is_estimated else ""
         )
 
@@ -100,9 +100,9 @@ async def _admit(call: Call, model: str, worst: MediaUsage) -> tuple[list[Route]
     table = await table_aget()
     info = resolve_model(call, table, model)
     await check_rate(call)
-    routes = [route for route in await candidates_for(call, table, info) if serves_endpoint(route, call.endpoint)]
+    routes = [route for route in await candidates_for(call, table, info) if serves_endpoint(route, call.identity.endpoint)]
     if not routes:
-        raise NoAvailableChannel(f"No channel serving '{info.public_id}' answers {call.endpoint}.")
+        raise NoAvailableChannel(f"No channel serving '{info.public_id}' answers {call.identity.endpoint}.")
     meter = MediaMeter(call, info, worst=worst)
     await meter.prepare()
     return routes, meter
@@ -121,11 +121,11 @@ async def _settle(call: Call, meter: MediaMeter, usage: MediaUsage, *, is_estima
     try:
         await meter.settle(usage, is_estimated=is_estimated)
     except Exception:
-        log.exception("request %s: settling failed; its hold is left to reconciliation", call.request_id)
+        log.exception("request %s: settling failed; its hold is left to reconciliation", call.identity.request_id)
     try:
         record(call, status=200, meter=meter, is_estimated=is_estimated)
     except Exception:
-        log.exception("request %s: recording failed", call.request_id)
+        log.exception("request %s: recording failed", call.identity.request_id)
 
 
 async def images_generations(call: Call, body: bytes) -> Reply:
@@ -171,7 +171,7 @@ async def speech(call: Call, body: bytes) -> Reply:
 
 
 async def transcriptions(call: Call, body: bytes) -> Reply:
-    fields, file = form_parse(call.request_headers.get("content-type", ""), body)
+    fields, file = form_parse(call.identity.headers.get("content-type", ""), body)
     request_check(TranscriptionsRequest, _typed(fields))
     most_s = settings.TRANSCRIPTION_MAX_SECONDS
     measured_s = wav_seconds(file[1])

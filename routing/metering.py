@@ -123,14 +123,14 @@ class Meter:
         if price.is_free:
             return
         if self._prompt_tokens is None:
-            if self.call.body_size > counting.INLINE_MAX_BYTES and not await run_db(
-                billing_selectors.balance_available_any, tenant_id=self.call.policy.tenant_id
+            if self.call.identity.body_size > counting.INLINE_MAX_BYTES and not await run_db(
+                billing_selectors.balance_available_any, tenant_id=self.call.identity.policy.tenant_id
             ):
                 # Nothing left to hold against: refused before the tokenizer spends any time on it.
                 raise InsufficientQuota("Insufficient balance: every balance of this account is used up or reserved.")
-            counted = await counting.prompt_tokens_acount(self.request, body_size=self.call.body_size)
+            counted = await counting.prompt_tokens_acount(self.request, body_size=self.call.identity.body_size)
             self._prompt_tokens = counted + self.context_tokens
-        self.call.prompt_tokens = self._prompt_tokens
+        self.call.outcome.prompt_tokens = self._prompt_tokens
 
     def _quote(self, route, usage: Usage) -> tuple[int, int, str, str]:
         """(charge in the balance's micro-units, cap amount in micro-USD, balance kind, currency)."""
@@ -144,7 +144,7 @@ class Meter:
                 "an operator must set one (manage.py set_exchange_rate)."
             )
         list_micros = self._list_micros(usage)
-        group_ratio = card.group_ratio(self.call.policy.tenant_group)
+        group_ratio = card.group_ratio(self.call.identity.policy.tenant_group)
         discount = Decimal(route.discount_ratio)
         charge = charge_micros(list_micros, group_ratio=group_ratio, discount_ratio=discount, units_per_usd=rate)
         cap = charge_micros(list_micros, group_ratio=group_ratio, discount_ratio=discount, units_per_usd=Decimal(1))
@@ -182,7 +182,7 @@ class Meter:
         worst = self._worst_usage()
         floor_usage = self._floor_usage()
         amount, cap_amount, kind, currency = self._quote(route, worst)
-        ceiling = self.call.directives.max_cost_micros
+        ceiling = self.call.admission.directives.max_cost_micros
         if ceiling is not None and cap_amount > ceiling:
             reason = (
                 f"On this route the request could cost up to ${cap_amount / 1_000_000:.6f}, more than its "
@@ -192,13 +192,13 @@ class Meter:
             return reason
         floor, _, _, _ = self._quote(route, floor_usage)
         await self.release()
-        policy = self.call.policy
-        hold_key = self.call.request_id if self._switches == 0 else f"{self.call.request_id}:{self._switches}"
+        policy = self.call.identity.policy
+        hold_key = self.call.identity.request_id if self._switches == 0 else f"{self.call.identity.request_id}:{self._switches}"
         self._switches += 1
         try:
             await run_db(billing.hold_open, 
                 hold_key=hold_key,
-                request_id=self.call.request_id,
+                request_id=self.call.identity.request_id,
                 tenant_id=policy.tenant_id,
                 kind=kind,
                 model=self.info.public_id,
@@ -263,7 +263,7 @@ class Meter:
         if self._hold_key is None:
             return
         # priced on the route that answered: the hold may have been made for a costlier one
-        route = self.call.route or self._hold_route
+        route = self.call.attempts.route or self._hold_route
         charge, _, _, _ = self._quote(route, usage)
         would_charge = self._quote(route, self._reported)[0] if self._reported is not None else charge
         note = self._note(usage, is_estimated)

@@ -29,12 +29,12 @@ def wants_anthropic_shape(headers) -> bool:
 
 
 def _visible(call: Call, table: RoutingTable) -> list[ModelInfo]:
-    group = call.policy.tenant_group
+    group = call.identity.policy.tenant_group
     return [
         info
         for public_id, info in sorted(table.models.items())
         if not info.is_hidden
-        and call.policy.allows_model(public_id)
+        and call.identity.policy.allows_model(public_id)
         and any(r.is_enabled and group in r.groups for r in table.routes.get(public_id, ()))
     ]
 
@@ -54,7 +54,7 @@ def _anthropic_model(info: ModelInfo) -> dict:
 
 
 def _page_limit(call: Call) -> int:
-    text = call.query.get("limit")
+    text = call.identity.query.get("limit")
     if text is None:
         return ANTHROPIC_PAGE_DEFAULT
     if not text.isdigit() or not 1 <= int(text) <= ANTHROPIC_PAGE_MAX:
@@ -65,7 +65,7 @@ def _page_limit(call: Call) -> int:
 def _anthropic_page(call: Call, models: list[ModelInfo]) -> dict:
     limit = _page_limit(call)
     ids = [m.public_id for m in models]
-    after, before = call.query.get("after_id"), call.query.get("before_id")
+    after, before = call.identity.query.get("after_id"), call.identity.query.get("before_id")
     for name, value in (("after_id", after), ("before_id", before)):
         if value is not None and value not in ids:
             raise InvalidRequest(f"'{name}' names no model in this list.", param=name, code="invalid_value")
@@ -89,7 +89,7 @@ async def list_models(call: Call, _body: bytes) -> Reply:
     await check_rate(call)
     table = await table_aget()
     models = _visible(call, table)
-    if wants_anthropic_shape(call.request_headers):
+    if wants_anthropic_shape(call.identity.headers):
         body = _anthropic_page(call, models)
     else:
         body = {"object": "list", "data": [_openai_model(table, m) for m in models]}
@@ -100,9 +100,9 @@ async def retrieve_model(call: Call, _body: bytes) -> Reply:
     """One model by its id (ids may hold slashes: `deepseek/deepseek-chat`) or an alias."""
     await check_rate(call)
     table = await table_aget()
-    wanted = call.path_params.get("model_id", "")
+    wanted = call.identity.path_params.get("model_id", "")
     info = table.resolve(wanted)
     if info is None or info not in _visible(call, table):
         raise ModelNotFound(f"The model '{wanted}' does not exist or you do not have access to it.", param="model")
-    body = _anthropic_model(info) if wants_anthropic_shape(call.request_headers) else _openai_model(table, info)
+    body = _anthropic_model(info) if wants_anthropic_shape(call.identity.headers) else _openai_model(table, info)
     return Reply(200, orjson.dumps(body), call.headers())

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import orjson
 from django.conf import settings
@@ -39,7 +39,7 @@ from providers.base import Usage
 from providers.translate.common import usage_to_openai
 
 from .errors import InsufficientQuota, InvalidRequest, TokenHubError, UpstreamError
-from .journey import Call, chat, parse_body, record, steer, validate_chat
+from .journey import Call, chat, name_model, parse_body, record, steer, step_call, validate_chat
 from .metering import Meter
 from .replies import Reply, StreamReply
 
@@ -95,15 +95,10 @@ class Run:
 
     async def ask(self, role: str, model: str, messages: list[dict]) -> Step:
         number = len(self.steps) + 1
-        step = Step(role, model, f"{self.call.request_id}-{number}")
+        step = Step(role, model, f"{self.call.identity.request_id}-{number}")
         self.steps.append(step)
-        sub = Call(
-            request_id=step.request_id, policy=self.call.policy, client_ip=self.call.client_ip,
-            endpoint="chat.completions", request_headers={},
-        )
-        sub.parent_request_id = self.call.request_id
-        ceiling = self.call.directives.max_cost_micros
-        sub.directives = replace(self.call.directives, max_cost_micros=None if ceiling is None else max(1, ceiling - self.spent_micros))
+        ceiling = self.call.admission.directives.max_cost_micros
+        sub = step_call(self.call, step.request_id, max_cost_micros=None if ceiling is None else max(1, ceiling - self.spent_micros))
         body = {
             "model": model, "messages": messages, "max_tokens": self.step_max_tokens,
             **{k: self.request[k] for k in ("temperature", "top_p") if k in self.request},
@@ -223,7 +218,7 @@ class Run:
         """(model, prompt tokens) of every step the run may take, for the up-front ceiling check."""
         prompt = tokens.estimate_request_prompt_tokens({"messages": self._messages()})
         step = self.step_max_tokens
-        if self.call.model == "tokenhub/vote":
+        if self.call.decision.model == "tokenhub/vote":
             return [(m, prompt) for m in self.models] + [(self.judge, prompt + step * len(self.models) + 100)]
         writer = self.models[0]
         other = self.models[1] if len(self.models) > 1 else writer
@@ -242,15 +237,15 @@ async def _worst_micros(call: Call, model: str, prompt_tokens: int, completion_t
     if price is None or price.is_free:
         return 0
     listed = list_cost_micros(price, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-    return int(listed * card.group_ratio(call.policy.tenant_group))
+    return int(listed * card.group_ratio(call.identity.policy.tenant_group))
 
 
 async def _visible_models(call: Call, wanted: int) -> list[str]:
     table = await table_aget()
-    group = call.policy.tenant_group
+    group = call.identity.policy.tenant_group
     return [
         public_id for public_id, info in sorted(table.models.items())
-        if not info.is_hidden and call.policy.allows_model(public_id)
+        if not info.is_hidden and call.identity.policy.allows_model(public_id)
         and any(r.is_enabled and group in r.groups for r in table.routes.get(public_id, ()))
     ][:wanted]
 
@@ -283,14 +278,14 @@ async def orchestrate(call: Call, request: dict) -> Reply | StreamReply:
     table = await table_aget()
     for name in [*(models or ()), *([judge] if judge else [])]:
         info = table.resolve(name)
-        if info is None or not call.policy.allows_model(info.public_id):
+        if info is None or not call.identity.policy.allows_model(info.public_id):
             raise InvalidRequest(f"The model '{name}' does not exist or this key may not use it.", param="models", code="model_not_found")
     models = models or await _visible_models(call, DEFAULT_MODELS)
     if not models:
         raise InvalidRequest("No model is available to this key for orchestration; give 'models'.", param="models", code="invalid_value")
-    call.model = mode
+    name_model(call, mode)
     run = Run(call, request, models=models, judge=judge or models[0], rounds=rounds or (2 if mode == "tokenhub/refine" else 1))
-    ceiling = call.directives.max_cost_micros
+    ceiling = call.admission.directives.max_cost_micros
     if ceiling is not None:
         worst = 0
         for model, prompt in run.planned():
@@ -311,7 +306,7 @@ async def orchestrate(call: Call, request: dict) -> Reply | StreamReply:
     )
     record(call, status=200, usage=usage, meter=Meter(call, None, {}))  # the steps carry the charges
     extra = {"mode": mode, "reason": reason, "steps": [s.as_dict() for s in run.steps]}
-    completion_id = "chatcmpl-" + call.request_id.removeprefix("req_")
+    completion_id = "chatcmpl-" + call.identity.request_id.removeprefix("req_")
     headers = call.headers()
     if request.get("stream"):
         include_usage = bool((request.get("stream_options") or {}).get("include_usage"))

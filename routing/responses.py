@@ -63,6 +63,7 @@ from .journey import (
     parse_body,
     resolve_model,
     steer,
+    stream_take,
     validate_chat,
 )
 from .metering import CHOICES_FIELDS, OUTPUT_LIMIT_FIELDS, output_limit_of
@@ -111,7 +112,7 @@ async def responses(call: Call, body: bytes) -> Reply | StreamReply:
     table = await table_aget()
     info = resolve_model(call, table, request["model"])
     await check_rate(call)
-    call.is_stream = bool(request.get("stream"))
+    stream_take(call, request)
     routes = await candidates_for(call, table, info)
     if memory.channel_id is not None:
         routes = [route for route in routes if route.channel_id == memory.channel_id and route_speaks_responses(route)]
@@ -133,7 +134,7 @@ async def responses(call: Call, body: bytes) -> Reply | StreamReply:
         answer = orjson.loads(result.body)  # the adapter checked it is a Response object
         await passed.remember(answer)
         return Reply(200, result.body, result.headers)
-    response_id = "resp_" + call.request_id.removeprefix("req_")
+    response_id = "resp_" + call.identity.request_id.removeprefix("req_")
     if isinstance(result, StreamReply):
         state = translate.ResponseEvents(body=native, response_id=response_id, model=native["model"], previous_response_id=previous_id)
         events = _events(result.chunks, state, call=call, conversation=conversation if is_stored else None)
@@ -178,7 +179,7 @@ class _Way:
             return await self.chat(adapter, target, timeouts)
         body = {name: value for name, value in self.native.items() if name not in _NOT_PASSED}
         body["max_output_tokens"] = output_limit_of(self.request)  # what the hold covers (written there by `generate`)
-        if self.call.is_stream:
+        if self.call.outcome.is_stream:
             return await adapter.open_responses_stream(upstream.client(), target, body, timeouts)
         return await adapter.responses(upstream.client(), target, body, timeouts)
 
@@ -220,12 +221,12 @@ class _Passed:
         """Record which channel holds this response (and the input its conversation now is),
         for a `previous_response_id` of the same tenant."""
         response_id = answer.get("id")
-        route = self.call.route
+        route = self.call.attempts.route
         if not self.is_stored or route is None or not isinstance(response_id, str) or not 0 < len(response_id) <= _MAX_ID_CHARS:
             return
         reported = usage_from_responses(answer.get("usage"))
         output = reported.completion_tokens if reported is not None else tokens.count_text(_output_text(answer))
-        prompt = self.call.prompt_tokens  # our count, the earlier context included (None: a free model, not counted)
+        prompt = self.call.outcome.prompt_tokens  # our count, the earlier context included (None: a free model, not counted)
         if prompt is None:
             prompt = estimate_usage(self.request, "", context_tokens=self.context_tokens).prompt_tokens
         # The output as the bounds bill it: never above the limit the upstream was sent.
@@ -293,7 +294,7 @@ def _answer_text(body: bytes) -> str:
 
 def _store_key(call: Call, response_id: str) -> str:
     # the client names the id: hashed, so any text makes a well-formed key
-    return f"tokenhub:responses:{call.policy.tenant_id}:{hashlib.sha256(response_id.encode()).hexdigest()}"
+    return f"tokenhub:responses:{call.identity.policy.tenant_id}:{hashlib.sha256(response_id.encode()).hexdigest()}"
 
 
 async def _recall(call: Call, response_id: str) -> _Memory:

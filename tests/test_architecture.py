@@ -4,9 +4,12 @@ over every module of the app it constrains, so a new module is covered without a
 from __future__ import annotations
 
 import ast
+import dataclasses
 from pathlib import Path
 
 import pytest
+
+from routing import journey
 
 ROOT = Path(__file__).resolve().parent.parent
 OURS = ("relay", "common", "accounts", "billing", "routing", "channels", "providers", "vault", "observability", "research")
@@ -165,3 +168,52 @@ def test_the_tests_mirror_the_apps():
     assert not strays, f"tests/{sorted(strays)} is no app's name: move its tests under the app they test"
     for name in found:
         assert (ROOT / "tests" / name / "__init__.py").exists(), f"tests/{name} is not a package: its module names could collide"
+
+
+def test_no_module_reads_a_call_through_getattr():
+    """A call's values are typed and named (docs/architecture.md, "the call"): nobody guesses at
+    them with getattr/hasattr/setattr."""
+    found = []
+    for app in OURS:
+        for path in modules_of(app):
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if (
+                    isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr", "setattr")
+                    and node.args and "call" in ast.unparse(node.args[0]).split(".")
+                ):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not found, found
+
+
+def test_each_value_of_a_call_is_written_by_its_owner_alone():
+    """Outside routing/journey.py (and routing/metering.py for the meter's prompt count), no
+    module assigns to a call's values: they go through the journey's functions."""
+    allowed = {"routing/journey.py": None, "routing/metering.py": {"outcome.prompt_tokens"}}
+    found = []
+    for app in OURS:
+        for path in modules_of(app):
+            name = str(path.relative_to(ROOT))
+            if name == "routing/journey.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AugAssign) else []
+                for target in targets:
+                    text = ast.unparse(target)
+                    parts = text.split(".")
+                    if "call" in parts[:-1]:
+                        written = ".".join(parts[parts.index("call") + 1:])
+                        if written not in (allowed.get(name) or ()):
+                            found.append(f"{name}:{node.lineno} {text}")
+    assert not found, found
+
+
+def test_a_calls_identity_is_frozen_and_its_values_have_slots():
+    for value in (journey.Identity, journey.Admission, journey.Decision, journey.Attempts, journey.Outcome):
+        assert dataclasses.is_dataclass(value) and "__slots__" in value.__dict__, value
+    call = journey.Call(journey.identity_make(request_id="req_x", policy=None, client_ip=None, endpoint="chat.completions"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        call.identity.request_id = "req_y"
+    with pytest.raises(AttributeError):  # no new field grows on a call, nor on its values
+        call.model = "gpt-x"
+    with pytest.raises(AttributeError):
+        call.decision.route = None

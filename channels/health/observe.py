@@ -6,6 +6,8 @@ that key alone, and auth/quota disable that key alone until none is left (channe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from asgiref.sync import sync_to_async
 
 from common import background
@@ -14,28 +16,41 @@ from providers.base import ErrorKind, ProviderError
 from .. import thompson
 from ..models import DisableKind
 from .board import board
-from .state import KEY_OWNED, Cooldown, failure_reason
+from .state import KEY_OWNED, Cooldown, HealthView, failure_reason
 from .status import channel_auto_disable, channel_key_auto_disable
 
 
-async def attempt_observe(*, call, route, error: ProviderError | None, latency_ms: float, key_index: int | None = None) -> Cooldown | None:
+@dataclass(frozen=True, slots=True)
+class AttemptSeen:
+    """What the journey tells of the request with each attempt: plain values (channels never
+    imports routing)."""
+
+    request_id: str
+    model: str
+    mode: str  # the routing mode that ordered the candidates ("" before one was chosen)
+    attempt: int  # how many attempts the request has made so far, this one included
+    health: HealthView | None = None  # the health view the plan saw (channels.health), if any
+
+
+async def attempt_observe(
+    *, seen: AttemptSeen, route, error: ProviderError | None, latency_ms: float, key_index: int | None = None
+) -> Cooldown | None:
     """Record one attempt's outcome: health, reward log, the sampler's live counts; and disable
     the channel, or on a multi-key channel the key (in the background), when the upstream
     refused its credential or balance."""
-    model = call.model
+    model = seen.model
     key_fp = route.key_fps[key_index] if key_index is not None and route.is_multikey and key_index < len(route.key_fps) else None
     if error is None:
-        plan = getattr(call, "plan", None)
-        await board.asucceeded(route.channel_id, model, latency_ms=latency_ms, view=plan.health if plan else None, key_fp=key_fp)
-        thompson.reward_observe(call=call, route=route, outcome="ok", reward=1.0, latency_ms=latency_ms)
+        await board.asucceeded(route.channel_id, model, latency_ms=latency_ms, view=seen.health, key_fp=key_fp)
+        thompson.reward_observe(seen=seen, route=route, outcome="ok", reward=1.0, latency_ms=latency_ms)
         return None
     if not error.kind.counts_against_channel:
-        thompson.reward_observe(call=call, route=route, outcome=error.kind.value, reward=None, latency_ms=latency_ms)
+        thompson.reward_observe(seen=seen, route=route, outcome=error.kind.value, reward=None, latency_ms=latency_ms)
         return None
     cooldown = await board.afailed(route.channel_id, model, error, latency_ms=latency_ms, key_fp=key_fp)
     key_owned = key_fp is not None and error.kind in KEY_OWNED
     # one key's refusal says nothing of how well the channel serves: its other keys carry on
-    thompson.reward_observe(call=call, route=route, outcome=error.kind.value, reward=None if key_owned else 0.0, latency_ms=latency_ms)
+    thompson.reward_observe(seen=seen, route=route, outcome=error.kind.value, reward=None if key_owned else 0.0, latency_ms=latency_ms)
     if error.kind in (ErrorKind.AUTH, ErrorKind.QUOTA):
         kind = DisableKind.AUTH if error.kind is ErrorKind.AUTH else DisableKind.QUOTA
         reason = (

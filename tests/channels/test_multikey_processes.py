@@ -18,7 +18,7 @@ KEYS = ("sk-proc-secret-a-0001", "sk-proc-secret-b-0002", "sk-proc-secret-c-0003
 
 @pytest.fixture
 def webs(tmp_path, transactional_db):
-    from tests.routing.procs import start_web
+    from tests.relay.procs import start_web
 
     started = []
     try:

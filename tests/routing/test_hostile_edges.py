@@ -237,3 +237,22 @@ def test_the_request_log_records_the_same_real_overhead_as_the_header_errors_inc
     header = float(answer.headers["x-tokenhub-overhead-ms"])
     assert log.overhead_ms > 0 and header > 0
     assert abs(log.overhead_ms - header) <= 0.01  # one measurement: the header rounds it to 2 places
+
+
+def test_a_body_refused_for_its_size_is_still_logged_with_its_key_and_headers(relay, alice, one, settings):
+    """Refused while its body was read (before anything was parsed): the key is known, so the
+    refusal is in the request log under it, and the answer carries the key's rate headers."""
+    from observability.models import RequestLog
+
+    fake, _ = one
+    settings.REQUEST_MAX_BYTES = 1000
+    answer = httpx.post(relay.url + "/v1/chat/completions", json={"model": "gpt-test", "messages": [{"role": "user", "content": "x" * 2000}]},
+                        headers={"authorization": f"Bearer {alice.key}"})
+    assert answer.status_code == 413
+    assert answer.headers["x-ratelimit-limit-requests"] and float(answer.headers["x-tokenhub-overhead-ms"]) > 0
+    settle_background()
+    flush_logs()
+    log = RequestLog.objects.get(request_id=answer.headers["x-request-id"])
+    assert (log.status, log.error_class, log.attempts) == (413, "request_too_large", [])
+    assert abs(log.overhead_ms - float(answer.headers["x-tokenhub-overhead-ms"])) <= 0.01
+    assert fake.requests == []  # nothing went upstream
