@@ -56,8 +56,3 @@ def clear() -> None:
 
 config_follow(clear)
 
-
-async def listen_for_invalidations() -> None:
-    """Nothing to listen for: the configuration version carries invalidations now. Kept, and
-    returning at once, only because the web process's start-up (routing/app.py) still starts
-    it; drop it together with that call."""

@@ -80,7 +80,7 @@ async def broadcast_subscribe():
         _owners[loop_id] = weakref.ref(loop)
         _viewers[loop_id] = set()
         _listeners.pop(loop_id, None)
-    _viewers[loop_id].add(queue)
+    _viewers.setdefault(loop_id, set()).add(queue)
     if shared_redis.client_async() is not None:
         task = _listeners.get(loop_id)
         if task is None or task.done():

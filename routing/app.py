@@ -267,7 +267,6 @@ async def startup() -> None:
     await ratecard_aget()
     await sync_to_async(tokens.count_text, thread_sensitive=False)("warm up")
     if settings.REDIS_URL:
-        _listeners.append(asyncio.get_running_loop().create_task(keycache.listen_for_invalidations()))
         _listeners.append(asyncio.get_running_loop().create_task(board.run_flusher()))
 
 
