@@ -9,8 +9,9 @@ for the very next request everywhere.
                              the request rebuilds what it needs before routing
 
 Where the version lives: with Redis, a counter (`INCR`; one `GET` per request); on the embedded
-default (no Redis), a small file beside the database that each change rewrites with a fresh
-token (one read of a few bytes per request, no query); web processes on *other machines* that
+default (no Redis), a small file beside the database that each change replaces with a fresh
+one stamped with a nanosecond modification time (one `stat` per request: inode and mtime, no
+open, no read, no query); web processes on *other machines* that
 share a PostgreSQL database without Redis cannot see that file, so they see a change only when
 their caches' TTLs run out (the first read logs that: set REDIS_URL). An idle process needs no
 timer: it looks at its next request. A change made while a cache is being rebuilt moves the
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Callable
@@ -61,6 +63,10 @@ def _bump() -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             scratch = path.with_name(f"{path.name}.{os.getpid()}.tmp")
             scratch.write_text(uuid.uuid4().hex)
+            # a fine stamp of our own (the kernel's is coarse, milliseconds): with the inode, it
+            # tells two changes apart even when the second one's file reuses the first one's inode
+            stamp = time.time_ns()
+            os.utime(scratch, ns=(stamp, stamp))
             os.replace(scratch, path)  # atomic: a reader sees the old token or the new one
     except Exception:  # the caches' TTLs still bound staleness; say so rather than fail the change
         log.exception("could not publish a configuration change; other processes see it within their cache TTL")
@@ -81,7 +87,7 @@ def _drop_caches() -> None:
 async def _read() -> object:
     if settings.REDIS_URL:
         return await shared_redis.client_async().get(_redis_key())
-    if not _has_warned[0] and connection.vendor != "sqlite":
+    if not _has_warned[0] and "sqlite" not in settings.DATABASES["default"]["ENGINE"]:
         _has_warned[0] = True
         log.warning(
             "REDIS_URL is not set: configuration changes (key revocations too) reach the web processes "
@@ -89,18 +95,31 @@ async def _read() -> object:
             "expire; set REDIS_URL when they share this database", version_path(),
         )
     try:
-        with open(version_path(), "rb") as handle:
-            return handle.read(64)
+        found = os.stat(version_path())
     except FileNotFoundError:
-        return b""
+        return None
+    return (found.st_ino, found.st_mtime_ns, found.st_dev)
 
 
 def _redis_key() -> str:
     return shared_redis.key("config", "version")
 
 
+_paths: dict[tuple[str, str, str], Path] = {}
+
+
 def version_path() -> Path:
-    """Beside the SQLite file; for another database, in VAR_DIR under the database's name."""
+    """Beside the SQLite file; for another database, in VAR_DIR under the database's name.
+    Worked out once per database name (the test runner renames the database)."""
+    database = settings.DATABASES["default"]
+    cache_key = (str(database["NAME"]), database["ENGINE"], str(settings.VAR_DIR))
+    path = _paths.get(cache_key)
+    if path is None:
+        path = _paths[cache_key] = _version_path()
+    return path
+
+
+def _version_path() -> Path:
     name = str(connection.settings_dict["NAME"])
     if connection.vendor == "sqlite" and name not in ("", ":memory:") and not name.startswith("file:"):
         return Path(name + ".config-version")

@@ -46,6 +46,11 @@ class Snapshot(Generic[T]):
 
     async def aget(self) -> T:
         value = self._value
+        if value is not None and not self._is_stale and not self._rebuilding:
+            # the common case, without asking for the running loop (a getpid() each on 3.11)
+            if self._refreshing is None and self._is_old():
+                self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
+            return value
         loop_id = id(asyncio.get_running_loop())
         if value is None or self._is_stale or loop_id in self._rebuilding:
             task = self._rebuilding.get(loop_id)

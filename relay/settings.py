@@ -114,7 +114,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DATABASE_METRICS = env.bool("DATABASE_METRICS", default=True)
 if DATABASE_METRICS:
     DATABASES["default"]["ENGINE"] = {
-        "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
+        # the same series as django-prometheus's SQLite backend, without a class made per cursor
+        "django.db.backends.sqlite3": "common.sqlite_metrics",
         "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
     }.get(DATABASES["default"]["ENGINE"], DATABASES["default"]["ENGINE"])
 

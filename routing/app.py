@@ -12,7 +12,6 @@ import asyncio
 import hmac
 import logging
 import time
-import uuid
 from datetime import datetime, timezone
 from typing import Awaitable, Callable
 
@@ -39,6 +38,7 @@ from common import background
 from common import redis as shared_redis
 from common.config_version import config_sync
 from common.db import run_db
+from common.ids import random_hex
 from observability.logs import request_id_bind
 from observability.metrics import exposition
 from observability.services import request_logs_flush
@@ -58,7 +58,7 @@ STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 def new_request_id() -> str:
-    return "req_" + uuid.uuid4().hex
+    return "req_" + random_hex()
 
 
 def presented_key(request: Request) -> str | None:
