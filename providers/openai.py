@@ -123,18 +123,7 @@ class OpenAIAdapter:
         brand = brands.brand_for(target.brand, target.base_url)
         payload = _payload(target, brand, body)
         payload["stream"] = True
-        api_key = target.api_key
-        return await open_chunk_stream(
-            client,
-            _url(target, brand, "responses"),
-            body=payload,
-            headers=_headers(target, brand),
-            params=_params(target, brand),
-            timeouts=timeouts,
-            api_key=api_key,
-            chunks=lambda response: _iter_response_events(response, api_key),
-            error_from_response=lambda response: _error_from_response(response, api_key),
-        )
+        return await _open(client, target, brand, "responses", payload, timeouts, _iter_response_events)
 
     async def open_completions_stream(
         self, client: httpx.AsyncClient, target: Target, request: dict, timeouts: Timeouts
@@ -270,18 +259,25 @@ class OpenAIAdapter:
             "include_usage": True,
         }
         brands.prepare(brand, payload)
-        api_key = target.api_key
-        return await open_chunk_stream(
-            client,
-            _url(target, brand, path),
-            body=payload,
-            headers=_headers(target, brand),
-            params=_params(target, brand),
-            timeouts=timeouts,
-            api_key=api_key,
-            chunks=lambda response: _iter_chunks(response, api_key),
-            error_from_response=lambda response: _error_from_response(response, api_key),
-        )
+        return await _open(client, target, brand, path, payload, timeouts, _iter_chunks)
+
+
+async def _open(
+    client: httpx.AsyncClient, target: Target, brand: str, path: str, payload: dict, timeouts: Timeouts, iterate
+) -> ChunkStream:
+    """Open a stream at `path`; `iterate(response, api_key)` reads its events as chunks."""
+    api_key = target.api_key
+    return await open_chunk_stream(
+        client,
+        _url(target, brand, path),
+        body=payload,
+        headers=_headers(target, brand),
+        params=_params(target, brand),
+        timeouts=timeouts,
+        api_key=api_key,
+        chunks=lambda response: iterate(response, api_key),
+        error_from_response=lambda response: _error_from_response(response, api_key),
+    )
 
 
 async def _iter_chunks(response: httpx.Response, api_key: str | None) -> AsyncIterator[Chunk]:

@@ -498,6 +498,12 @@ def _attempt(route: Route, began: float, outcome: str, status: int | None, key_i
 
 async def chat(call: Call, request: dict) -> Reply | StreamReply:
     """An OpenAI chat request (already parsed; other protocols translate into this)."""
+    info, routes = await admit_chat(call, request)
+    return await generate(call, request, info, routes, chat_operation(call, request), text_of=_completion_text)
+
+
+async def admit_chat(call: Call, request: dict) -> tuple[ModelInfo, list[Route]]:
+    """A chat request checked, steered, admitted and routed: its model and the routes to try."""
     validate_chat(request)
     if call.identity.parent_request_id is None:  # an orchestration step inherits its run's directives
         steer(call, request)
@@ -505,8 +511,7 @@ async def chat(call: Call, request: dict) -> Reply | StreamReply:
     info = resolve_model(call, table, request["model"])
     await check_rate(call)
     stream_take(call, request)
-    routes = await candidates_for(call, table, info)
-    return await generate(call, request, info, routes, chat_operation(call, request), text_of=_completion_text)
+    return info, await candidates_for(call, table, info)
 
 
 async def generate(

@@ -43,7 +43,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from channels import upstream
-from channels.table import Route, table_aget
+from channels.table import Route
 from providers import brands, tokens
 from providers.base import NATIVE_ANTHROPIC, ProviderError, Target, Timeouts, Usage
 from providers.openai import parse_usage
@@ -55,16 +55,11 @@ from .directives import responses_line_strip
 from .errors import InvalidRequest, NoAvailableChannel, UpstreamError
 from .journey import (
     Call,
-    candidates_for,
+    admit_chat,
     chat_operation,
-    check_rate,
     estimate_usage,
     generate,
     parse_body,
-    resolve_model,
-    steer,
-    stream_take,
-    validate_chat,
 )
 from .metering import CHOICES_FIELDS, OUTPUT_LIMIT_FIELDS, output_limit_of
 from .replies import Reply, StreamReply, chat_stream_items
@@ -107,13 +102,7 @@ async def responses(call: Call, body: bytes) -> Reply | StreamReply:
     except ProviderError as error:
         raise InvalidRequest(error.message, code="unsupported_content") from None
     responses_line_strip(native)  # the chat request keeps the line: `steer` reads it there
-    validate_chat(request)
-    steer(call, request)
-    table = await table_aget()
-    info = resolve_model(call, table, request["model"])
-    await check_rate(call)
-    stream_take(call, request)
-    routes = await candidates_for(call, table, info)
+    info, routes = await admit_chat(call, request)
     if memory.channel_id is not None:
         routes = [route for route in routes if route.channel_id == memory.channel_id and route_speaks_responses(route)]
         if not routes:
