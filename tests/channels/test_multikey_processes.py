@@ -16,19 +16,6 @@ pytestmark = pytest.mark.skipif(not django_settings.REDIS_URL, reason="shared he
 KEYS = ("sk-proc-secret-a-0001", "sk-proc-secret-b-0002", "sk-proc-secret-c-0003")
 
 
-@pytest.fixture
-def webs(tmp_path, transactional_db):
-    from tests.relay.procs import start_web
-
-    started = []
-    try:
-        for name in ("web-a", "web-b"):
-            started.append(start_web(tmp_path, name))
-        yield [url for _, url in started]
-    finally:
-        for proc, _ in started:
-            proc.stop()
-
 
 def ask(url, key, n):
     messages = [{"role": "system", "content": "brief"}, {"role": "user", "content": f"conversation {n}"}]

@@ -13,19 +13,6 @@ from tests.conftest import make_channel, make_price
 pytestmark = pytest.mark.skipif(not django_settings.REDIS_URL, reason="shared health needs REDIS_URL (the scale-out run)")
 
 
-@pytest.fixture
-def webs(tmp_path, transactional_db):
-    from tests.relay.procs import start_web
-
-    started = []
-    try:
-        for name in ("web-a", "web-b"):
-            started.append(start_web(tmp_path, name))
-        yield [url for _, url in started]
-    finally:
-        for proc, _ in started:
-            proc.stop()
-
 
 def ask(url, key):
     return httpx.post(url + "/v1/chat/completions", json={"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5},
