@@ -34,12 +34,15 @@ def main(argv=None) -> int:
     p.add_argument("--profile", action="store_true")
     p.add_argument("--limit", type=int, default=30)
     p.add_argument("--sort", default="tottime")
+    p.add_argument("--scale", action="store_true", help="PostgreSQL + Redis (a fresh database beside --database-url)")
+    p.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/tokenhub")
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     a = p.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="tokenhub-money-"))
     try:
         fake, port = run.start_fake_upstream(tmp, 0.0)
         try:
-            env = run.relay_env(tmp)
+            env = run.relay_env(tmp, None, (a.database_url, a.redis_url) if a.scale else None)
             key = run.setup_tokenhub(env, port, [], priced=True)
         finally:
             fake.stop()

@@ -40,6 +40,9 @@ def main(argv=None) -> int:
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--seconds", type=float, default=6.0)
     p.add_argument("--priced", action="store_true", help="price the model (reservation and settlement run)")
+    p.add_argument("--scale", action="store_true", help="PostgreSQL + Redis (as bench/run.py --scale)")
+    p.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/tokenhub")
+    p.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"))
     p.add_argument("--sort", default="tottime", help="pstats sort key (tottime, cumulative, ...)")
     p.add_argument("--limit", type=int, default=40)
     p.add_argument("--out", help="keep the .prof file here")
@@ -53,7 +56,7 @@ def main(argv=None) -> int:
     prof = Path(a.out).resolve() if a.out else tmp / "relay.prof"
     try:
         fake, fport = run.start_fake_upstream(tmp, 0.0)
-        env = run.relay_env(tmp)
+        env = run.relay_env(tmp, None, (a.database_url, a.redis_url) if a.scale else None)
         notes: list[str] = []
         key = run.setup_tokenhub(env, fport, notes, a.priced)
         for n in notes:
