@@ -49,6 +49,10 @@ def main(argv=None) -> int:
     p.add_argument("--syscalls", action="store_true",
                    help="instead of cProfile: count the relay's system calls per request (strace -c -f attached after the "
                         "warm-up; counts do not depend on how busy the machine is)")
+    p.add_argument("--py-spy", dest="py_spy", metavar="EXE",
+                   help="instead of cProfile: sample every thread of the relay with this py-spy executable (collapsed stacks, "
+                        "attached after the warm-up) and print where the CPU goes: a view cProfile cannot give, since it sees "
+                        "only the event loop's thread")
     a = p.parse_args(argv)
     stream = a.mode == "stream"
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -62,7 +66,7 @@ def main(argv=None) -> int:
         for n in notes:
             run.log(n)
         port = procs.free_port()
-        profiler = [] if a.syscalls else ["-m", "cProfile", "-o", str(prof)]
+        profiler = [] if (a.syscalls or a.py_spy) else ["-m", "cProfile", "-o", str(prof)]
         argv_ = [sys.executable, *profiler, "-m", "uvicorn", "relay.asgi:application",
                  "--host", run.HOST, "--port", str(port), "--loop", "uvloop", "--http", "httptools",
                  "--no-access-log", "--log-level", "warning"]
@@ -79,10 +83,24 @@ def main(argv=None) -> int:
             tracer = subprocess.Popen(["strace", "-c", "-f", "-o", str(counts), "-p", str(relay.pid)],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)  # attached to every thread
+        stacks = tmp / "stacks.txt"
+        if a.py_spy:
+            tracer = subprocess.Popen([a.py_spy, "record", "--format", "raw", "--threads", "--nonblocking", "--rate", "250",
+                                       "-o", str(stacks), "--pid", str(relay.pid)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)
         run.log(f"loading: {a.mode}, c={a.concurrency}, {a.seconds:g} s")
         r = uvloop.run(loadgen.run_load(run.HOST, port, payload, a.concurrency, a.seconds, stream))
         run.log(f"{r['requests']} requests ({r['rps']:.0f}/s under the profiler), {r['errors']} errors "
                 f"{r['error_samples'][:1]}")
+        if tracer is not None and a.py_spy:
+            time.sleep(1.0)
+            tracer.send_signal(signal.SIGINT)
+            tracer.wait(30)
+            _print_stacks(stacks.read_text(), r["requests"], a.limit)
+            procs.stop_all()
+            shutil.rmtree(tmp, ignore_errors=True)
+            return 0
         if tracer is not None:
             time.sleep(1.0)  # deferred work (batched logs) is counted too
             tracer.send_signal(signal.SIGINT)
@@ -110,6 +128,33 @@ def main(argv=None) -> int:
         run.log(f"profile kept: {prof}")
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def _print_stacks(collapsed: str, requests: int, limit: int) -> None:
+    """py-spy's collapsed stacks: the share of samples per function (self) and, inclusive, per
+    frame of our own code and per library."""
+    self_counts: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [f for f in stack.split(";") if f and not f.startswith("process ") and not f.startswith("thread ")]
+        if not frames:
+            continue
+        self_counts[frames[-1]] = self_counts.get(frames[-1], 0) + n
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + n
+    print(f"{requests} requests, {total} samples (all threads, active only)")
+    print("self:")
+    for frame, n in sorted(self_counts.items(), key=lambda kv: -kv[1])[:limit]:
+        print(f"  {100 * n / total:5.1f}%  {frame}")
+    print("inclusive:")
+    for frame, n in sorted(inclusive.items(), key=lambda kv: -kv[1])[:limit]:
+        print(f"  {100 * n / total:5.1f}%  {frame}")
 
 
 def _print_syscalls(summary: str, requests: int) -> None:
