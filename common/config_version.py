@@ -8,7 +8,9 @@ for the very next request everywhere.
                              that follows the configuration (`config_follow`) is dropped, and
                              the request rebuilds what it needs before routing
 
-Where the version lives: with Redis, a counter (`INCR`; one `GET` per request); on the embedded
+Where the version lives: with Redis, a counter (`INCR`; read with `GET`: requests that arrive while
+one `GET` is on its way share the next one, so at c=32 a handful of reads serve every request, and
+each request still sees a value read after it arrived); on the embedded
 default (no Redis), a small file beside the database that each change replaces with a fresh
 one stamped with a nanosecond modification time (one `stat` per request: inode and mtime, no
 open, no read, no query); web processes on *other machines* that
@@ -22,10 +24,12 @@ The caches that follow it: the routing table, the rate card, the key policies.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
 import uuid
+import weakref
 from pathlib import Path
 from typing import Callable
 
@@ -84,9 +88,55 @@ def _drop_caches() -> None:
         on_change()
 
 
+class _SharedRead:
+    """One `GET` of the version at a time per event loop, shared by every request that arrived
+    before it was sent. A request that arrives while a `GET` is on its way waits for the next
+    one, never for one sent before it arrived: a change committed before a request arrived is
+    always seen by it. Each waiter has a future of its own, so one cancelled request (a client
+    gone) leaves the others waiting."""
+
+    __slots__ = ("_waiters", "_is_running")
+
+    def __init__(self) -> None:
+        self._waiters: list[asyncio.Future] = []
+        self._is_running = False
+
+    async def get(self) -> object:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        if not self._is_running:
+            self._is_running = True
+            asyncio.get_running_loop().create_task(self._pump())
+        return await waiter
+
+    async def _pump(self) -> None:
+        try:
+            while self._waiters:
+                batch, self._waiters = self._waiters, []
+                try:
+                    value = await shared_redis.client_async().get(_redis_key())
+                except Exception as exc:  # every request of the batch fails as its own GET would have
+                    for waiter in batch:
+                        if not waiter.done():
+                            waiter.set_exception(exc)
+                    continue
+                for waiter in batch:
+                    if not waiter.done():
+                        waiter.set_result(value)
+        finally:
+            self._is_running = False
+
+
+_shared_reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SharedRead] = weakref.WeakKeyDictionary()
+
+
 async def _read() -> object:
     if settings.REDIS_URL:
-        return await shared_redis.client_async().get(_redis_key())
+        loop = asyncio.get_running_loop()
+        shared = _shared_reads.get(loop)
+        if shared is None:
+            shared = _shared_reads[loop] = _SharedRead()
+        return await shared.get()
     if not _has_warned[0] and "sqlite" not in settings.DATABASES["default"]["ENGINE"]:
         _has_warned[0] = True
         log.warning(

@@ -27,8 +27,12 @@ _sync_clients: dict[str, redis.Redis] = {}
 
 
 def key(*parts: object) -> str:
-    """A namespaced key (or pub/sub channel) name: key("idem", tenant_id, "abc")."""
-    database = connections["default"].settings_dict["NAME"]
+    """A namespaced key (or pub/sub channel) name: key("idem", tenant_id, "abc").
+
+    The name is read from the connection settings, not from a connection: on the event loop,
+    `connections["default"]` makes a new connection object per task (Django keeps them per
+    context), a cost paid on every request. The test runner renames the database in both."""
+    database = connections.settings["default"]["NAME"]
     return ":".join(("tokenhub", str(database), *(str(part) for part in parts)))
 
 
