@@ -9,6 +9,7 @@ import asyncio
 import httpx
 from django.conf import settings
 
+from providers.httpkit import UpstreamClient
 from providers.netpin import pinned_async_transport, pinned_sync_transport
 
 from .netguard import allowed_networks
@@ -26,7 +27,7 @@ def client() -> httpx.AsyncClient:
     return made
 
 
-def client_make(**overrides) -> httpx.AsyncClient:
+def client_make(**overrides) -> UpstreamClient:
     """A new pinned client (the shared one, or a short-lived one for probes and discovery)."""
     limits = httpx.Limits(
         max_connections=settings.UPSTREAM_MAX_CONNECTIONS,
@@ -45,7 +46,7 @@ def client_make(**overrides) -> httpx.AsyncClient:
         trust_env=False,  # a proxy from the environment must be configured on purpose
     )
     options.update(overrides)
-    return httpx.AsyncClient(**options)
+    return UpstreamClient(**options)
 
 
 def sync_client_make(**options) -> httpx.Client:
