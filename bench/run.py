@@ -378,6 +378,22 @@ def print_report(meta: dict, cells: list[dict], summary: dict, notes: list[str])
         out(f"note: {n}\n")
 
 
+def print_markdown(meta: dict, cells: list[dict]) -> None:
+    """The cells as one Markdown table (README's "Speed" section): direct, LiteLLM and TokenHub
+    side by side from this one run, with the machine it ran on."""
+    out = sys.stdout.write
+    store = "PostgreSQL + Redis" if meta.get("scale") else "SQLite (embedded default)"
+    out(f"\n{meta['cpus']} CPUs ({meta['cpu_model']}), Python {meta['python']}, {meta['date']}; TokenHub on {store}, "
+        f"priced requests; {meta['seconds']:g} s per cell; load generator, fake upstream and servers on the same cores.\n\n")
+    out("| target | mode | c | req/s | p50 ms | p99 ms | added p50 ms | server CPU ms/req |\n")
+    out("|---|---|--:|--:|--:|--:|--:|--:|\n")
+    for c in cells:
+        name = {"direct": "direct (fake upstream)", "litellm": "LiteLLM proxy 1.106.2"}.get(c["target"], "TokenHub")
+        cpu = c["cpu_ms_per_req"].get("relay") if c["target"] != "direct" else None
+        out(f"| {name} | {c['mode']} | {c['concurrency']} | {c['rps']:.0f} | {fmt(c['p50_ms'])} | {fmt(c['p99_ms'])} | "
+            f"{fmt(c.get('added_p50_ms'))} | {fmt(cpu)} |\n")
+
+
 def verdict(value, limit):
     if value is None or value != value:
         return "not measured"
@@ -514,6 +530,7 @@ def parse_args(argv=None):
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for the relay and its commands (repeatable), e.g. LOG_LEVEL=WARNING")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of the tables")
+    p.add_argument("--markdown", action="store_true", help="also print the cells as one Markdown table (README's Speed section)")
     p.add_argument("--scale", action="store_true",
                    help="run the relay on PostgreSQL and Redis (a fresh database beside --database-url) "
                         "instead of the embedded SQLite default")
@@ -563,6 +580,8 @@ def main(argv=None) -> int:
         "servers": a.server,
         "tmp": str(tmp),
         "loadavg_at_start": os.getloadavg(),
+        "scale": a.scale,
+        "date": time.strftime("%Y-%m-%d"),
     }
     rc = 0
     try:
@@ -682,6 +701,8 @@ def main(argv=None) -> int:
             sys.stdout.write("\n")
         else:
             print_report(meta, cells, summary, notes)
+            if a.markdown:
+                print_markdown(meta, cells)
     if a.keep_tmp or rc not in (0, 130):
         log(f"temporary directory kept: {tmp}")
     else:
