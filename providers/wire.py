@@ -318,7 +318,9 @@ class _Connection(asyncio.Protocol):
             self.pool.forget(self)
 
     async def drain(self, request: httpx.Request, timeout: float | None) -> None:
-        """Wait while the kernel and the transport's buffer are full (large uploads)."""
+        """Wait while the kernel and the transport's buffer are full (large uploads). A connection
+        that closes meanwhile ends the wait: the upstream may have answered (a 413 before the
+        whole upload), and reading the answer tells which."""
         while self.is_writing_paused and not self.is_closed:
             self.write_waiter = waiter = self.loop.create_future()
             timer = None if timeout is None else self.loop.call_later(timeout, _expire, waiter)
@@ -329,8 +331,6 @@ class _Connection(asyncio.Protocol):
                 self.write_waiter = None
                 if timer is not None:
                     timer.cancel()
-        if self.is_closed:
-            raise httpx.WriteError("upstream closed the connection while the request was sent", request=request)
 
 
 class _Pool:
