@@ -71,6 +71,8 @@ class _Exchange(httpx.AsyncByteStream):
         "received",
         "is_head",
         "closed",
+        "timer",
+        "wait_started",
     )
 
     def __init__(self, conn: _Connection, request: httpx.Request, read_timeout: float | None, is_head: bool) -> None:
@@ -88,6 +90,8 @@ class _Exchange(httpx.AsyncByteStream):
         self.received = False  # any byte of the answer came back
         self.is_head = is_head
         self.closed = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.wait_started = 0.0
 
     def wake(self) -> None:
         waiter = self.waiter
@@ -95,18 +99,37 @@ class _Exchange(httpx.AsyncByteStream):
             waiter.set_result(True)
 
     async def wait(self) -> None:
-        """Until the connection hears something; one timer per wait, none without a timeout."""
+        """Until the connection hears something, or `read_timeout` passes. One timer per answer,
+        re-armed only when it fires early (a stream's pieces do not each make and cancel one)."""
         loop = self.conn.loop
         self.waiter = waiter = loop.create_future()
-        timer = None if self.read_timeout is None else loop.call_later(self.read_timeout, _expire, waiter)
+        if self.read_timeout is not None:
+            self.wait_started = now = loop.time()
+            if self.timer is None:
+                self.timer = loop.call_at(now + self.read_timeout, self.on_timer)
         try:
             woken = await waiter
         finally:
             self.waiter = None
-            if timer is not None:
-                timer.cancel()
         if not woken:
             raise httpx.ReadTimeout("timed out waiting for the upstream's answer", request=self.request)
+
+    def on_timer(self) -> None:
+        self.timer = None
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return  # between waits: the next one arms it again
+        deadline = self.wait_started + self.read_timeout
+        loop = self.conn.loop
+        if loop.time() >= deadline:
+            waiter.set_result(False)
+        else:
+            self.timer = loop.call_at(deadline, self.on_timer)
+
+    def stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     def __aiter__(self) -> _Exchange:
         return self
@@ -141,6 +164,7 @@ class _Exchange(httpx.AsyncByteStream):
             return
         self.closed = True
         self.pieces.clear()
+        self.stop_timer()
         if not self.done:
             self.conn.close()
 
@@ -253,6 +277,7 @@ class _Connection(asyncio.Protocol):
     def _complete(self, exchange: _Exchange) -> None:
         exchange.done = True
         self.exchange = None
+        exchange.stop_timer()
         exchange.wake()
         if self.is_reading_paused:
             self.is_reading_paused = False
@@ -554,6 +579,7 @@ class WireTransport(httpx.AsyncBaseTransport):
             # Done and not sending: the connection went back to the pool whole (a cancellation
             # that came after the answer ended) and may already serve another request.
             exchange.closed = True
+            exchange.stop_timer()
             if not exchange.done or conn.is_sending:
                 conn.close()
             conn.is_sending = False
