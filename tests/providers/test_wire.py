@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from providers.netpin import AddressRefused, parse_networks, pinned_async_transport
+from providers.netpin import AddressRefused, parse_networks, pinned_async_transport, pinned_sync_transport
 
 OK = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"ok":true}'
 LOOPBACK = parse_networks(["127.0.0.0/8"])
@@ -424,6 +424,10 @@ async def test_refused_and_unreachable_addresses_are_connect_errors():
         with pytest.raises(AddressRefused, match="10.0.0.1 is not a public address") as caught:
             await client.get("http://upstream.test/v1/models")
     assert isinstance(caught.value, httpx.ConnectError) and caught.value.request.url.host == "upstream.test"
+    # the sync transport of background jobs (httpcore underneath) surfaces the same error
+    sync = httpx.Client(transport=pinned_sync_transport(allow=lambda: LOOPBACK, resolver=lambda host, port: ["10.0.0.1"]))
+    with sync, pytest.raises(AddressRefused, match="10.0.0.1 is not a public address"):
+        sync.get("http://upstream.test/v1/models")
     async with _Upstream() as upstream:
         port = upstream.port
     async with _client() as client:
