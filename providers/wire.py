@@ -45,7 +45,6 @@ _SWEEP_S = 1.0  # how often, at most, idle connections past their expiry are clo
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _NO_TIMEOUTS: dict = {}
-_VERSION = {"http_version": b"HTTP/1.1"}
 
 
 class _Stale(Exception):
@@ -193,7 +192,6 @@ class _Connection(asyncio.Protocol):
         self.write_waiter: asyncio.Future | None = None
         self.reusable = True
         self.idle_since = 0.0
-        self.lost_error: BaseException | None = None
 
     # asyncio.Protocol
 
@@ -584,7 +582,7 @@ class WireTransport(httpx.AsyncBaseTransport):
                 conn.close()
             conn.is_sending = False
             raise
-        return httpx.Response(exchange.status, headers=exchange.headers, stream=exchange, extensions=_VERSION)
+        return httpx.Response(exchange.status, headers=exchange.headers, stream=exchange, extensions={"http_version": b"HTTP/1.1"})
 
     async def aclose(self) -> None:
         self._pool.close()
