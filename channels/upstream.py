@@ -1,6 +1,7 @@
 """The one pooled HTTP client for upstream calls, built lazily per event loop (Django's ASGI
-has no lifespan hook; our lean app closes it on shutdown). Its transport connects only to
-addresses that pass channels.netguard's rule (providers.netpin), and it never follows redirects."""
+has no lifespan hook; our lean app closes it on shutdown). Its transport (providers.wire)
+connects only to addresses that pass channels.netguard's rule (providers.netpin), and it never
+follows redirects."""
 
 from __future__ import annotations
 
@@ -51,9 +52,7 @@ def client_make(**overrides) -> UpstreamClient:
 
 def sync_client_make(**options) -> httpx.Client:
     """A pinned blocking client (background jobs that call a channel)."""
-    return httpx.Client(
-        transport=pinned_sync_transport(allow=allowed_networks), follow_redirects=False, trust_env=False, **options
-    )
+    return httpx.Client(transport=pinned_sync_transport(allow=allowed_networks), follow_redirects=False, trust_env=False, **options)
 
 
 async def close() -> None:

@@ -107,9 +107,7 @@ async def request_whole(
             async for part in response.aiter_bytes():
                 size += len(part)
                 if size > MAX_ANSWER_BYTES:
-                    raise ProviderError(
-                        ErrorKind.TRANSIENT, f"upstream answer is larger than {MAX_ANSWER_BYTES} bytes", status=502
-                    )
+                    raise ProviderError(ErrorKind.TRANSIENT, f"upstream answer is larger than {MAX_ANSWER_BYTES} bytes", status=502)
                 parts.append(part)
         finally:
             await response.aclose()
@@ -216,9 +214,7 @@ class ChunkStream:
         try:
             self._first = await self._chunks.__anext__()
         except StopAsyncIteration:
-            raise ProviderError(
-                ErrorKind.TRANSIENT, "upstream stream ended before its first chunk", status=502
-            ) from None
+            raise ProviderError(ErrorKind.TRANSIENT, "upstream stream ended before its first chunk", status=502) from None
 
     def __aiter__(self) -> ChunkStream:
         return self
@@ -229,7 +225,7 @@ class ChunkStream:
             self._first = None
             return first
         self._read_started_at = now = self._loop.time()
-        self._reading_task = task = asyncio.current_task()
+        self._reading_task = task = asyncio.current_task(self._loop)  # given the loop: no getpid() on 3.11
         if self._timer is None:
             self._timer = self._loop.call_at(now + self._idle_s, self._on_timer)
         try:
@@ -302,9 +298,7 @@ def stream_object(data: bytes) -> dict:
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError:
-        raise ProviderError(
-            ErrorKind.TRANSIENT, "upstream stream sent invalid JSON", status=502
-        ) from None
+        raise ProviderError(ErrorKind.TRANSIENT, "upstream stream sent invalid JSON", status=502) from None
     if not isinstance(obj, dict):
         raise ProviderError(ErrorKind.TRANSIENT, "upstream stream sent a non-object", status=502)
     return obj
@@ -424,9 +418,7 @@ def answer_object(
     try:
         answer = orjson.loads(response.content)
     except orjson.JSONDecodeError:
-        raise ProviderError(
-            ErrorKind.TRANSIENT, "upstream answered with invalid JSON", status=502
-        ) from None
+        raise ProviderError(ErrorKind.TRANSIENT, "upstream answered with invalid JSON", status=502) from None
     if not isinstance(answer, dict):
         raise classify(response.status_code, response.content, response.headers, api_key)
     return answer
@@ -491,9 +483,7 @@ class UpstreamClient(httpx.AsyncClient):
 
 
 def http_timeout(timeouts: Timeouts, read_s: float) -> httpx.Timeout:
-    return httpx.Timeout(
-        connect=timeouts.connect_s, read=read_s, write=timeouts.first_byte_s, pool=timeouts.connect_s
-    )
+    return httpx.Timeout(connect=timeouts.connect_s, read=read_s, write=timeouts.first_byte_s, pool=timeouts.connect_s)
 
 
 def is_json(response: httpx.Response) -> bool:

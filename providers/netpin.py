@@ -3,10 +3,11 @@
 httpx resolves a host name again when it connects, so a check made when a base URL is saved (or
 when the routing table is rebuilt) proves nothing about the address a request reaches: a name
 can answer a public address to the check and a private one to the connection (DNS rebinding).
-Here the network backend under httpx does the resolution itself, refuses the connection unless
-*every* address the name has is allowed, and then connects to one of those vetted addresses.
-TLS still runs against the original host name (httpcore passes it as SNI and checks the
-certificate for it), and the Host header is the URL's, so upstreams see nothing different.
+Here the transport does the resolution itself (`PinnedVet` for the async wire transport of
+providers.wire, `PinnedSyncBackend` under httpcore for background jobs), refuses the connection
+unless *every* address the name has is allowed, and then connects to one of those vetted
+addresses. TLS still runs against the original host name (sent as SNI, and the certificate is
+checked for it), and the Host header is the URL's, so upstreams see nothing different.
 
 Allowed means globally routable, or inside one of the operator's `allow` networks
 (TOKENHUB_UPSTREAM_ALLOW_CIDRS, passed in by the caller). A name that does not resolve is refused:
@@ -17,14 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import select
 import socket
 import ssl
-import time
 from typing import Awaitable, Callable, Iterable, Sequence
 
 import httpcore
 import httpx
+
+from providers.wire import WireTransport
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -38,8 +39,11 @@ AllowList = Callable[[], Sequence[Network]]
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
 
 
-class AddressRefused(httpcore.ConnectError):
-    """The upstream's host resolves to an address we may not connect to (or to none)."""
+class AddressRefused(httpx.ConnectError):
+    """The upstream's host resolves to an address we may not connect to (or to none).
+
+    An httpx error itself, so both transports surface it as is: the wire transport raises it
+    from `PinnedVet`, and httpx passes it through from httpcore's pool (the sync transport)."""
 
 
 def parse_networks(cidrs: Iterable[str]) -> tuple[Network, ...]:
@@ -72,10 +76,7 @@ def addresses_problem(host: str, addresses: Sequence[str], allow: Sequence[Netwo
     for text in addresses:
         problem = address_problem(text, allow)
         if problem is not None:
-            return (
-                f"upstream host {host!r} resolves to a refused address ({problem}); "
-                "allow its range with TOKENHUB_UPSTREAM_ALLOW_CIDRS"
-            )
+            return f"upstream host {host!r} resolves to a refused address ({problem}); allow its range with TOKENHUB_UPSTREAM_ALLOW_CIDRS"
     return None
 
 
@@ -89,110 +90,15 @@ def system_resolve_sync(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(info[4][0] for info in infos))
 
 
-class _Stream(httpcore.AsyncNetworkStream):
-    """AnyIO's stream, with the raw socket looked up once.
-
-    httpcore's pool asks every pooled connection whether its socket became readable (the
-    upstream closed it) each time it places a request; AnyIO answers through a chain of typed
-    attribute look-ups per connection per request, which was most of the pool scan's CPU at
-    c=32 (bench/profile_relay.py). The socket of a connection never changes, so it is kept."""
-
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
-        self._inner = inner
-        self._socket = inner.get_extra_info("socket")
-        self._poller: select.poll | None = None  # made on the first check, kept for the next
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(self, ssl_context, server_hostname=None, timeout=None) -> httpcore.AsyncNetworkStream:
-        return _Stream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
-
-    def get_extra_info(self, info: str):
-        if info == "is_readable":
-            return self._is_readable()
-        if info == "socket":
-            return self._socket
-        return self._inner.get_extra_info(info)
-
-    def _is_readable(self) -> bool:
-        """Whether reading would return at once: data, or the end a closed connection gives
-        (a socket already closed counts as readable, so its connection is dropped)."""
-        fd = -1 if self._socket is None else self._socket.fileno()
-        if fd < 0:
-            return True
-        if self._poller is None:
-            self._poller = select.poll()
-            self._poller.register(fd, select.POLLIN)
-        return bool(self._poller.poll(0))
-
-
-class _LeanPool(httpcore.AsyncConnectionPool):
-    """httpcore's pool, placing a request without asking every pooled connection first.
-
-    httpcore places queued requests (when one arrives and when an answer ends) after checking
-    every pooled connection for expiry, which for an idle one is a readiness syscall: at c=32
-    that scan was the biggest single cost of the relay's event loop (bench/profile_relay.py).
-    Here only the connection about to be handed out is checked (expired or hung up: closed,
-    and the next one is tried), and the full clean-up (expired, closed and surplus idle
-    connections) runs at most every SWEEP_S, so an idle connection outlives its keep-alive
-    expiry by at most that long. Which connection a request gets is unchanged: the first
-    available one for its origin, else a new one, else one made in place of an idle one.
-    httpx and httpcore are pinned (pyproject.toml); tests/providers/test_netpin_pool.py runs it."""
-
-    SWEEP_S = 1.0
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._swept_at = 0.0
-
-    def _assign_requests_to_connections(self) -> list:
-        now = time.monotonic()
-        if now - self._swept_at >= self.SWEEP_S:
-            self._swept_at = now
-            return super()._assign_requests_to_connections()
-        closing: list = []
-        for pool_request in [request for request in self._requests if request.is_queued()]:
-            origin = pool_request.request.url.origin
-            chosen = None
-            for connection in list(self._connections):
-                if connection.is_closed():
-                    self._connections.remove(connection)
-                elif connection.can_handle_request(origin) and connection.is_available():
-                    if connection.has_expired():
-                        self._connections.remove(connection)
-                        closing.append(connection)
-                        continue
-                    chosen = connection
-                    break
-            if chosen is None:
-                if len(self._connections) >= self._max_connections:
-                    idle = next((connection for connection in self._connections if connection.is_idle()), None)
-                    if idle is None:
-                        continue  # stays queued until a connection is free
-                    self._connections.remove(idle)
-                    closing.append(idle)
-                chosen = self.create_connection(origin)
-                self._connections.append(chosen)
-            pool_request.assign_to_connection(chosen)
-        return closing
-
-
-class PinnedAsyncBackend(httpcore.AsyncNetworkBackend):
-    """Resolves, vets every address, connects to a vetted one."""
+class PinnedVet:
+    """The wire transport's `vet` (providers.wire): resolves, vets every address, and hands
+    back those the connection may use, in the resolver's order."""
 
     def __init__(self, *, allow: AllowList, resolver: AsyncResolver = system_resolve) -> None:
-        self._inner = httpcore.AnyIOBackend()
         self._allow = allow
         self._resolver = resolver
 
-    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+    async def __call__(self, host: str, port: int, timeout: float | None) -> Sequence[str]:
         try:
             addresses = list(await asyncio.wait_for(self._resolver(host, port), timeout))
         except (OSError, asyncio.TimeoutError) as exc:
@@ -200,19 +106,7 @@ class PinnedAsyncBackend(httpcore.AsyncNetworkBackend):
         problem = addresses_problem(host, addresses, self._allow())
         if problem is not None:
             raise AddressRefused(problem)
-        last: Exception | None = None
-        for address in addresses:
-            try:
-                return _Stream(await self._inner.connect_tcp(address, port, timeout, local_address, socket_options))
-            except httpcore.ConnectError as exc:
-                last = exc
-        raise last  # type: ignore[misc]
-
-    async def connect_unix_socket(self, path, timeout=None, socket_options=None):
-        raise AddressRefused("unix sockets are not upstreams")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+        return addresses
 
 
 class PinnedSyncBackend(httpcore.NetworkBackend):
@@ -247,20 +141,13 @@ def pinned_async_transport(
     limits: httpx.Limits = httpx.Limits(),
     resolver: AsyncResolver = system_resolve,
     verify: ssl.SSLContext | bool = True,
-) -> httpx.AsyncHTTPTransport:
-    """An httpx transport whose every connection goes through `PinnedAsyncBackend`.
-
-    httpx 0.28 takes no network backend, so the pool it builds is replaced by an equal one that
-    has ours (httpx is pinned; a test sends a request through it)."""
-    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
-    transport._pool = _LeanPool(
+) -> httpx.AsyncBaseTransport:
+    """The relay's upstream transport (providers.wire) connecting only where `PinnedVet` allows."""
+    return WireTransport(
+        vet=PinnedVet(allow=allow, resolver=resolver),
+        limits=limits,
         ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        network_backend=PinnedAsyncBackend(allow=allow, resolver=resolver),
     )
-    return transport
 
 
 def pinned_sync_transport(*, allow: AllowList, resolver: SyncResolver = system_resolve_sync) -> httpx.HTTPTransport:
