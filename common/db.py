@@ -9,22 +9,42 @@ import asyncio
 import contextvars
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 log = logging.getLogger(__name__)
 
+# as many threads as asyncio's default executor has (each keeps its own connection), but our
+# own: DNS lookups and to_thread work never queue in front of a settle
+DB_THREADS = min(32, (os.cpu_count() or 1) + 4)
 _pool: ThreadPoolExecutor | None = None
 
 
 def _executor() -> ThreadPoolExecutor:
     global _pool
     if _pool is None:
-        # as many threads as asyncio's default executor has (each keeps its own connection), but
-        # our own: DNS lookups and to_thread work never queue in front of a settle
-        _pool = ThreadPoolExecutor(max_workers=min(32, (os.cpu_count() or 1) + 4), thread_name_prefix="db")
+        _pool = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="db")
     return _pool
+
+
+def db_threads_disconnect() -> None:
+    """Close the connection each of run_db's threads keeps (before its database is dropped:
+    tests). One job per thread: each waits at a barrier until all threads hold one."""
+    if _pool is None:
+        return
+    barrier = threading.Barrier(DB_THREADS)
+
+    def close() -> None:
+        try:
+            barrier.wait(10)
+        except threading.BrokenBarrierError:
+            pass
+        connections.close_all()
+
+    for future in [_pool.submit(close) for _ in range(DB_THREADS)]:
+        future.result()
 
 
 def _forget_pool() -> None:

@@ -10,18 +10,18 @@ import structlog
 
 from billing.models import LedgerEntry
 from billing.services import balance_credit
-from common.db import run_db
-from tests.conftest import _disconnect_other_threads, make_tenant
+from common.db import db_threads_disconnect, run_db
+from tests.conftest import make_tenant
 
 pytestmark = pytest.mark.django_db(transaction=True)  # each hop first recycles its thread's connection
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _pool_connections_closed(django_db_blocker):
-    """The pool's threads keep their connections: PostgreSQL would not drop the test database."""
+def _pool_connections_closed():
+    """The pool's threads keep their connections (PostgreSQL would not drop the test database
+    run alone): closed, not terminated, so that a relay sharing the pool is not disturbed."""
     yield
-    with django_db_blocker.unblock():
-        _disconnect_other_threads()
+    db_threads_disconnect()
 
 
 def test_the_work_runs_in_a_database_thread_with_the_callers_request_id():
