@@ -6,7 +6,7 @@
 Same set-up as bench/run.py (fake upstream, temporary SQLite, management commands), then the relay
 in ONE uvicorn process (uvloop + httptools) run under cProfile, loaded for --seconds, stopped
 with SIGINT, and the top functions printed. cProfile sees only the event-loop thread: database
-work that the relay runs in worker threads (sync_to_async) shows only as the awaits around it;
+work that the relay runs in worker threads (run_db) shows only as the awaits around it;
 for those, a sampling profiler such as py-spy (`py-spy record --threads -p PID`) is the tool.
 Profiling slows the relay down several times: read shares, not timings.
 """

@@ -114,20 +114,19 @@ def start_fake_upstream(tmp: Path, chunk_interval_ms: float) -> tuple[procs.Mana
 # ---------------------------------------------------------------- TokenHub set-up
 
 
-BENCH_PG_DB = "tokenhub_bench"
-
-
 def fresh_postgres(base_url: str) -> str:
-    """A new, empty database beside the one in `base_url`; returns its URL."""
+    """A new, empty database beside the one in `base_url` (its name + "_bench", so benches run
+    from different worktrees against different base databases never drop each other's); returns its URL."""
     import psycopg
     from urllib.parse import urlsplit
 
     parts = urlsplit(base_url)
+    bench_db = (parts.path.strip("/") or "tokenhub") + "_bench"
     with psycopg.connect(host=parts.hostname, port=parts.port or 5432, user=parts.username or "postgres",
                          password=parts.password, dbname="postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_PG_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_PG_DB}")
-    return parts._replace(path="/" + BENCH_PG_DB).geturl()
+        conn.execute(f"DROP DATABASE IF EXISTS {bench_db} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {bench_db}")
+    return parts._replace(path="/" + bench_db).geturl()
 
 
 def relay_env(tmp: Path, conn_max_age: int | None = None, scale: tuple[str, str] | None = None) -> dict:

@@ -16,12 +16,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
@@ -94,8 +95,12 @@ def balance_credit(
             f"{balance.currency} available; cannot take {format_micros(-amount_micros)}"
         )
     entry = LedgerEntry.objects.create(
-        balance=balance, kind=entry_kind, amount_micros=amount_micros, balance_after_micros=after,
-        idempotency_key=idempotency_key, note=note[:500],
+        balance=balance,
+        kind=entry_kind,
+        amount_micros=amount_micros,
+        balance_after_micros=after,
+        idempotency_key=idempotency_key,
+        note=note[:500],
     )
     Balance.objects.filter(pk=balance.pk).update(amount_micros=after)
     return entry
@@ -121,20 +126,22 @@ def ledger_audit() -> list[dict]:
 def _audit() -> list[dict]:
     mismatches: list[dict] = []
     sums = dict(LedgerEntry.objects.values_list("balance_id").annotate(total=Sum("amount_micros")))
-    open_held = dict(
-        Hold.objects.filter(status=Hold.Status.OPEN).values_list("balance_id").annotate(total=Sum("amount_micros"))
-    )
+    open_held = dict(Hold.objects.filter(status=Hold.Status.OPEN).values_list("balance_id").annotate(total=Sum("amount_micros")))
     for balance_id, tenant_id, kind, amount, held in Balance.objects.values_list("id", "tenant_id", "kind", "amount_micros", "held_micros"):
         total = sums.get(balance_id) or 0
         if total != amount:
             mismatches.append({"tenant_id": tenant_id, "balance": kind, "amount_micros": amount, "ledger_micros": total})
         if (open_held.get(balance_id) or 0) != held:
-            mismatches.append({"tenant_id": tenant_id, "balance": kind, "held_micros": held, "open_holds_micros": open_held.get(balance_id) or 0})
+            mismatches.append(
+                {"tenant_id": tenant_id, "balance": kind, "held_micros": held, "open_holds_micros": open_held.get(balance_id) or 0}
+            )
     running: dict[int, int] = {}
     usage: dict[tuple[str, int], int] = {}
-    for balance_id, amount, after, entry_id, kind, request_id in LedgerEntry.objects.order_by("id").values_list(
-        "balance_id", "amount_micros", "balance_after_micros", "id", "kind", "request_id"
-    ).iterator(chunk_size=5000):
+    for balance_id, amount, after, entry_id, kind, request_id in (
+        LedgerEntry.objects.order_by("id")
+        .values_list("balance_id", "amount_micros", "balance_after_micros", "id", "kind", "request_id")
+        .iterator(chunk_size=5000)
+    ):
         running[balance_id] = running.get(balance_id, 0) + amount
         if running[balance_id] != after:
             mismatches.append({"entry_id": entry_id, "balance_after_micros": after, "running_micros": running[balance_id]})
@@ -155,11 +162,15 @@ def _audit() -> list[dict]:
         amount = cap_amount if status == Hold.Status.OPEN else cap_charge
         for period, starts_on in ((KeySpend.Period.DAY, day), (KeySpend.Period.MONTH, month)):
             target[(key_id, period, starts_on)] = target.get((key_id, period, starts_on), 0) + amount
-    for (request_id, balance_id) in sorted(set(usage) | set(charged)):
+    for request_id, balance_id in sorted(set(usage) | set(charged)):
         if usage.get((request_id, balance_id), 0) != charged.get((request_id, balance_id), 0):
             mismatches.append(
-                {"request_id": request_id, "balance_id": balance_id, "charged_micros": charged.get((request_id, balance_id), 0),
-                 "usage_entries_micros": usage.get((request_id, balance_id), 0)}
+                {
+                    "request_id": request_id,
+                    "balance_id": balance_id,
+                    "charged_micros": charged.get((request_id, balance_id), 0),
+                    "usage_entries_micros": usage.get((request_id, balance_id), 0),
+                }
             )
     for key_id, period, starts_on, spent_micros, held_micros in KeySpend.objects.values_list(
         "key_id", "period", "starts_on", "spent_micros", "held_micros"
@@ -167,8 +178,15 @@ def _audit() -> list[dict]:
         key = (key_id, period, starts_on)
         if spent_micros != spent.get(key, 0) or held_micros != spend_held.get(key, 0):
             mismatches.append(
-                {"key_id": key_id, "period": period, "starts_on": starts_on, "spent_micros": spent_micros, "held_micros": held_micros,
-                 "holds_charged_micros": spent.get(key, 0), "open_holds_micros": spend_held.get(key, 0)}
+                {
+                    "key_id": key_id,
+                    "period": period,
+                    "starts_on": starts_on,
+                    "spent_micros": spent_micros,
+                    "held_micros": held_micros,
+                    "holds_charged_micros": spent.get(key, 0),
+                    "open_holds_micros": spend_held.get(key, 0),
+                }
             )
     return mismatches
 
@@ -216,8 +234,13 @@ def price_set(
 
 
 PRICE_FIELDS = (
-    "input_micros_per_m", "output_micros_per_m", "cached_input_micros_per_m", "cache_write_micros_per_m", "request_micros",
-    "image_micros", "second_micros",
+    "input_micros_per_m",
+    "output_micros_per_m",
+    "cached_input_micros_per_m",
+    "cache_write_micros_per_m",
+    "request_micros",
+    "image_micros",
+    "second_micros",
 )
 
 
@@ -307,7 +330,39 @@ def _for_update() -> str:
     return " FOR UPDATE" if connection.features.has_select_for_update else ""
 
 
-@transaction.atomic
+def _pg_step():
+    """What a PostgreSQL money function runs in: nothing of its own in autocommit (the call is its
+    own transaction: one round trip); a savepoint inside a caller's transaction, so a refusal
+    (raised by the function) undoes only the call and the caller's transaction goes on."""
+    return transaction.atomic() if connection.in_atomic_block else nullcontext()
+
+
+# SQLSTATEs the PostgreSQL functions raise for a refusal (their work undone with the statement)
+_REFUSALS = {"THB01": None, "THB02": KeySpend.Period.DAY, "THB03": KeySpend.Period.MONTH}
+
+
+def _balance_refused(*, tenant_id: int, kind: str, amount_micros: int) -> Refused:
+    balance = next(b for b in balances_open(tenant_id=tenant_id) if b.kind == kind)
+    available = balance.amount_micros - balance.held_micros
+    return Refused(
+        f"Insufficient {BALANCE_LABEL[kind]} balance: {format_micros(max(0, available))} {balance.currency} available, "
+        f"this request may cost up to {format_micros(amount_micros)} {balance.currency}. Top up or lower max_tokens.",
+        which=kind,
+    )
+
+
+def _cap_refused(*, key_id: int, period: str, starts_on: date, cap: int, cap_amount_micros: int) -> Refused:
+    # no row: PostgreSQL's refused call took back the row it had made
+    spend = KeySpend.objects.filter(key_id=key_id, period=period, starts_on=starts_on).values_list("spent_micros", "held_micros").first()
+    left = max(0, cap - sum(spend or (0, 0)))
+    label = "daily" if period == KeySpend.Period.DAY else "monthly"
+    return Refused(
+        f"This key's {label} spending cap is reached: {format_micros(left)} USD of "
+        f"{format_micros(cap)} USD left, this request may cost up to {format_micros(cap_amount_micros)} USD.",
+        which=f"{label}_cap",
+    )
+
+
 def hold_open(
     *,
     hold_key: str,
@@ -323,6 +378,99 @@ def hold_open(
 ) -> int:
     """Hold `amount_micros` on the balance and the key's caps, or raise Refused (nothing held).
     Returns the hold's id."""
+    if connection.vendor == "postgresql":
+        return _hold_open_pg(
+            hold_key=hold_key,
+            request_id=request_id,
+            tenant_id=tenant_id,
+            kind=kind,
+            model=model,
+            amount_micros=amount_micros,
+            floor_micros=floor_micros,
+            cap_amount_micros=cap_amount_micros,
+            caps=caps,
+            now=now,
+        )
+    return _hold_open_sql(
+        hold_key=hold_key,
+        request_id=request_id,
+        tenant_id=tenant_id,
+        kind=kind,
+        model=model,
+        amount_micros=amount_micros,
+        floor_micros=floor_micros,
+        cap_amount_micros=cap_amount_micros,
+        caps=caps,
+        now=now,
+    )
+
+
+def _hold_open_pg(
+    *,
+    hold_key: str,
+    request_id: str,
+    tenant_id: int,
+    kind: str,
+    model: str,
+    amount_micros: int,
+    floor_micros: int,
+    cap_amount_micros: int,
+    caps: CapPolicy,
+    now: datetime | None = None,
+) -> int:
+    """`hold_open` as one call of tokenhub_hold_open (billing migration 0011)."""
+    day = month = None
+    if caps.key_id is not None and (caps.daily_cap_micros is not None or caps.monthly_cap_micros is not None):
+        day, month = cap_periods(caps.timezone, now)
+    try:
+        with _pg_step(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT tokenhub_hold_open(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::date, %s::date, %s, %s, %s)",
+                [
+                    hold_key,
+                    request_id,
+                    tenant_id,
+                    _kind(kind),
+                    model,
+                    amount_micros,
+                    min(floor_micros, amount_micros),
+                    cap_amount_micros,
+                    caps.key_id,
+                    day,
+                    month,
+                    caps.daily_cap_micros,
+                    caps.monthly_cap_micros,
+                    timezone.now(),
+                ],
+            )
+            return cursor.fetchone()[0]
+    except DatabaseError as error:
+        sqlstate = getattr(error.__cause__, "sqlstate", None)
+        if sqlstate not in _REFUSALS:
+            raise
+        period = _REFUSALS[sqlstate]
+    if period is None:
+        raise _balance_refused(tenant_id=tenant_id, kind=kind, amount_micros=amount_micros)
+    starts_on, cap = (day, caps.daily_cap_micros) if period == KeySpend.Period.DAY else (month, caps.monthly_cap_micros)
+    raise _cap_refused(key_id=caps.key_id, period=period, starts_on=starts_on, cap=cap, cap_amount_micros=cap_amount_micros)
+
+
+@transaction.atomic
+def _hold_open_sql(
+    *,
+    hold_key: str,
+    request_id: str,
+    tenant_id: int,
+    kind: str,
+    model: str,
+    amount_micros: int,
+    floor_micros: int,
+    cap_amount_micros: int,
+    caps: CapPolicy,
+    now: datetime | None = None,
+) -> int:
+    """`hold_open` as portable SQL in one transaction (SQLite; PostgreSQL runs the same rules in
+    tokenhub_hold_open)."""
     ops = connection.ops
     started = ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
@@ -333,13 +481,7 @@ def hold_open(
         )
         row = cursor.fetchone()
         if row is None:
-            balance = next(b for b in balances_open(tenant_id=tenant_id) if b.kind == kind)
-            available = balance.amount_micros - balance.held_micros
-            raise Refused(
-                f"Insufficient {BALANCE_LABEL[kind]} balance: {format_micros(max(0, available))} {balance.currency} available, "
-                f"this request may cost up to {format_micros(amount_micros)} {balance.currency}. Top up or lower max_tokens.",
-                which=kind,
-            )
+            raise _balance_refused(tenant_id=tenant_id, kind=kind, amount_micros=amount_micros)
         balance_id = row[0]
         day = month = None
         if caps.key_id is not None and (caps.daily_cap_micros is not None or caps.monthly_cap_micros is not None):
@@ -361,23 +503,27 @@ def hold_open(
                     [cap_amount_micros, caps.key_id, period, starts, cap is None, cap_amount_micros, cap or 0],
                 )
                 if cursor.rowcount == 0:
-                    spend = KeySpend.objects.get(key_id=caps.key_id, period=period, starts_on=starts_on)
-                    left = max(0, cap - spend.spent_micros - spend.held_micros)
-                    label = "daily" if period == KeySpend.Period.DAY else "monthly"
                     # raising rolls back the balance hold made above: one transaction
-                    raise Refused(
-                        f"This key's {label} spending cap is reached: {format_micros(left)} USD of "
-                        f"{format_micros(cap)} USD left, this request may cost up to {format_micros(cap_amount_micros)} USD.",
-                        which=f"{label}_cap",
-                    )
+                    raise _cap_refused(key_id=caps.key_id, period=period, starts_on=starts_on, cap=cap, cap_amount_micros=cap_amount_micros)
         cursor.execute(
             "INSERT INTO billing_hold (hold_key, request_id, balance_id, key_id, model, amount_micros, floor_micros,"
             " cap_amount_micros, cap_charged_micros, day, month, status, charged_micros, is_reconciled, created_at, renewed_at)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, %s, %s, %s, 0, %s, %s, %s) RETURNING id",
             [
-                hold_key, request_id, balance_id, caps.key_id, model, amount_micros, min(floor_micros, amount_micros),
-                cap_amount_micros, ops.adapt_datefield_value(day), ops.adapt_datefield_value(month), Hold.Status.OPEN,
-                False, started, started,
+                hold_key,
+                request_id,
+                balance_id,
+                caps.key_id,
+                model,
+                amount_micros,
+                min(floor_micros, amount_micros),
+                cap_amount_micros,
+                ops.adapt_datefield_value(day),
+                ops.adapt_datefield_value(month),
+                Hold.Status.OPEN,
+                False,
+                started,
+                started,
             ],
         )
         return cursor.fetchone()[0]
@@ -390,7 +536,6 @@ class Ended:
     charged_micros: int
 
 
-@transaction.atomic
 def hold_settle(*, hold_key: str, charge_micros: int, note: str = "") -> Ended | None:
     """End a hold by charging `charge_micros`, at most what was held (and what the balance
     has). Returns what happened, or None when the hold had already ended (exactly once).
@@ -399,7 +544,6 @@ def hold_settle(*, hold_key: str, charge_micros: int, note: str = "") -> Ended |
     return _end(hold_key, charge_micros=charge_micros, status=Hold.Status.SETTLED, note=note)
 
 
-@transaction.atomic
 def hold_release(*, hold_key: str) -> Ended | None:
     return _end(hold_key, charge_micros=0, status=Hold.Status.RELEASED)
 
@@ -421,6 +565,34 @@ def _spend_add(cursor, *, key_id: int, day, month, held_delta: int, spent_delta:
 
 
 def _end(hold_key: str, *, charge_micros: int, status: str, note: str = "", is_reconciliation: bool = False) -> Ended | None:
+    if connection.vendor == "postgresql":
+        return _end_pg(hold_key, charge_micros=charge_micros, status=status, note=note, is_reconciliation=is_reconciliation)
+    return _end_sql(hold_key, charge_micros=charge_micros, status=status, note=note, is_reconciliation=is_reconciliation)
+
+
+def _end_pg(hold_key: str, *, charge_micros: int, status: str, note: str = "", is_reconciliation: bool = False) -> Ended | None:
+    """`_end` as one call of tokenhub_hold_end (billing migration 0011)."""
+    with _pg_step(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT * FROM tokenhub_hold_end(%s, %s, %s, %s, %s, %s)",
+            [hold_key, charge_micros, status, note, is_reconciliation, timezone.now()],
+        )
+        outcome, request_id, charged, held, owed, diff = cursor.fetchone()
+    if outcome == "ended":
+        if charged < charge_micros:
+            log.warning("request %s cost %d but only %d could be charged (held %d)", request_id, charge_micros, charged, held)
+        return Ended(request_id, status, charged)
+    if outcome == "late":
+        if diff < owed:
+            log.warning("request %s settled after reconciliation owed %d but only %d could be charged", request_id, owed, max(diff, 0))
+        return Ended(request_id, Hold.Status.SETTLED, charged) if diff > 0 else None
+    return None
+
+
+@transaction.atomic
+def _end_sql(hold_key: str, *, charge_micros: int, status: str, note: str = "", is_reconciliation: bool = False) -> Ended | None:
+    """`_end` as portable SQL in one transaction (SQLite; PostgreSQL runs the same rules in
+    tokenhub_hold_end)."""
     ops = connection.ops
     with connection.cursor() as cursor:
         cursor.execute(
@@ -490,8 +662,16 @@ def _late_settle(cursor, row, *, charge_micros: int, note: str) -> Ended | None:
     cursor.execute(
         "INSERT INTO billing_ledgerentry (balance_id, kind, amount_micros, balance_after_micros,"
         " idempotency_key, request_id, note, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-        [balance_id, LedgerEntry.Kind.USAGE, -diff, after, idempotency_key, request_id,
-         ("after reconciliation: " + (note or model))[:500], now],
+        [
+            balance_id,
+            LedgerEntry.Kind.USAGE,
+            -diff,
+            after,
+            idempotency_key,
+            request_id,
+            ("after reconciliation: " + (note or model))[:500],
+            now,
+        ],
     )
     cursor.execute("UPDATE billing_balance SET amount_micros = %s WHERE id = %s", [after, balance_id])
     cap_diff = 0
@@ -520,7 +700,10 @@ def holds_reconcile(*, older_than_s: float) -> dict:
     for hold_key, floor in stale.values_list("hold_key", "floor_micros"):
         with transaction.atomic():
             ended = _end(
-                hold_key, charge_micros=floor, status=Hold.Status.SETTLED, is_reconciliation=True,
+                hold_key,
+                charge_micros=floor,
+                status=Hold.Status.SETTLED,
+                is_reconciliation=True,
                 note="settled by reconciliation: the request's lease expired",
             )
         if ended:
@@ -586,8 +769,12 @@ def redemption_batch_create(
     if expires_at is not None and expires_at <= timezone.now():
         raise ValueError("expiry must be in the future")
     batch = RedemptionBatch.objects.create(
-        balance_kind=kind, currency=DEFAULT_CURRENCY[kind], amount_micros=amount_micros, count=count,
-        expires_at=expires_at, note=note[:300],
+        balance_kind=kind,
+        currency=DEFAULT_CURRENCY[kind],
+        amount_micros=amount_micros,
+        count=count,
+        expires_at=expires_at,
+        note=note[:300],
     )
     codes = [_code_new() for _ in range(count)]
     RedemptionCode.objects.bulk_create(RedemptionCode(batch=batch, code_hash=redemption_code_hash(c)) for c in codes)
@@ -605,15 +792,20 @@ def redemption_redeem(*, tenant_id: int, code: str) -> LedgerEntry:
         raise refused
     balance = next(b for b in balances_open(tenant_id=tenant_id) if b.kind == row.batch.balance_kind)
     if balance.currency != row.batch.currency:
-        raise RedemptionRefused(f"this code is for a {row.batch.currency} balance; your {BALANCE_LABEL[balance.kind]} is in {balance.currency}")
+        raise RedemptionRefused(
+            f"this code is for a {row.batch.currency} balance; your {BALANCE_LABEL[balance.kind]} is in {balance.currency}"
+        )
     claimed = RedemptionCode.objects.filter(pk=row.pk, redeemed_at__isnull=True).update(
         redeemed_at=timezone.now(), redeemed_by_tenant_id=tenant_id
     )
     if not claimed:
         raise refused
     return balance_credit(
-        tenant_id=tenant_id, kind=row.batch.balance_kind, amount_micros=row.batch.amount_micros,
-        idempotency_key=f"redeem:{code_hash}", entry_kind=LedgerEntry.Kind.REDEMPTION,
+        tenant_id=tenant_id,
+        kind=row.batch.balance_kind,
+        amount_micros=row.batch.amount_micros,
+        idempotency_key=f"redeem:{code_hash}",
+        entry_kind=LedgerEntry.Kind.REDEMPTION,
         note=f"redemption code (batch {row.batch_id})",
     )
 

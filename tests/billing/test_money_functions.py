@@ -1,0 +1,249 @@
+"""On PostgreSQL, a hold opens and ends in one server-side function call each (billing migration
+0011). These tests hold the functions to the portable SQL that SQLite runs: the same sequence of
+opens, refusals, settles, releases and reconciliations gives the same money on both; and 32
+threads opening and settling at once never overspend and leave a ledger that adds up."""
+
+import threading
+from datetime import datetime, timezone
+
+import pytest
+from django.db import connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
+
+from billing import services as billing
+from billing.models import Balance, Hold, KeySpend, LedgerEntry
+from tests.conftest import make_tenant
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def postgresql_only():
+    if connection.vendor != "postgresql":
+        pytest.skip("the money functions are PostgreSQL's; SQLite runs the portable SQL they are compared with")
+
+
+class Path:
+    """One implementation of the money steps, for a tenant and key of its own."""
+
+    def __init__(self, name: str, *, open_, end, key_id: int):
+        self.name, self.tenant, self.key_id = name, make_tenant(name, credit="10", wallet=None), key_id
+        self._open, self._end = open_, end
+
+    def open(self, key: str, amount: int, *, floor: int = 0, cap_amount: int | None = None, daily=None, monthly=None):
+        caps = billing.CapPolicy(self.key_id if (daily, monthly) != (None, None) else None, daily, monthly)
+        try:
+            self._open(
+                hold_key=f"{self.name}-{key}",
+                request_id=f"{self.name}-{key}",
+                tenant_id=self.tenant.pk,
+                kind="credit",
+                model="m",
+                amount_micros=amount,
+                floor_micros=floor,
+                cap_amount_micros=amount if cap_amount is None else cap_amount,
+                caps=caps,
+                now=NOW,
+            )
+        except billing.Refused as refused:
+            return ("refused", refused.which, str(refused))
+        return "held"
+
+    def end(self, key: str, charge: int, *, status="settled", note="", reconcile=False):
+        ended = self._end(f"{self.name}-{key}", charge_micros=charge, status=status, note=note, is_reconciliation=reconcile)
+        return None if ended is None else (ended.request_id.removeprefix(f"{self.name}-"), ended.status, ended.charged_micros)
+
+    def state(self) -> dict:
+        prefix = f"{self.name}-"
+        balance = Balance.objects.get(tenant=self.tenant, kind="credit")
+        return {
+            "balance": (balance.amount_micros, balance.held_micros),
+            "holds": sorted(
+                (
+                    h.hold_key.removeprefix(prefix),
+                    h.status,
+                    h.amount_micros,
+                    h.floor_micros,
+                    h.cap_amount_micros,
+                    h.charged_micros,
+                    h.cap_charged_micros,
+                    h.is_reconciled,
+                    h.day,
+                    h.month,
+                )
+                for h in Hold.objects.filter(balance=balance)
+            ),
+            "entries": [
+                (
+                    e.kind,
+                    e.amount_micros,
+                    e.balance_after_micros,
+                    e.idempotency_key.replace(prefix, ""),
+                    e.request_id.removeprefix(prefix),
+                    e.note,
+                )
+                for e in LedgerEntry.objects.filter(balance=balance).order_by("id")
+            ][1:],  # after the tenant's opening credit, whose key names the tenant
+            "spend": sorted(KeySpend.objects.filter(key_id=self.key_id).values_list("period", "starts_on", "spent_micros", "held_micros")),
+        }
+
+
+def sequence(path: Path) -> list:
+    """Every rule of the money steps, once: returns what each step answered."""
+    out = [
+        path.open("a", 3_000_000, floor=100_000, daily=5_000_000, monthly=6_000_000),
+        path.open("b", 4_000_000, daily=5_000_000, monthly=6_000_000),  # the daily cap refuses
+        path.open("c", 4_000_000, cap_amount=1_000, daily=None, monthly=9_000_000),
+        path.open("d", 4_000_000),  # the balance refuses: 10 - 3 - 4 = 3 left
+        path.open("e", 2_500_000, cap_amount=2_500_000, daily=9_000_000, monthly=5_000_000),  # the monthly cap refuses
+        path.open("f", 0),  # a request that may cost nothing
+        path.end("a", 5_000_000, note="over the hold"),  # clamped to the hold; cap charge = its share
+        path.end("a", 1, note="again"),  # exactly once
+        path.end("a", 0, status="released"),
+        path.end("c", 1_234_567),
+        path.open("g", 2_000_000, floor=150_000, cap_amount=1_001, daily=5_000_000, monthly=6_000_000),
+        path.end("g", 150_000, note="settled by reconciliation", reconcile=True),
+        path.end("g", 1_333_333, note="late"),  # the rest, as its own entry, once
+        path.end("g", 2_000_000, note="late again"),
+        path.open("h", 1_000_000, floor=900_000),
+        path.end("h", 900_000, reconcile=True),
+        path.open("i", 3_532_100),  # takes all that is free
+        path.end("h", 1_000_000, note="late but broke"),  # owed 100_000, only what is free is charged
+        path.end("i", 0, status="released"),
+        path.end("f", 0),
+        path.end("nobody", 5),
+        path.open("j", 999_999_999),
+    ]
+    return out
+
+
+def test_the_postgresql_functions_and_the_portable_sql_give_the_same_money():
+    postgresql_only()
+    functions = Path("fn", open_=billing._hold_open_pg, end=billing._end_pg, key_id=101)
+    portable = Path("sql", open_=billing._hold_open_sql, end=billing._end_sql, key_id=202)
+    answers = sequence(functions)
+    assert answers == sequence(portable)
+    assert functions.state() == portable.state()
+    assert [a[1] for a in answers if isinstance(a, tuple) and a[0] == "refused"] == ["daily_cap", "credit", "monthly_cap", "credit"]
+    assert billing.ledger_audit() == []
+
+
+def test_the_same_sequence_through_the_entry_points_adds_up(caplog):
+    """What the relay calls (PostgreSQL functions or SQLite's SQL), with the warnings it logs."""
+
+    def end(hold_key, **kwargs):
+        return billing._end(hold_key, **kwargs)
+
+    path = Path("main", open_=billing.hold_open, end=end, key_id=303)
+    answers = sequence(path)
+    assert answers[6] == ("a", "settled", 3_000_000) and answers[7] is None and answers[8] is None
+    assert answers[12] == ("g", "settled", 1_333_333) and answers[13] is None
+    assert answers[17] is None  # owed 100_000 with nothing free: nothing charged
+    assert "cost 5000000 but only 3000000 could be charged" in caplog.text
+    assert "owed 100000 but only 0 could be charged" in caplog.text
+    state = path.state()
+    assert state["balance"] == (10_000_000 - 3_000_000 - 1_234_567 - 1_333_333 - 900_000, 0)
+    assert billing.ledger_audit() == []
+
+
+def test_on_postgresql_each_money_step_is_one_statement():
+    postgresql_only()
+    tenant = make_tenant("t", credit="10", wallet=None)
+    caps = billing.CapPolicy(key_id=5, daily_cap_micros=10_000_000, monthly_cap_micros=None)
+    with CaptureQueriesContext(connection) as queries:
+        billing.hold_open(
+            hold_key="r",
+            request_id="r",
+            tenant_id=tenant.pk,
+            kind="credit",
+            model="m",
+            amount_micros=1_000,
+            floor_micros=0,
+            cap_amount_micros=1_000,
+            caps=caps,
+        )
+    assert len(queries) == 1
+    with CaptureQueriesContext(connection) as queries:
+        assert billing.hold_settle(hold_key="r", charge_micros=700) is not None
+        assert billing.hold_settle(hold_key="r", charge_micros=700) is None
+    assert len(queries) == 2
+    assert KeySpend.objects.get(key_id=5, period="day").spent_micros == 700
+
+
+def test_a_refusal_inside_a_callers_transaction_leaves_that_transaction_usable():
+    tenant = make_tenant("t", credit="1", wallet=None)
+    with transaction.atomic():
+        with pytest.raises(billing.Refused, match="Insufficient Credit balance: 1 USD available"):
+            billing.hold_open(
+                hold_key="big",
+                request_id="big",
+                tenant_id=tenant.pk,
+                kind="credit",
+                model="m",
+                amount_micros=2_000_000,
+                floor_micros=0,
+                cap_amount_micros=2_000_000,
+                caps=billing.CapPolicy(None, None, None),
+            )
+        assert Balance.objects.get(tenant=tenant, kind="credit").held_micros == 0
+    assert not Hold.objects.exists()
+
+
+def test_32_threads_opening_and_settling_at_once_never_overspend_and_the_ledger_balances():
+    """Each thread opens and settles holds in turn against a balance and a key's daily cap that
+    afford a fraction of them; settles charge more than the hold, exactly it, less, or release."""
+    postgresql_only()
+    tenant = make_tenant("busy", credit="0.05", wallet=None)  # 50_000 micros
+    caps = billing.CapPolicy(key_id=77, daily_cap_micros=40_000, monthly_cap_micros=None)
+    outcomes: list = []
+    errors: list = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(6):
+                key = f"t{n}-{i}"
+                try:
+                    billing.hold_open(
+                        hold_key=key,
+                        request_id=key,
+                        tenant_id=tenant.pk,
+                        kind="credit",
+                        model="m",
+                        amount_micros=1_000,
+                        floor_micros=100,
+                        cap_amount_micros=1_000,
+                        caps=caps,
+                    )
+                except billing.Refused as refused:
+                    outcomes.append(refused.which)
+                    continue
+                if i % 4 == 3:
+                    billing.hold_release(hold_key=key)
+                    outcomes.append("released")
+                else:
+                    ended = billing.hold_settle(hold_key=key, charge_micros=(1_500, 1_000, 400)[i % 4])
+                    outcomes.append(ended.charged_micros)
+                    assert billing.hold_settle(hold_key=key, charge_micros=1) is None
+        except Exception as error:  # reported below: an assertion in a thread would be lost
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    charged = sum(o for o in outcomes if isinstance(o, int))
+    assert "daily_cap" in outcomes or "credit" in outcomes  # the limits were reached
+    assert charged <= 40_000
+    balance = Balance.objects.get(tenant=tenant, kind="credit")
+    assert (balance.amount_micros, balance.held_micros) == (50_000 - charged, 0)
+    usage = -sum(LedgerEntry.objects.filter(kind="usage").values_list("amount_micros", flat=True))
+    assert usage == charged
+    spend = KeySpend.objects.get(key_id=77, period="day")
+    assert (spend.spent_micros, spend.held_micros) == (charged, 0)
+    assert not Hold.objects.filter(status="open").exists()
+    assert billing.ledger_audit() == []

@@ -1,0 +1,78 @@
+"""`run_db`: the hop from the event loop to a database thread carries the caller's context (the
+log's request id), and a caller that is cancelled stops waiting while its work still runs to
+its end: no transaction is left half done."""
+
+import asyncio
+import threading
+
+import pytest
+import structlog
+
+from billing.models import LedgerEntry
+from billing.services import balance_credit
+from common.db import db_threads_disconnect, run_db
+from tests.conftest import make_tenant
+
+pytestmark = pytest.mark.django_db(transaction=True)  # each hop first recycles its thread's connection
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _pool_connections_closed():
+    """The pool's threads keep their connections (PostgreSQL would not drop the test database
+    run alone): closed, not terminated, so that a relay sharing the pool is not disturbed."""
+    yield
+    db_threads_disconnect()
+
+
+def test_the_work_runs_in_a_database_thread_with_the_callers_request_id():
+    def where(**kwargs):
+        return threading.current_thread().name, structlog.contextvars.get_contextvars().get("request_id"), kwargs
+
+    async def call():
+        structlog.contextvars.bind_contextvars(request_id="req_hop")
+        try:
+            return await run_db(where, a=1)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    name, request_id, kwargs = asyncio.run(call())
+    assert name.startswith("db") and name != threading.current_thread().name
+    assert (request_id, kwargs) == ("req_hop", {"a": 1})
+
+
+def test_an_error_in_the_work_reaches_the_caller():
+    def fails():
+        raise ValueError("no such thing")
+
+    async def call():
+        return await run_db(fails)
+
+    with pytest.raises(ValueError, match="no such thing"):
+        asyncio.run(call())
+
+
+def test_a_cancelled_caller_leaves_its_transaction_to_finish():
+    tenant = make_tenant("t", credit=None, wallet=None)
+    started, go, done = threading.Event(), threading.Event(), threading.Event()
+
+    def credit_twice():
+        try:
+            balance_credit(tenant_id=tenant.pk, kind="credit", amount="1", idempotency_key="first")
+            started.set()
+            go.wait(10)
+            balance_credit(tenant_id=tenant.pk, kind="credit", amount="2", idempotency_key="second")
+        finally:
+            done.set()
+
+    async def cancel_midway():
+        task = asyncio.ensure_future(run_db(credit_twice))
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        go.set()
+
+    asyncio.run(cancel_midway())
+    assert done.wait(10)
+    assert sorted(LedgerEntry.objects.values_list("idempotency_key", flat=True)) == ["first", "second"]
