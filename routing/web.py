@@ -41,7 +41,6 @@ View = Callable[[Request], Awaitable[Reply | StreamReply]]
 Message = dict[str, Any]
 
 STREAM_HEADERS = ((b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no"))
-_END = {"type": "http.response.body", "body": b"", "more_body": False}
 
 
 def new_request_id() -> str:
@@ -278,11 +277,11 @@ async def _stream(reply: StreamReply, extra: tuple, receive, send) -> None:
         return
     task = asyncio.current_task()
     departure = _Departure(task)
-    watcher = asyncio.get_running_loop().create_task(departure.watch(receive))
+    watcher = task.get_loop().create_task(departure.watch(receive))
     try:
         last = await _pump(chunks, send)
         departure.is_over = True
-        await send({"type": "http.response.body", "body": b"".join(last), "more_body": False} if last else _END)
+        await send({"type": "http.response.body", "body": b"".join(last), "more_body": False})  # the last run rides with the end
     except asyncio.CancelledError:
         if not departure.is_gone:
             raise
