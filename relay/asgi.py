@@ -1,4 +1,5 @@
-"""The ASGI entry point: /v1 and the health probes go to routing's lean app, the rest (admin,
+"""The ASGI entry point: /v1, the health probes, /metrics and the dashboard billing routes go to
+routing's lean app (`routing.app.v1_app`, on the web layer of `routing.web`), the rest (admin,
 portal, management API) to Django. Lifespan events, which Django's ASGI handler does not
 support, start and stop what the relay keeps per process (upstream pool, log writer)."""
 

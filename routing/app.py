@@ -1,9 +1,10 @@
-"""The lean ASGI app that serves /v1 (and /healthz, /readyz).
+"""The lean ASGI app that serves /v1 (and /healthz, /readyz, /metrics, the dashboard routes).
 
 Django's full middleware stack costs milliseconds per request that the relay's customers
 would pay on every call (measured in `make bench`, see docs/decisions/001-lean-v1.md), so
-`relay.asgi` sends these paths here: Starlette for HTTP plumbing, Django's ORM and settings
-behind service functions. Everything else goes to Django.
+`relay.asgi` sends these paths here: our own small web layer (`routing.web`, decision 012) for
+the HTTP plumbing, Django's ORM and settings behind service functions. Everything else goes to
+Django.
 """
 
 from __future__ import annotations
@@ -20,12 +21,7 @@ import sniffio
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
 from accounts import keycache
 from accounts.selectors import key_hash
@@ -38,7 +34,6 @@ from common import background
 from common import redis as shared_redis
 from common.config_version import config_sync
 from common.db import run_db
-from common.ids import random_hex
 from observability.logs import request_id_bind
 from observability.metrics import exposition
 from observability.services import request_logs_flush
@@ -50,15 +45,11 @@ from .errors import RequestTooLarge, TokenHubError
 from .journey import Call, Identity, check_key, record
 from .metering import Meter
 from .replies import Reply, StreamReply
+from .web import App, Cors, Route, new_request_id
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Call, bytes], Awaitable[Reply | StreamReply]]
-STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-
-
-def new_request_id() -> str:
-    return "req_" + random_hex()
 
 
 def presented_key(request: Request) -> str | None:
@@ -77,23 +68,15 @@ async def authenticate(request: Request):
     return check_key(policy, client_ip), client_ip
 
 
-def error_response(error: TokenHubError, request_id: str, *, protocol: str = "openai", overhead_ms: float | None = None) -> Response:
+def error_response(error: TokenHubError, request_id: str, *, protocol: str = "openai", overhead_ms: float | None = None) -> Reply:
     body = error.render_anthropic() if protocol == "anthropic" else error.render_openai()
     headers = {"x-request-id": request_id, **error.response_headers()}
     if overhead_ms is not None:
         headers["x-tokenhub-overhead-ms"] = f"{overhead_ms:.2f}"
-    return Response(body, status_code=error.status, headers=headers, media_type="application/json")
+    return Reply(error.status, body, headers)
 
 
-def to_response(result: Reply | StreamReply) -> Response:
-    if isinstance(result, StreamReply):
-        return StreamingResponse(
-            result.chunks, status_code=result.status, headers={**STREAM_HEADERS, **result.headers}, media_type=result.media_type
-        )
-    return Response(result.body, status_code=result.status, headers=result.headers, media_type=result.media_type)
-
-
-async def serve(request: Request, handler: Handler, *, endpoint: str, protocol: str = "openai") -> Response:
+async def serve(request: Request, handler: Handler, *, endpoint: str, protocol: str = "openai") -> Reply | StreamReply:
     request_id = new_request_id()
     request_id_bind(request_id)
     started = time.perf_counter()
@@ -109,8 +92,15 @@ async def serve(request: Request, handler: Handler, *, endpoint: str, protocol: 
             body, refusal = b"", error
         call = Call(
             Identity(
-                request_id=request_id, policy=policy, client_ip=client_ip, endpoint=endpoint, headers=request.headers,
-                query=request.query_params, path_params=request.path_params, started=started, created_at=created_at,
+                request_id=request_id,
+                policy=policy,
+                client_ip=client_ip,
+                endpoint=endpoint,
+                headers=request.headers,
+                query=request.query_params,
+                path_params=request.path_params,
+                started=started,
+                created_at=created_at,
                 body_size=len(body),
             )
         )
@@ -118,12 +108,14 @@ async def serve(request: Request, handler: Handler, *, endpoint: str, protocol: 
             raise refusal
         once_key = idempotency.presented_key(request.headers) if request.method == "POST" else None
         if once_key is None:
-            return to_response(await handler(call, body))
-        result = await idempotency.run_once(
-            tenant_id=policy.tenant_id, key=once_key, fingerprint=idempotency.fingerprint_of(request.method, request.url.path, body),
-            run=lambda: handler(call, body), headers=call.headers,
+            return await handler(call, body)
+        return await idempotency.run_once(
+            tenant_id=policy.tenant_id,
+            key=once_key,
+            fingerprint=idempotency.fingerprint_of(request.method, request.url.path, body),
+            run=lambda: handler(call, body),
+            headers=call.headers,
         )
-        return to_response(result)
     except TokenHubError as error:
         if call is not None and not call.attempts.made:
             record(call, status=error.status, error=error, meter=Meter(call, None, {}))
@@ -161,7 +153,7 @@ def _overhead_ms(started: float, call: Call | None) -> float:
 
 
 def endpoint_for(handler: Handler, *, endpoint: str, protocol: str = "openai"):
-    async def run(request: Request) -> Response:
+    async def run(request: Request) -> Reply | StreamReply:
         return await serve(request, handler, endpoint=endpoint, protocol=protocol)
 
     return run
@@ -170,7 +162,7 @@ def endpoint_for(handler: Handler, *, endpoint: str, protocol: str = "openai"):
 def model_endpoint(handler: Handler, *, endpoint: str):
     """The model routes answer (errors included) in the protocol of the client that asks."""
 
-    async def run(request: Request) -> Response:
+    async def run(request: Request) -> Reply | StreamReply:
         protocol = "anthropic" if model_list.wants_anthropic_shape(request.headers) else "openai"
         return await serve(request, handler, endpoint=endpoint, protocol=protocol)
 
@@ -188,15 +180,15 @@ def metrics_allowed(client_ip: str, presented: str | None) -> bool:
     return bool(token) and presented is not None and hmac.compare_digest(presented.encode(), token.encode())
 
 
-async def metrics(request: Request) -> Response:
+async def metrics(request: Request) -> Reply:
     if not metrics_allowed(request.client.host if request.client else "", presented_key(request)):
-        return Response(b"metrics are served to loopback clients, or with the metrics token\n", status_code=403, media_type="text/plain")
+        return Reply(403, b"metrics are served to loopback clients, or with the metrics token\n", media_type="text/plain")
     body, content_type = exposition()
-    return Response(body, media_type=content_type)
+    return Reply(200, body, media_type=content_type)
 
 
-async def healthz(_request: Request) -> Response:
-    return Response(b'{"status":"ok"}', media_type="application/json")
+async def healthz(_request: Request) -> Reply:
+    return Reply(200, b'{"status":"ok"}')
 
 
 def _database_ok() -> None:
@@ -204,7 +196,7 @@ def _database_ok() -> None:
         cursor.execute("SELECT 1")
 
 
-async def readyz(_request: Request) -> Response:
+async def readyz(_request: Request) -> Reply:
     checks: dict[str, str] = {}
     try:
         await run_db(_database_ok)
@@ -218,45 +210,41 @@ async def readyz(_request: Request) -> Response:
         except Exception as exc:
             checks["redis"] = f"error: {type(exc).__name__}"
     is_ready = all(v == "ok" for v in checks.values())
-    return Response(
-        orjson.dumps({"status": "ok" if is_ready else "unavailable", "checks": checks}),
-        status_code=200 if is_ready else 503,
-        media_type="application/json",
-    )
+    return Reply(200 if is_ready else 503, orjson.dumps({"status": "ok" if is_ready else "unavailable", "checks": checks}))
 
 
 ROUTES = [
-    Route("/v1/chat/completions", endpoint_for(orchestration.chat_completions, endpoint="chat.completions"), methods=["POST"]),
-    Route("/v1/models", model_endpoint(model_list.list_models, endpoint="models"), methods=["GET"]),
-    Route("/v1/models/{model_id:path}", model_endpoint(model_list.retrieve_model, endpoint="models.retrieve"), methods=["GET"]),
-    Route("/v1/responses", endpoint_for(responses.responses, endpoint="responses"), methods=["POST"]),
-    Route("/v1/embeddings", endpoint_for(embeddings.embeddings, endpoint="embeddings"), methods=["POST"]),
-    Route("/v1/completions", endpoint_for(embeddings.completions, endpoint="completions"), methods=["POST"]),
-    Route("/v1/images/generations", endpoint_for(media.images_generations, endpoint="images.generations"), methods=["POST"]),
-    Route("/v1/audio/transcriptions", endpoint_for(media.transcriptions, endpoint="audio.transcriptions"), methods=["POST"]),
-    Route("/v1/audio/speech", endpoint_for(media.speech, endpoint="audio.speech"), methods=["POST"]),
-    Route("/v1/moderations", endpoint_for(media.moderations, endpoint="moderations"), methods=["POST"]),
-    Route("/v1/messages", endpoint_for(inbound_anthropic.messages, endpoint="messages", protocol="anthropic"), methods=["POST"]),
-    Route(
+    Route.of("/v1/chat/completions", endpoint_for(orchestration.chat_completions, endpoint="chat.completions"), ["POST"]),
+    Route.of("/v1/models", model_endpoint(model_list.list_models, endpoint="models"), ["GET"]),
+    Route.of("/v1/models/{model_id:path}", model_endpoint(model_list.retrieve_model, endpoint="models.retrieve"), ["GET"]),
+    Route.of("/v1/responses", endpoint_for(responses.responses, endpoint="responses"), ["POST"]),
+    Route.of("/v1/embeddings", endpoint_for(embeddings.embeddings, endpoint="embeddings"), ["POST"]),
+    Route.of("/v1/completions", endpoint_for(embeddings.completions, endpoint="completions"), ["POST"]),
+    Route.of("/v1/images/generations", endpoint_for(media.images_generations, endpoint="images.generations"), ["POST"]),
+    Route.of("/v1/audio/transcriptions", endpoint_for(media.transcriptions, endpoint="audio.transcriptions"), ["POST"]),
+    Route.of("/v1/audio/speech", endpoint_for(media.speech, endpoint="audio.speech"), ["POST"]),
+    Route.of("/v1/moderations", endpoint_for(media.moderations, endpoint="moderations"), ["POST"]),
+    Route.of("/v1/messages", endpoint_for(inbound_anthropic.messages, endpoint="messages", protocol="anthropic"), ["POST"]),
+    Route.of(
         "/v1/messages/count_tokens",
         endpoint_for(inbound_anthropic.count_tokens, endpoint="messages.count_tokens", protocol="anthropic"),
-        methods=["POST"],
+        ["POST"],
     ),
     *(
-        Route(
+        Route.of(
             prefix + "/dashboard/billing/subscription",
             endpoint_for(dashboard.subscription, endpoint="dashboard.subscription"),
-            methods=["GET"],
+            ["GET"],
         )
         for prefix in ("/v1", "")
     ),
     *(
-        Route(prefix + "/dashboard/billing/usage", endpoint_for(dashboard.usage, endpoint="dashboard.usage"), methods=["GET"])
+        Route.of(prefix + "/dashboard/billing/usage", endpoint_for(dashboard.usage, endpoint="dashboard.usage"), ["GET"])
         for prefix in ("/v1", "")
     ),
-    Route("/metrics", metrics, methods=["GET"]),
-    Route("/healthz", healthz, methods=["GET"]),
-    Route("/readyz", readyz, methods=["GET"]),
+    Route.of("/metrics", metrics, ["GET"]),
+    Route.of("/healthz", healthz, ["GET"]),
+    Route.of("/readyz", readyz, ["GET"]),
 ]
 
 _listeners: list[asyncio.Task] = []
@@ -291,61 +279,34 @@ async def shutdown() -> None:
     await sync_to_async(reward_logs_flush, thread_sensitive=False)()
 
 
-async def _not_found(request: Request, _exc) -> Response:
+def _not_found(request: Request) -> Reply:
     started = time.perf_counter()
     error = TokenHubError(f"Unknown endpoint {request.method} {request.url.path}.", code="unknown_url")
     error.status, error.type = 404, "invalid_request_error"
     return error_response(error, new_request_id(), overhead_ms=_overhead_ms(started, None))
 
 
-# Browser clients (chat front-ends in client mode, playgrounds) call /v1 from other origins with
-# a bearer key and no cookies, so every origin is allowed by default; CORS_ALLOW_ORIGINS narrows it.
-# Preflights are answered here, before any key is asked for.
-def cors_middleware() -> Middleware:
-    return Middleware(
-        CORSMiddleware,
-        allow_origins=settings.CORS_ALLOW_ORIGINS,
-        allow_methods=["GET", "POST", "OPTIONS"],
-        allow_headers=["*"],
-        expose_headers=settings.CORS_EXPOSE_HEADERS,
-        max_age=600,
-    )
-
-
-
-async def _method_not_allowed(request: Request, exc) -> Response:
+def _method_not_allowed(request: Request, allow: str) -> Reply:
     started = time.perf_counter()
-    allow = (getattr(exc, "headers", None) or {}).get("Allow", "")
-    error = TokenHubError(
-        f"{request.method} is not allowed on {request.url.path}; use {allow or 'another method'}.", code="method_not_allowed"
-    )
+    error = TokenHubError(f"{request.method} is not allowed on {request.url.path}; use {allow}.", code="method_not_allowed")
     error.status, error.type, error.should_retry = 405, "invalid_request_error", False
-    error.headers = {"allow": allow} if allow else {}
+    error.headers = {"allow": allow}
     protocol = "anthropic" if request.url.path.startswith("/v1/messages") else "openai"
     return error_response(error, new_request_id(), protocol=protocol, overhead_ms=_overhead_ms(started, None))
 
 
-def with_request_id(app):
-    """Every answer carries `x-request-id`: those that made none (health probes, metrics)
-    get a fresh one here."""
-
-    async def wrapped(scope, receive, send):
-        if scope["type"] != "http":
-            return await app(scope, receive, send)
-
-        async def send_with_id(message):
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers") or [])
-                if not any(name.lower() == b"x-request-id" for name, _ in headers):
-                    headers.append((b"x-request-id", new_request_id().encode()))
-                    message = {**message, "headers": headers}
-            await send(message)
-
-        await app(scope, receive, send_with_id)
-
-    return wrapped
+# Browser clients (chat front-ends in client mode, playgrounds) call /v1 from other origins with
+# a bearer key and no cookies, so every origin is allowed by default; CORS_ALLOW_ORIGINS narrows it.
+# Preflights are answered by the web layer, before any key is asked for.
+def cors() -> Cors:
+    return Cors(
+        origins=settings.CORS_ALLOW_ORIGINS, methods=["GET", "POST", "OPTIONS"], expose_headers=settings.CORS_EXPOSE_HEADERS, max_age=600
+    )
 
 
-v1_app = with_request_id(
-    Starlette(routes=ROUTES, middleware=[cors_middleware()], exception_handlers={404: _not_found, 405: _method_not_allowed})
-)
+def build_app() -> App:
+    """The /v1 app with the CORS settings in force now (read once: the app keeps them)."""
+    return App(ROUTES, cors(), not_found=_not_found, method_not_allowed=_method_not_allowed)
+
+
+v1_app = build_app()

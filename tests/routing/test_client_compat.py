@@ -41,13 +41,12 @@ def test_answers_to_another_origin_carry_cors_headers_and_expose_the_request_id(
 
 
 def test_a_narrowed_origin_list_refuses_other_origins(settings, transactional_db):
-    from starlette.applications import Starlette
     from starlette.testclient import TestClient
 
-    from routing import app as v1
+    from routing.app import build_app
 
     settings.CORS_ALLOW_ORIGINS = ["https://ok.example"]  # read when the app is built: build one
-    client = TestClient(Starlette(routes=v1.ROUTES, middleware=[v1.cors_middleware()]))
+    client = TestClient(build_app())
     preflight = {"access-control-request-method": "POST", "access-control-request-headers": "authorization"}
 
     allowed = client.options("/v1/chat/completions", headers={"origin": "https://ok.example", **preflight})
@@ -157,7 +156,9 @@ def test_a_translated_stream_of_a_free_model_counts_the_input_tokens_too(anthrop
     serve("openai", protocol_upstreams)
     price_set(model="m-test", input_usd_per_m="0", output_usd_per_m="0", is_free=True)
 
-    with anthropic_client.messages.stream(model="m-test", max_tokens=64, messages=[{"role": "user", "content": "Count me, please, all of me."}]) as stream:
+    with anthropic_client.messages.stream(
+        model="m-test", max_tokens=64, messages=[{"role": "user", "content": "Count me, please, all of me."}]
+    ) as stream:
         start = next(event for event in stream if event.type == "message_start")
         stream.get_final_message()
 
