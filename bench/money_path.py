@@ -81,10 +81,11 @@ async def _measure(secret: str, a) -> int:
 
     for i in range(50):  # warm: connections, caches
         await one(-i - 1)
-    cpu0, wall0 = time.process_time(), time.perf_counter()
+    cpu0, wall0, times0 = time.process_time(), time.perf_counter(), os.times()
     for i in range(a.n):
         await one(i)
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    cpu, wall, times1 = time.process_time() - cpu0, time.perf_counter() - wall0, os.times()
+    print(f"  user {(times1.user - times0.user) / a.n * 1000:.3f} ms/req, system {(times1.system - times0.system) / a.n * 1000:.3f} ms/req")
     print(f"money path (prepare + reserve + settle through run_db), {a.n} requests: {cpu / a.n * 1000:.3f} ms CPU/req, "
           f"{wall / a.n * 1000:.3f} ms wall/req (process CPU, all threads)")
     if a.profile:
@@ -99,11 +100,17 @@ async def _measure(secret: str, a) -> int:
         os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # only this profile: the calls run inline on purpose
         profiler = cProfile.Profile()
 
+        async def all_inline() -> None:
+            for i in range(a.n):
+                await one(a.n + i)
+
         def sync_loop() -> None:
+            # one loop, one task for every call: Django keeps a connection per context on a
+            # loop, so a loop per call would connect per call (what this profile once showed)
+            asyncio.run(one(-100))  # the connection of this context
             profiler.enable()
             try:
-                for i in range(a.n):
-                    asyncio.run(one(a.n + i))
+                asyncio.run(all_inline())
             finally:
                 profiler.disable()
 
