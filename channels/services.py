@@ -5,13 +5,12 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 from django.db import transaction
-from django.utils import timezone
 
 from observability.selectors import channel_has_history
 from providers.brands import RESPONSES_OPTION
 from vault.services import secret_seal
 
-from .health.status import channel_operator_set
+from .health.status import channel_operator_set, channel_set_status  # noqa: F401 (channel_set_status: a service of this app)
 from .keys import key_fingerprint, keys_parse, keys_text
 from .models import BillingClass, Channel, ChannelHealth, ChannelModel, Model, ProviderType
 from .netguard import base_url_problem
@@ -211,14 +210,6 @@ def channel_replace(
             row.save(update_fields=["upstream_name"])
     for public_id, upstream_name in wanted.items():
         ChannelModel.objects.create(channel=channel, model=model_ensure(public_id=public_id), upstream_name=upstream_name)
-    return channel
-
-
-def channel_set_status(*, channel: Channel, is_enabled: bool, reason: str = "") -> Channel:
-    channel.status = Channel.Status.ENABLED if is_enabled else Channel.Status.DISABLED
-    channel.status_reason = reason
-    channel.status_changed_at = timezone.now()
-    channel.save(update_fields=["status", "status_reason", "status_changed_at", "updated_at"])
     return channel
 
 

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from datetime import timedelta
 
 import httpx
 from django.conf import settings
-from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from accounts.selectors import api_key_get
@@ -123,29 +121,6 @@ def research_run_delete(*, run: ResearchRun) -> None:
     if run.key_id is not None:
         _key_revoke(run.key_id)
     run.delete()
-
-
-def research_run_dispatch(*, run: ResearchRun) -> None:
-    """Hand the run to a Celery worker when a broker is configured; otherwise (the embedded
-    default) run it in a daemon thread of this process, so the page stays responsive."""
-    how = settings.RESEARCH_DISPATCH
-    has_broker = bool(settings.REDIS_URL) or not settings.CELERY_BROKER_URL.startswith("memory://")  # as relay.jobs says
-    if how == "celery" or (how == "auto" and has_broker):
-        from .tasks import run as run_task  # tasks import services: this breaks the cycle
-
-        transaction.on_commit(lambda: run_task.delay(run.pk))
-        return
-    thread = threading.Thread(target=_run_in_thread, args=(run.pk,), name=f"research-{run.pk}", daemon=True)
-    transaction.on_commit(thread.start)
-
-
-def _run_in_thread(run_id: int) -> None:
-    try:
-        research_run_execute(run_id=run_id)
-    except Exception:
-        log.exception("research run %s crashed", run_id)
-    finally:
-        close_old_connections()
 
 
 def research_runs_reap(*, older_than_s: float) -> int:

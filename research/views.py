@@ -20,9 +20,9 @@ from .services import (
     ResearchError,
     research_run_create,
     research_run_delete,
-    research_run_dispatch,
     research_run_duplicate,
 )
+from .tasks import research_run_dispatch
 
 
 def _run_of(request, run_id: int) -> ResearchRun:

@@ -129,10 +129,17 @@ def channel_auto_enable(*, channel_id: int, why: str, kinds: tuple[str, ...] | N
     return True
 
 
+def channel_set_status(*, channel: Channel, is_enabled: bool, reason: str = "") -> Channel:
+    """Write a channel's durable status (enabled or disabled, why, when): the one writer of it."""
+    channel.status = Channel.Status.ENABLED if is_enabled else Channel.Status.DISABLED
+    channel.status_reason = reason
+    channel.status_changed_at = timezone.now()
+    channel.save(update_fields=["status", "status_reason", "status_changed_at", "updated_at"])
+    return channel
+
+
 def channel_operator_set(*, channel, is_enabled: bool, reason: str = ""):
     """An operator's enable/disable: TokenHub's own judgement no longer applies to it."""
-    from ..services import channel_set_status  # breaks a cycle: channels.services imports this module
-
     channel = channel_set_status(channel=channel, is_enabled=is_enabled, reason=reason)
     ChannelHealth.objects.update_or_create(channel=channel, defaults={"auto_disabled_kind": DisableKind.NONE})
     if is_enabled:
