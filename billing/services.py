@@ -378,20 +378,8 @@ def hold_open(
 ) -> int:
     """Hold `amount_micros` on the balance and the key's caps, or raise Refused (nothing held).
     Returns the hold's id."""
-    if connection.vendor == "postgresql":
-        return _hold_open_pg(
-            hold_key=hold_key,
-            request_id=request_id,
-            tenant_id=tenant_id,
-            kind=kind,
-            model=model,
-            amount_micros=amount_micros,
-            floor_micros=floor_micros,
-            cap_amount_micros=cap_amount_micros,
-            caps=caps,
-            now=now,
-        )
-    return _hold_open_sql(
+    open_hold = _hold_open_pg if connection.vendor == "postgresql" else _hold_open_sql
+    return open_hold(
         hold_key=hold_key,
         request_id=request_id,
         tenant_id=tenant_id,
