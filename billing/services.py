@@ -26,6 +26,8 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
+from common.db import pg_on_loop, pg_row, run_db
+
 from . import ratecard
 from .models import Balance, BalanceKind, ExchangeRate, Group, Hold, KeySpend, LedgerEntry, Price, RedemptionBatch, RedemptionCode
 from .money import MICROS, ceil_div, format_micros, parse_micros
@@ -393,7 +395,10 @@ def hold_open(
     )
 
 
-def _hold_open_pg(
+_HOLD_OPEN = "SELECT tokenhub_hold_open(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::date, %s::date, %s, %s, %s)"
+
+
+def _hold_open_call(
     *,
     hold_key: str,
     request_id: str,
@@ -405,42 +410,71 @@ def _hold_open_pg(
     cap_amount_micros: int,
     caps: CapPolicy,
     now: datetime | None = None,
-) -> int:
-    """`hold_open` as one call of tokenhub_hold_open (billing migration 0011)."""
+) -> tuple[list, dict]:
+    """The arguments of tokenhub_hold_open, and what its refusal message needs."""
     day = month = None
     if caps.key_id is not None and (caps.daily_cap_micros is not None or caps.monthly_cap_micros is not None):
         day, month = cap_periods(caps.timezone, now)
+    params = [
+        hold_key,
+        request_id,
+        tenant_id,
+        _kind(kind),
+        model,
+        amount_micros,
+        min(floor_micros, amount_micros),
+        cap_amount_micros,
+        caps.key_id,
+        day,
+        month,
+        caps.daily_cap_micros,
+        caps.monthly_cap_micros,
+        timezone.now(),
+    ]
+    context = dict(tenant_id=tenant_id, kind=kind, amount_micros=amount_micros, caps=caps, day=day, month=month,
+                   cap_amount_micros=cap_amount_micros)
+    return params, context
+
+
+def _refusal_period(error: DatabaseError):
+    """Which refusal a function's error is (a KeySpend period, or None for the balance); any other
+    error is raised again."""
+    sqlstate = getattr(error.__cause__, "sqlstate", None)
+    if sqlstate not in _REFUSALS:
+        raise error
+    return _REFUSALS[sqlstate]
+
+
+def _open_refused(*, period, tenant_id, kind, amount_micros, caps, day, month, cap_amount_micros) -> Refused:
+    if period is None:
+        return _balance_refused(tenant_id=tenant_id, kind=kind, amount_micros=amount_micros)
+    starts_on, cap = (day, caps.daily_cap_micros) if period == KeySpend.Period.DAY else (month, caps.monthly_cap_micros)
+    return _cap_refused(key_id=caps.key_id, period=period, starts_on=starts_on, cap=cap, cap_amount_micros=cap_amount_micros)
+
+
+def _hold_open_pg(**kwargs) -> int:
+    """`hold_open` as one call of tokenhub_hold_open (billing migration 0011)."""
+    params, context = _hold_open_call(**kwargs)
     try:
         with _pg_step(), connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT tokenhub_hold_open(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::date, %s::date, %s, %s, %s)",
-                [
-                    hold_key,
-                    request_id,
-                    tenant_id,
-                    _kind(kind),
-                    model,
-                    amount_micros,
-                    min(floor_micros, amount_micros),
-                    cap_amount_micros,
-                    caps.key_id,
-                    day,
-                    month,
-                    caps.daily_cap_micros,
-                    caps.monthly_cap_micros,
-                    timezone.now(),
-                ],
-            )
+            cursor.execute(_HOLD_OPEN, params)
             return cursor.fetchone()[0]
     except DatabaseError as error:
-        sqlstate = getattr(error.__cause__, "sqlstate", None)
-        if sqlstate not in _REFUSALS:
-            raise
-        period = _REFUSALS[sqlstate]
-    if period is None:
-        raise _balance_refused(tenant_id=tenant_id, kind=kind, amount_micros=amount_micros)
-    starts_on, cap = (day, caps.daily_cap_micros) if period == KeySpend.Period.DAY else (month, caps.monthly_cap_micros)
-    raise _cap_refused(key_id=caps.key_id, period=period, starts_on=starts_on, cap=cap, cap_amount_micros=cap_amount_micros)
+        period = _refusal_period(error)
+    raise _open_refused(period=period, **context)
+
+
+async def ahold_open(**kwargs) -> int:
+    """`hold_open` from async code (the /v1 path): on PostgreSQL its one statement runs on the
+    event loop (common.db.pg_row); otherwise `hold_open` runs in a database thread."""
+    if not pg_on_loop():
+        return await run_db(hold_open, **kwargs)
+    params, context = _hold_open_call(**kwargs)
+    try:
+        return (await pg_row(_HOLD_OPEN, params))[0]
+    except DatabaseError as error:
+        period = _refusal_period(error)
+    raise await run_db(_open_refused, period=period, **context)
 
 
 @transaction.atomic
@@ -558,14 +592,19 @@ def _end(hold_key: str, *, charge_micros: int, status: str, note: str = "", is_r
     return _end_sql(hold_key, charge_micros=charge_micros, status=status, note=note, is_reconciliation=is_reconciliation)
 
 
+_HOLD_END = "SELECT * FROM tokenhub_hold_end(%s, %s, %s, %s, %s, %s)"
+
+
 def _end_pg(hold_key: str, *, charge_micros: int, status: str, note: str = "", is_reconciliation: bool = False) -> Ended | None:
     """`_end` as one call of tokenhub_hold_end (billing migration 0011)."""
     with _pg_step(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT * FROM tokenhub_hold_end(%s, %s, %s, %s, %s, %s)",
-            [hold_key, charge_micros, status, note, is_reconciliation, timezone.now()],
-        )
-        outcome, request_id, charged, held, owed, diff = cursor.fetchone()
+        cursor.execute(_HOLD_END, [hold_key, charge_micros, status, note, is_reconciliation, timezone.now()])
+        return _ended(cursor.fetchone(), charge_micros=charge_micros, status=status)
+
+
+def _ended(row, *, charge_micros: int, status: str) -> Ended | None:
+    """What tokenhub_hold_end's row says happened."""
+    outcome, request_id, charged, held, owed, diff = row
     if outcome == "ended":
         if charged < charge_micros:
             log.warning("request %s cost %d but only %d could be charged (held %d)", request_id, charge_micros, charged, held)
@@ -575,6 +614,23 @@ def _end_pg(hold_key: str, *, charge_micros: int, status: str, note: str = "", i
             log.warning("request %s settled after reconciliation owed %d but only %d could be charged", request_id, owed, max(diff, 0))
         return Ended(request_id, Hold.Status.SETTLED, charged) if diff > 0 else None
     return None
+
+
+async def _aend(hold_key: str, *, charge_micros: int, status: str, note: str = "") -> Ended | None:
+    if not pg_on_loop():
+        return await run_db(_end, hold_key=hold_key, charge_micros=charge_micros, status=status, note=note)
+    row = await pg_row(_HOLD_END, [hold_key, charge_micros, status, note, False, timezone.now()])
+    return _ended(row, charge_micros=charge_micros, status=status)
+
+
+async def ahold_settle(*, hold_key: str, charge_micros: int, note: str = "") -> Ended | None:
+    """`hold_settle` from async code (see `ahold_open`)."""
+    return await _aend(hold_key, charge_micros=charge_micros, status=Hold.Status.SETTLED, note=note)
+
+
+async def ahold_release(*, hold_key: str) -> Ended | None:
+    """`hold_release` from async code (see `ahold_open`)."""
+    return await _aend(hold_key, charge_micros=0, status=Hold.Status.RELEASED)
 
 
 @transaction.atomic

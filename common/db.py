@@ -12,7 +12,9 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from django.conf import settings
 from django.db import close_old_connections, connections
+from django.db import utils as db_utils
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,129 @@ async def run_db(fn, /, **kwargs):
     except asyncio.CancelledError:
         future.add_done_callback(_left_behind)
         raise
+
+
+# --- PostgreSQL statements on the event loop ------------------------------------------------
+# The money path's two calls per request (billing's PL/pgSQL functions) are single statements
+# in autocommit: they need no ORM and no thread. Each event loop keeps a few psycopg
+# AsyncConnections of its own (docs/decisions/014-money-calls-on-the-loop.md).
+
+try:
+    import psycopg
+except ImportError:  # an SQLite-only install: pg_row is never called
+    psycopg = None
+
+_DB_API_ERRORS = (
+    "IntegrityError", "DataError", "OperationalError", "InternalError",
+    "ProgrammingError", "NotSupportedError", "InterfaceError", "DatabaseError",
+)
+
+
+def pg_on_loop() -> bool:
+    """Whether pg_row serves: the default database is PostgreSQL and the setting is on."""
+    return connections["default"].vendor == "postgresql" and settings.DATABASE_LOOP_CONNECTIONS > 0
+
+
+class _LoopConnections:
+    """Up to `size` autocommit connections used by one event loop, most recently used first."""
+
+    def __init__(self, size: int) -> None:
+        self.idle: list = []
+        self.every: set = set()
+        self.slots = asyncio.Semaphore(size)
+
+    async def row(self, sql: str, params) -> tuple | None:
+        async with self.slots:
+            conn = self.idle.pop() if self.idle else await self._connect()
+            try:
+                cursor = await conn.execute(sql, params)
+                return await cursor.fetchone()
+            except psycopg.Error as error:
+                raise _as_django(error) from error
+            finally:
+                if conn.closed or conn.broken:
+                    self.every.discard(conn)
+                    _finish(conn)  # a broken connection is replaced: one failed call, not all after it
+                else:
+                    self.idle.append(conn)
+
+    async def _connect(self):
+        params = connections["default"].get_connection_params()
+        for name in ("cursor_factory", "context"):
+            params.pop(name, None)  # Django's wrappers and adapters: not needed for plain values
+        if params.get("prepare_threshold") is None:
+            params.pop("prepare_threshold", None)  # psycopg's default: prepared from the 5th call on
+        try:
+            conn = await psycopg.AsyncConnection.connect(autocommit=True, **params)
+        except psycopg.Error as error:
+            raise _as_django(error) from error
+        self.every.add(conn)
+        return conn
+
+    def close(self) -> None:
+        for conn in self.every:
+            _finish(conn)
+        self.every.clear()
+        self.idle.clear()
+
+
+def _finish(conn) -> None:
+    # closes the socket without awaiting: works whether or not the connection's loop still runs
+    try:
+        conn.pgconn.finish()
+    except Exception:  # already gone
+        pass
+
+
+def _as_django(error: Exception) -> Exception:
+    """The Django exception class of a psycopg error, as Django's own cursors raise (the psycopg
+    error stays reachable as __cause__, with its sqlstate)."""
+    for cls in type(error).__mro__:
+        if cls.__name__ in _DB_API_ERRORS:
+            return getattr(db_utils, cls.__name__)(*error.args)
+    return db_utils.Error(*error.args)
+
+
+_loop_connections: dict = {}
+_loop_connections_lock = threading.Lock()
+
+
+def _connections_of(loop) -> _LoopConnections:
+    pool = _loop_connections.get(loop)
+    if pool is None:
+        with _loop_connections_lock:
+            for other in [other for other in _loop_connections if other.is_closed()]:
+                _loop_connections.pop(other).close()  # loops that ended (tests run many)
+            pool = _loop_connections[loop] = _LoopConnections(settings.DATABASE_LOOP_CONNECTIONS)
+    return pool
+
+
+async def pg_row(sql: str, params) -> tuple | None:
+    """Run one statement on PostgreSQL in autocommit from the event loop, without a thread, and
+    return its first row. As with run_db, a cancelled caller stops waiting while the statement
+    runs to its end. Errors are Django's database errors."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_task(_connections_of(loop).row(sql, params))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        future.add_done_callback(_left_behind)
+        raise
+
+
+def loop_connections_close() -> None:
+    """Close every event loop's connections (before their database is dropped: tests)."""
+    with _loop_connections_lock:
+        for pool in _loop_connections.values():
+            pool.close()
+        _loop_connections.clear()
+
+
+def _forget_loop_connections() -> None:
+    _loop_connections.clear()  # a forked child must not share its parent's sockets
+
+
+os.register_at_fork(after_in_child=_forget_loop_connections)
 
 
 def delete_in_batches(queryset, *, batch: int = 5000) -> int:

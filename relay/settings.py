@@ -112,6 +112,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Query counts and latencies for /metrics: django-prometheus's wrappers of the same backends.
 # They cost about 25-35 us of CPU per query (docs/observability.md); off: plain backends.
 DATABASE_METRICS = env.bool("DATABASE_METRICS", default=True)
+# On PostgreSQL, the /v1 money calls run on the event loop over this many connections per loop
+# (common.db.pg_row); 0 sends them through the database threads like every other query.
+DATABASE_LOOP_CONNECTIONS = env.int("DATABASE_LOOP_CONNECTIONS", default=4)
 if DATABASE_METRICS:
     DATABASES["default"]["ENGINE"] = {
         # the same series as django-prometheus's SQLite backend, without a class made per cursor

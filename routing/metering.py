@@ -196,7 +196,7 @@ class Meter:
         hold_key = self.call.identity.request_id if self._switches == 0 else f"{self.call.identity.request_id}:{self._switches}"
         self._switches += 1
         try:
-            await run_db(billing.hold_open, 
+            await billing.ahold_open(
                 hold_key=hold_key,
                 request_id=self.call.identity.request_id,
                 tenant_id=policy.tenant_id,
@@ -217,7 +217,7 @@ class Meter:
     async def release(self) -> None:
         if self._hold_key is not None:
             hold_key, self._hold_key, self._hold_route = self._hold_key, None, None
-            await run_db(billing.hold_release, hold_key=hold_key)
+            await billing.ahold_release(hold_key=hold_key)
 
     def billable(self, reported: Usage | None, counted: Usage, *, is_cut: bool) -> tuple[Usage, bool]:
         """What to bill: (usage, is_estimated). The upstream's report when it gave a usable one
@@ -267,7 +267,7 @@ class Meter:
         charge, _, _, _ = self._quote(route, usage)
         would_charge = self._quote(route, self._reported)[0] if self._reported is not None else charge
         note = self._note(usage, is_estimated)
-        hold = await run_db(billing.hold_settle, hold_key=self._hold_key, charge_micros=charge, note=note)
+        hold = await billing.ahold_settle(hold_key=self._hold_key, charge_micros=charge, note=note)
         self._hold_key = None
         if hold is not None:
             self.charged_micros = hold.charged_micros

@@ -38,6 +38,9 @@ def relay_server(django_db_setup, django_db_blocker):
     from observability.writer import discard_all
 
     discard_all()  # whatever is left belongs to a test database about to be dropped
+    from common.db import loop_connections_close
+
+    loop_connections_close()
     with django_db_blocker.unblock():
         _disconnect_other_threads()
 
