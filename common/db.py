@@ -9,11 +9,12 @@ import asyncio
 import contextvars
 import logging
 import os
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import close_old_connections, connections, transaction
 from django.db import utils as db_utils
 
 log = logging.getLogger(__name__)
@@ -204,6 +205,78 @@ def _forget_loop_connections() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_loop_connections)
+
+
+# --- appending log rows -------------------------------------------------------------------
+
+# fields whose Python values the database drivers take as they are
+_PLAIN_FIELDS = ("AutoField", "BigAutoField", "BigIntegerField", "BooleanField", "CharField", "FloatField",
+                 "IntegerField", "PositiveIntegerField", "PositiveSmallIntegerField", "SmallIntegerField", "TextField")
+
+
+def _columns_of(model) -> list:
+    """(field name, column, how a value is prepared, default) for each concrete field but the
+    automatic primary key."""
+    columns = []
+    for field in model._meta.concrete_fields:
+        if field.primary_key and field.get_internal_type() in ("AutoField", "BigAutoField"):
+            continue
+        prep = None if field.get_internal_type() in _PLAIN_FIELDS else field.get_db_prep_save
+        columns.append((field.attname, field.column, prep, field.get_default))
+    return columns
+
+
+_insert_plans: dict = {}
+
+
+def _max_params(connection) -> int:
+    """How many parameters one statement may carry (SQLite's own limit: Django assumes 999)."""
+    if connection.vendor == "sqlite":
+        return connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    return connection.features.max_query_params or 65535
+
+
+def rows_insert(model, entries: list[dict], *, using: str = "default") -> None:
+    """Append `entries` (field name -> value; a missing field takes its default) to `model`'s
+    table in one transaction; a row that conflicts with one already stored (a unique key, e.g. a
+    batch retried after its commit was lost) is skipped. What `bulk_create(...,
+    ignore_conflicts=True)` does for append-only logs, without a model instance and a compiler
+    pass per row: on PostgreSQL a COPY (an INSERT ... ON CONFLICT DO NOTHING when a row is
+    already there), on SQLite multi-row INSERTs. Log writers' batches cost a fraction of the CPU
+    (docs/decisions/014-money-calls-on-the-loop.md)."""
+    if not entries:
+        return
+    connection = connections[using]
+    columns = _insert_plans.get(model)
+    if columns is None:
+        columns = _insert_plans[model] = _columns_of(model)
+    rows = [
+        [value if prep is None or value is None else prep(value, connection)
+         for value, prep in ((entry[name] if name in entry else default(), prep) for name, _, prep, default in columns)]
+        for entry in entries
+    ]
+    quote = connection.ops.quote_name
+    into = f"{quote(model._meta.db_table)} ({', '.join(quote(column) for _, column, _, _ in columns)})"
+    one_row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    if connection.vendor == "postgresql":
+        connection.ensure_connection()
+        # psycopg's own cursor: server-side binding (Django's binds on the client, in Python)
+        with psycopg.Cursor(connection.connection) as cursor:
+            try:
+                with connection.connection.transaction(), cursor.copy(f"COPY {into} FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            except psycopg.errors.UniqueViolation:
+                cursor.executemany(f"INSERT INTO {into} VALUES {one_row} ON CONFLICT DO NOTHING", rows)
+        return
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        per_statement = max(1, _max_params(connection) // len(columns))
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start:start + per_statement]
+            cursor.execute(
+                f"INSERT INTO {into} VALUES {', '.join([one_row] * len(chunk))} ON CONFLICT DO NOTHING",
+                [value for row in chunk for value in row],
+            )
 
 
 def delete_in_batches(queryset, *, batch: int = 5000) -> int:

@@ -4,7 +4,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from common.db import delete_in_batches
+from common.db import delete_in_batches, rows_insert
 
 from .events import decision_event, event_publish
 from .metrics import request_observe
@@ -57,7 +57,7 @@ def audit_record(
 
 def reward_logs_write(*, entries: list[dict]) -> None:
     """Store a batch of reward logs (the reward writer's flush); one already stored is skipped."""
-    RewardLog.objects.bulk_create([RewardLog(**entry) for entry in entries], ignore_conflicts=True)
+    rows_insert(RewardLog, entries)
 
 
 def logs_delete_before(*, before: datetime) -> dict:

@@ -12,6 +12,8 @@ from collections import deque
 from django.conf import settings
 from django.db import close_old_connections
 
+from common.db import rows_insert
+
 from .logs import access_write
 
 log = logging.getLogger(__name__)
@@ -89,7 +91,7 @@ def _write_request_logs(batch: list[dict]) -> None:
 
     from .models import RequestLog
 
-    RequestLog.objects.bulk_create([RequestLog(**entry) for entry in batch], ignore_conflicts=True)
+    rows_insert(RequestLog, batch)
     # Keys' last use moves here, one UPDATE per key per batch, never per request.
     last_used: dict = {}
     for entry in batch:
