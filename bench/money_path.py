@@ -1,11 +1,12 @@
 """The money path alone, in process: CPU per request of `Meter.reserve` + `Meter.settle` (hold and
-settlement in the database, through `run_db` as the relay calls them), with a cProfile of it.
+settlement in the database as the relay calls them: on PostgreSQL one statement each on the event
+loop, `common.db.pg_row`; on SQLite through `run_db`), with a cProfile of it.
 
     .venv/bin/python bench/money_path.py                  # SQLite in a temporary directory
     .venv/bin/python bench/money_path.py --n 2000 --profile --limit 30
 
 cProfile in bench/profile_relay.py sees only the event-loop thread; the database work the relay
-runs in worker threads is measured here instead (the profile covers every thread: the calls run
+runs in worker threads (SQLite) is measured here instead (the profile covers every thread: the calls run
 one after another, each awaited). Prints figures, asserts nothing.
 """
 
@@ -86,17 +87,18 @@ async def _measure(secret: str, a) -> int:
         await one(i)
     cpu, wall, times1 = time.process_time() - cpu0, time.perf_counter() - wall0, os.times()
     print(f"  user {(times1.user - times0.user) / a.n * 1000:.3f} ms/req, system {(times1.system - times0.system) / a.n * 1000:.3f} ms/req")
-    print(f"money path (prepare + reserve + settle through run_db), {a.n} requests: {cpu / a.n * 1000:.3f} ms CPU/req, "
+    print(f"money path (prepare + reserve + settle as the relay runs them), {a.n} requests: {cpu / a.n * 1000:.3f} ms CPU/req, "
           f"{wall / a.n * 1000:.3f} ms wall/req (process CPU, all threads)")
     if a.profile:
         # The database work itself, in one thread under cProfile (cProfile sees one thread).
         # Here the database calls run inline in that thread (the hop itself is measured above).
+        from billing import services as billing_services
         from routing import metering
 
         async def inline(fn, /, **kwargs):
             return fn(**kwargs)
 
-        metering.run_db = inline
+        metering.run_db = billing_services.run_db = inline
         os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # only this profile: the calls run inline on purpose
         profiler = cProfile.Profile()
 
