@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     p.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"))
     p.add_argument("--sort", default="tottime", help="pstats sort key (tottime, cumulative, ...)")
     p.add_argument("--limit", type=int, default=40)
-    p.add_argument("--out", help="keep the .prof file here")
+    p.add_argument("--out", help="keep the .prof file here (with --py-spy: the collapsed stacks)")
     p.add_argument("--syscalls", action="store_true",
                    help="instead of cProfile: count the relay's system calls per request (strace -c -f attached after the "
                         "warm-up; counts do not depend on how busy the machine is)")
@@ -98,6 +98,9 @@ def main(argv=None) -> int:
             tracer.send_signal(signal.SIGINT)
             tracer.wait(30)
             _print_stacks(stacks.read_text(), r["requests"], a.limit)
+            if a.out:
+                shutil.copyfile(stacks, a.out)
+                run.log(f"collapsed stacks kept: {a.out}")
             procs.stop_all()
             shutil.rmtree(tmp, ignore_errors=True)
             return 0

@@ -114,9 +114,10 @@ async def request_whole(
     except httpx.HTTPError as exc:
         raise transport_error(exc, api_key) from None
     # Already decoded: the copy must not be decoded again.
-    kept = [
-        (k, v) for k, v in response.headers.multi_items() if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
-    ]
+    kept = response.headers.copy()
+    for name in ("content-encoding", "content-length", "transfer-encoding"):
+        if name in kept:
+            del kept[name]
     return httpx.Response(response.status_code, headers=kept, content=b"".join(parts), request=http_request)
 
 
@@ -452,18 +453,33 @@ class UpstreamClient(httpx.AsyncClient):
     the timeout as httpx passes them. Anything else (JSON, files, forms, cookies, a relative URL)
     takes httpx's own path, unchanged."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._merged: dict[tuple, httpx.Headers] = {}
+
     def build_request(self, method, url, *, content=None, headers=None, params=None, timeout=None, **rest):
         if rest or not isinstance(timeout, httpx.Timeout) or (content is not None and not isinstance(content, bytes)):
             if timeout is not None:
                 rest["timeout"] = timeout
             return super().build_request(method, url, content=content, headers=headers, params=params, **rest)
-        merged = {key.lower(): value for key, value in self.headers.items()}  # the client's defaults
-        if headers:
-            merged.update((key.lower(), value) for key, value in headers.items())
         target = _url_parsed(url, params)
         if not target.is_absolute_url:
             return super().build_request(method, url, content=content, headers=headers, params=params, timeout=timeout)
-        return httpx.Request(method, target, content=content, headers=merged, extensions={"timeout": timeout.as_dict()})
+        return httpx.Request(method, target, content=content, headers=self._headers_for(headers), extensions={"timeout": timeout.as_dict()})
+
+    def _headers_for(self, headers: Mapping[str, str] | None) -> httpx.Headers:
+        """The client's default headers with `headers` over them, normalised once per distinct
+        set (a channel sends the same few on every request; httpx.Request copies them)."""
+        memo_key = tuple(headers.items()) if headers else ()
+        merged = self._merged.get(memo_key)
+        if merged is None:
+            if len(self._merged) >= _URLS_MAX:
+                self._merged.clear()
+            combined = {key.lower(): value for key, value in self.headers.items()}  # the client's defaults
+            if headers:
+                combined.update((key.lower(), value) for key, value in headers.items())
+            merged = self._merged[memo_key] = httpx.Headers(combined)
+        return merged
 
     async def send(self, request: httpx.Request, *, stream: bool = False, **rest) -> httpx.Response:
         if rest or self.is_closed:
