@@ -132,8 +132,11 @@ class _LoopConnections:
         params = connections["default"].get_connection_params()
         for name in ("cursor_factory", "context"):
             params.pop(name, None)  # Django's wrappers and adapters: not needed for plain values
-        if params.get("prepare_threshold") is None:
-            params.pop("prepare_threshold", None)  # psycopg's default: prepared from the 5th call on
+        if "prepare_threshold" not in connections["default"].settings_dict.get("OPTIONS", {}):
+            # psycopg's default, prepared from the 5th call on, unless the operator chose (Django's
+            # own connections prepare nothing unless told to: a pooler in transaction mode before
+            # PgBouncer 1.22 needs OPTIONS {"prepare_threshold": None})
+            params.pop("prepare_threshold", None)
         try:
             conn = await psycopg.AsyncConnection.connect(autocommit=True, **params)
         except psycopg.Error as error:
@@ -180,8 +183,8 @@ def _connections_of(loop) -> _LoopConnections:
 
 
 async def pg_row(sql: str, params) -> tuple | None:
-    """Run one statement on PostgreSQL in autocommit from the event loop, without a thread, and
-    return its first row. As with run_db, a cancelled caller stops waiting while the statement
+    """Run one statement that returns rows (a SELECT, or a write with RETURNING) on PostgreSQL
+    in autocommit from the event loop, without a thread, and return its first row (None: no row). As with run_db, a cancelled caller stops waiting while the statement
     runs to its end. Errors are Django's database errors."""
     loop = asyncio.get_running_loop()
     future = loop.create_task(_connections_of(loop).row(sql, params))
@@ -259,14 +262,14 @@ def rows_insert(model, entries: list[dict], *, using: str = "default") -> None:
     into = f"{quote(model._meta.db_table)} ({', '.join(quote(column) for _, column, _, _ in columns)})"
     one_row = "(" + ", ".join(["%s"] * len(columns)) + ")"
     if connection.vendor == "postgresql":
-        connection.ensure_connection()
+        # Django's transaction (a caller's rollback takes the rows too), Django's error classes,
         # psycopg's own cursor: server-side binding (Django's binds on the client, in Python)
-        with psycopg.Cursor(connection.connection) as cursor:
+        with transaction.atomic(using=using), connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
             try:
-                with connection.connection.transaction(), cursor.copy(f"COPY {into} FROM STDIN") as copy:
+                with transaction.atomic(using=using), cursor.copy(f"COPY {into} FROM STDIN") as copy:  # a savepoint
                     for row in rows:
                         copy.write_row(row)
-            except psycopg.errors.UniqueViolation:
+            except psycopg.errors.UniqueViolation:  # a row already stored: only the COPY is undone
                 cursor.executemany(f"INSERT INTO {into} VALUES {one_row} ON CONFLICT DO NOTHING", rows)
         return
     with transaction.atomic(using=using), connection.cursor() as cursor:
