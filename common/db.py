@@ -184,8 +184,9 @@ def _connections_of(loop) -> _LoopConnections:
 
 async def pg_row(sql: str, params) -> tuple | None:
     """Run one statement that returns rows (a SELECT, or a write with RETURNING) on PostgreSQL
-    in autocommit from the event loop, without a thread, and return its first row (None: no row). As with run_db, a cancelled caller stops waiting while the statement
-    runs to its end. Errors are Django's database errors."""
+    in autocommit from the event loop, without a thread, and return its first row (None: no
+    row). As with run_db, a cancelled caller stops waiting while the statement runs to its end.
+    Errors are Django's database errors."""
     loop = asyncio.get_running_loop()
     future = loop.create_task(_connections_of(loop).row(sql, params))
     try:
