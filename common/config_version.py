@@ -95,11 +95,12 @@ class _SharedRead:
     always seen by it. Each waiter has a future of its own, so one cancelled request (a client
     gone) leaves the others waiting."""
 
-    __slots__ = ("_waiters", "_is_running")
+    __slots__ = ("_waiters", "_is_running", "_read")
 
     def __init__(self) -> None:
         self._waiters: list[asyncio.Future] = []
         self._is_running = False
+        self._read = shared_redis.HeldCommand()
 
     async def get(self) -> object:
         waiter = asyncio.get_running_loop().create_future()
@@ -114,7 +115,7 @@ class _SharedRead:
             while self._waiters:
                 batch, self._waiters = self._waiters, []
                 try:
-                    value = await shared_redis.client_async().get(_redis_key())
+                    value = await self._read.execute("GET", _redis_key())
                 except Exception as exc:  # every request of the batch fails as its own GET would have
                     for waiter in batch:
                         if not waiter.done():

@@ -100,9 +100,20 @@ _DB_API_ERRORS = (
 )
 
 
+_is_postgresql: dict[str, bool] = {}  # ENGINE -> whether its vendor is PostgreSQL
+
+
 def pg_on_loop() -> bool:
-    """Whether pg_row serves: the default database is PostgreSQL and the setting is on."""
-    return connections["default"].vendor == "postgresql" and settings.DATABASE_LOOP_CONNECTIONS > 0
+    """Whether pg_row serves: the default database is PostgreSQL and the setting is on. The
+    vendor is found once per ENGINE: on the event loop `connections["default"]` makes a new
+    connection object per task (Django keeps them per context)."""
+    if settings.DATABASE_LOOP_CONNECTIONS <= 0:
+        return False
+    engine = settings.DATABASES["default"]["ENGINE"]
+    is_postgresql = _is_postgresql.get(engine)
+    if is_postgresql is None:
+        is_postgresql = _is_postgresql[engine] = connections["default"].vendor == "postgresql"
+    return is_postgresql
 
 
 class _LoopConnections:
