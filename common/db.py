@@ -127,15 +127,20 @@ class _LoopConnections:
     async def row(self, sql: str, params) -> tuple | None:
         async with self.slots:
             conn = self.idle.pop() if self.idle else await self._connect()
+            is_settled = False  # the statement's answer was read, or it failed on the server
             try:
                 cursor = await conn.execute(sql, params)
-                return await cursor.fetchone()
+                row = await cursor.fetchone()
+                is_settled = True
+                return row
             except psycopg.Error as error:
+                is_settled = True
                 raise _as_django(error) from error
             finally:
-                if conn.closed or conn.broken:
+                if conn.closed or conn.broken or not is_settled:
+                    # broken, or stopped half way (its loop shutting down): never reused
                     self.every.discard(conn)
-                    _finish(conn)  # a broken connection is replaced: one failed call, not all after it
+                    _finish(conn)
                 else:
                     self.idle.append(conn)
 
