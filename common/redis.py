@@ -20,6 +20,7 @@ import weakref
 import redis
 from django.conf import settings
 from django.db import connections
+from redis.asyncio import BlockingConnectionPool
 from redis.asyncio import Redis as AsyncRedis
 
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, AsyncRedis]] = weakref.WeakKeyDictionary()
@@ -47,7 +48,11 @@ def client_async() -> AsyncRedis | None:
         clients = _async_clients[loop] = {}
     client = clients.get(url)
     if client is None:
-        client = clients[url] = AsyncRedis.from_url(url, socket_timeout=5)
+        # A blocking pool: past REDIS_MAX_CONNECTIONS a command waits for a free connection
+        # (up to 5 s) instead of failing at once, as redis-py's default pool does past 100
+        # (a burst of requests that all miss the health cache at once read it together).
+        pool = BlockingConnectionPool.from_url(url, max_connections=settings.REDIS_MAX_CONNECTIONS, timeout=5, socket_timeout=5)
+        client = clients[url] = AsyncRedis(connection_pool=pool)
     return client
 
 

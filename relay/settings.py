@@ -123,6 +123,8 @@ if DATABASE_METRICS:
     }.get(DATABASES["default"]["ENGINE"], DATABASES["default"]["ENGINE"])
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# Connections each event loop's Redis client may open; past it a command waits (common.redis).
+REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", default=100)
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:

@@ -52,3 +52,12 @@ async def test_a_cancelled_command_leaves_no_answer_behind_for_the_next():
     sync.rpush(_key("list"), "late")  # what the cancelled command would have received
     assert await held.execute("GET", _key("c")) == b"value"
     assert sync.lrange(_key("list"), 0, -1) == [b"late"]  # nobody took it: that connection was closed
+
+
+async def test_commands_past_the_connection_limit_wait_for_a_connection(settings):
+    """A burst larger than the pool (requests that all miss the health cache at once) waits for
+    connections; redis-py's default pool failed the 101st at once ("Too many connections")."""
+    limit = settings.REDIS_MAX_CONNECTIONS
+    client = shared_redis.client_async()  # this test's loop is new: a client of its own
+    answers = await asyncio.gather(*(client.blpop([_key("empty")], timeout=0.1) for _ in range(limit + 10)))
+    assert answers == [None] * (limit + 10)
