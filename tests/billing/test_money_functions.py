@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 
 from billing import services as billing
 from billing.models import Balance, Hold, KeySpend, LedgerEntry
+from tests.billing.money_state import money_state
 from tests.conftest import make_tenant
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -55,38 +56,7 @@ class Path:
         return None if ended is None else (ended.request_id.removeprefix(f"{self.name}-"), ended.status, ended.charged_micros)
 
     def state(self) -> dict:
-        prefix = f"{self.name}-"
-        balance = Balance.objects.get(tenant=self.tenant, kind="credit")
-        return {
-            "balance": (balance.amount_micros, balance.held_micros),
-            "holds": sorted(
-                (
-                    h.hold_key.removeprefix(prefix),
-                    h.status,
-                    h.amount_micros,
-                    h.floor_micros,
-                    h.cap_amount_micros,
-                    h.charged_micros,
-                    h.cap_charged_micros,
-                    h.is_reconciled,
-                    h.day,
-                    h.month,
-                )
-                for h in Hold.objects.filter(balance=balance)
-            ),
-            "entries": [
-                (
-                    e.kind,
-                    e.amount_micros,
-                    e.balance_after_micros,
-                    e.idempotency_key.replace(prefix, ""),
-                    e.request_id.removeprefix(prefix),
-                    e.note,
-                )
-                for e in LedgerEntry.objects.filter(balance=balance).order_by("id")
-            ][1:],  # after the tenant's opening credit, whose key names the tenant
-            "spend": sorted(KeySpend.objects.filter(key_id=self.key_id).values_list("period", "starts_on", "spent_micros", "held_micros")),
-        }
+        return money_state(self.tenant, self.key_id, f"{self.name}-")
 
 
 def sequence(path: Path) -> list:

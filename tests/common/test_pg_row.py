@@ -14,9 +14,10 @@ from django.db import DatabaseError, DataError, IntegrityError, connection
 from django.db import Error as DjangoDatabaseError
 
 from billing import services as billing
-from billing.models import Balance, Hold, KeySpend, LedgerEntry
+from billing.models import Balance, Hold, KeySpend
 from common.db import db_threads_disconnect, loop_connections_close, pg_on_loop, pg_row
 from observability.models import RewardLog
+from tests.billing.money_state import money_state
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -249,43 +250,6 @@ def test_a_loop_uses_at_most_its_setting_of_connections(settings, size):
 # --- the async money calls match the sync ones -----------------------------------------------
 
 
-def money_state(actor, prefix: str) -> dict:
-    balance = Balance.objects.get(tenant=actor.tenant, kind="credit")
-    return {
-        "balance": (balance.amount_micros, balance.held_micros),
-        "holds": sorted(
-            (
-                h.hold_key.removeprefix(prefix),
-                h.request_id.removeprefix(prefix),
-                h.key_id == actor.key_id,
-                h.status,
-                h.amount_micros,
-                h.floor_micros,
-                h.cap_amount_micros,
-                h.charged_micros,
-                h.cap_charged_micros,
-                h.is_reconciled,
-                h.day,
-                h.month,
-                h.ended_at is None,
-            )
-            for h in Hold.objects.filter(balance=balance)
-        ),
-        "entries": [
-            (
-                e.kind,
-                e.amount_micros,
-                e.balance_after_micros,
-                e.idempotency_key.replace(prefix, ""),
-                e.request_id.removeprefix(prefix),
-                e.note,
-            )
-            for e in LedgerEntry.objects.filter(balance=balance).order_by("id")
-        ][1:],  # after the opening credit, whose key names the tenant
-        "spend": sorted(KeySpend.objects.filter(key_id=actor.key_id).values_list("period", "starts_on", "spent_micros", "held_micros")),
-    }
-
-
 def money_steps(actor, prefix: str):
     """(step, args) of one request sequence: opens (two refused), settles, a release, a
     second settle of an ended hold and a charge above what was held."""
@@ -351,7 +315,7 @@ def test_async_holds_leave_what_sync_holds_leave(alice, bob):
         ("5", "settled"),
         None,
     ]
-    alice_state, bob_state = money_state(alice, "alice-"), money_state(bob, "bob-")
+    alice_state, bob_state = money_state(alice.tenant, alice.key_id, "alice-"), money_state(bob.tenant, bob.key_id, "bob-")
     assert alice_state == bob_state
     assert alice_state["balance"] == (100_000_000 - 4_000_000 - 2_000_000, 0)
     assert [entry[:2] for entry in alice_state["entries"]] == [("usage", -4_000_000), ("usage", -2_000_000)]
