@@ -26,7 +26,7 @@ from django.conf import settings
 
 from common.snapshot import Snapshot
 from observability.selectors import reward_counts_by_bucket
-from observability.services import reward_logs_write
+from observability.services import reward_logs_awrite, reward_logs_write
 from observability.writer import BatchWriter
 
 from .models import Channel, ThompsonArm
@@ -126,7 +126,13 @@ def _write_rewards(batch: list[dict]) -> None:
     reward_logs_write(entries=batch)
 
 
-reward_logs = BatchWriter(_write_rewards, name="reward-log-writer", flush_s=settings.REQUEST_LOG_FLUSH_S)
+async def _awrite_rewards(batch: list[dict]) -> None:
+    await reward_logs_awrite(entries=batch)
+
+
+reward_logs = BatchWriter(
+    _write_rewards, awrite=_awrite_rewards, name="reward-log-writer", flush_s=settings.REQUEST_LOG_FLUSH_S
+)
 
 
 def reward_observe(*, seen, route, outcome: str, reward: float | None, latency_ms: float) -> None:

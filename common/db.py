@@ -12,6 +12,7 @@ import os
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from django.conf import settings
 from django.db import close_old_connections, connections, transaction
@@ -124,15 +125,15 @@ class _LoopConnections:
         self.every: set = set()
         self.slots = asyncio.Semaphore(size)
 
-    async def row(self, sql: str, params) -> tuple | None:
+    async def use(self, work):
+        """`await work(conn)` on one of the loop's connections; it comes back idle (autocommit)."""
         async with self.slots:
             conn = self.idle.pop() if self.idle else await self._connect()
-            is_settled = False  # the statement's answer was read, or it failed on the server
+            is_settled = False  # the work's answer was read, or it failed on the server
             try:
-                cursor = await conn.execute(sql, params)
-                row = await cursor.fetchone()
+                result = await work(conn)
                 is_settled = True
-                return row
+                return result
             except psycopg.Error as error:
                 is_settled = True
                 raise _as_django(error) from error
@@ -203,8 +204,17 @@ async def pg_row(sql: str, params) -> tuple | None:
     in autocommit from the event loop, without a thread, and return its first row (None: no
     row). As with run_db, a cancelled caller stops waiting while the statement runs to its end.
     Errors are Django's database errors."""
+    return await _on_loop_connection(partial(_first_row, sql, params))
+
+
+async def _first_row(sql: str, params, conn) -> tuple | None:
+    cursor = await conn.execute(sql, params)
+    return await cursor.fetchone()
+
+
+async def _on_loop_connection(work):
     loop = asyncio.get_running_loop()
-    future = loop.create_task(_connections_of(loop).row(sql, params))
+    future = loop.create_task(_connections_of(loop).use(work))
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
@@ -256,6 +266,46 @@ def _max_params(connection) -> int:
     return connection.features.max_query_params or 65535
 
 
+def _insert_of(model, entries: list[dict], connection) -> tuple[str, str, list[list]]:
+    """The table and its columns (`into`), one row's placeholders, and each entry's values as
+    the database takes them."""
+    plan = _insert_plans.get(model)
+    if plan is None:
+        columns = _columns_of(model)
+        quote = connection.ops.quote_name
+        into = f"{quote(model._meta.db_table)} ({', '.join(quote(column) for _, column, _, _ in columns)})"
+        plan = _insert_plans[model] = (columns, into, "(" + ", ".join(["%s"] * len(columns)) + ")")
+    columns, into, one_row = plan
+    rows = [
+        [value if prep is None or value is None else prep(value, connection)
+         for value, prep in ((entry[name] if name in entry else default(), prep) for name, _, prep, default in columns)]
+        for entry in entries
+    ]
+    return into, one_row, rows
+
+
+async def rows_ainsert(model, entries: list[dict]) -> None:
+    """rows_insert from the event loop, on PostgreSQL (pg_on_loop()), without a thread: the same
+    COPY, in one transaction of one of the loop's own connections. A log writer in a thread
+    fights the event loop for the GIL; this one does not (docs/decisions/015-log-writes-on-the-loop.md)."""
+    if not entries:
+        return
+    into, one_row, rows = _insert_of(model, entries, connections["default"])
+    await _on_loop_connection(partial(_copy_in, into, one_row, rows))
+
+
+async def _copy_in(into: str, one_row: str, rows: list[list], conn) -> None:
+    async with conn.transaction():
+        try:
+            async with conn.transaction(), conn.cursor() as cursor:  # a savepoint
+                async with cursor.copy(f"COPY {into} FROM STDIN") as copy:
+                    for row in rows:
+                        await copy.write_row(row)
+        except psycopg.errors.UniqueViolation:  # a row already stored: only the COPY is undone
+            async with conn.cursor() as cursor:
+                await cursor.executemany(f"INSERT INTO {into} VALUES {one_row} ON CONFLICT DO NOTHING", rows)
+
+
 def rows_insert(model, entries: list[dict], *, using: str = "default") -> None:
     """Append `entries` (field name -> value; a missing field takes its default) to `model`'s
     table in one transaction; a row that conflicts with one already stored (a unique key, e.g. a
@@ -267,17 +317,7 @@ def rows_insert(model, entries: list[dict], *, using: str = "default") -> None:
     if not entries:
         return
     connection = connections[using]
-    columns = _insert_plans.get(model)
-    if columns is None:
-        columns = _insert_plans[model] = _columns_of(model)
-    rows = [
-        [value if prep is None or value is None else prep(value, connection)
-         for value, prep in ((entry[name] if name in entry else default(), prep) for name, _, prep, default in columns)]
-        for entry in entries
-    ]
-    quote = connection.ops.quote_name
-    into = f"{quote(model._meta.db_table)} ({', '.join(quote(column) for _, column, _, _ in columns)})"
-    one_row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    into, one_row, rows = _insert_of(model, entries, connection)
     if connection.vendor == "postgresql":
         # Django's transaction (a caller's rollback takes the rows too), Django's error classes,
         # psycopg's own cursor: server-side binding (Django's binds on the client, in Python)
@@ -290,7 +330,7 @@ def rows_insert(model, entries: list[dict], *, using: str = "default") -> None:
                 cursor.executemany(f"INSERT INTO {into} VALUES {one_row} ON CONFLICT DO NOTHING", rows)
         return
     with transaction.atomic(using=using), connection.cursor() as cursor:
-        per_statement = max(1, _max_params(connection) // len(columns))
+        per_statement = max(1, _max_params(connection) // one_row.count("%s"))
         for start in range(0, len(rows), per_statement):
             chunk = rows[start:start + per_statement]
             cursor.execute(

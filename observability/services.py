@@ -4,13 +4,13 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from common.db import delete_in_batches, rows_insert
+from common.db import delete_in_batches, rows_ainsert, rows_insert
 
 from .events import decision_event, event_publish
 from .metrics import request_observe
 from .models import AuditRecord, RequestLog, RewardLog
 from .redact import redact
-from .writer import access_lines, request_logs
+from .writer import access_lines, request_logs, writers_aclose, writers_on_loop
 
 
 def request_log_submit(*, entry: dict) -> None:
@@ -25,6 +25,18 @@ def request_log_submit(*, entry: dict) -> None:
 
 def request_logs_flush() -> int:
     return request_logs.flush()
+
+
+def log_writers_on_loop() -> list[str]:
+    """The log writers (request, access and reward logs) write from the running event loop from
+    now on, where the database lets them (PostgreSQL): a web process's startup. Returns which."""
+    return writers_on_loop()
+
+
+async def log_writers_aclose() -> None:
+    """Stop the loop's log writers (each finishes the batch it is writing); the rest is left
+    for the flushes."""
+    await writers_aclose()
 
 
 def audit_record(
@@ -58,6 +70,11 @@ def audit_record(
 def reward_logs_write(*, entries: list[dict]) -> None:
     """Store a batch of reward logs (the reward writer's flush); one already stored is skipped."""
     rows_insert(RewardLog, entries)
+
+
+async def reward_logs_awrite(*, entries: list[dict]) -> None:
+    """reward_logs_write from the event loop (the writer's task, on PostgreSQL)."""
+    await rows_ainsert(RewardLog, entries)
 
 
 def logs_delete_before(*, before: datetime) -> dict:

@@ -36,7 +36,7 @@ from common.config_version import config_sync
 from common.db import run_db
 from observability.logs import request_id_bind
 from observability.metrics import exposition
-from observability.services import request_logs_flush
+from observability.services import log_writers_aclose, log_writers_on_loop, request_logs_flush
 from providers import tokens
 from vault.services import warn_if_key_derived_from_secret_key
 
@@ -264,6 +264,7 @@ async def startup() -> None:
     await table_aget()
     await ratecard_aget()
     await sync_to_async(tokens.count_text, thread_sensitive=False)("warm up")
+    log_writers_on_loop()  # on PostgreSQL: no writer thread fights this loop for the GIL
     if settings.REDIS_URL:
         _listeners.append(asyncio.get_running_loop().create_task(board.run_flusher()))
 
@@ -275,6 +276,7 @@ async def shutdown() -> None:
         task.cancel()
     await board.aflush()
     await upstream.close()
+    await log_writers_aclose()
     await sync_to_async(request_logs_flush, thread_sensitive=False)()
     await sync_to_async(reward_logs_flush, thread_sensitive=False)()
 

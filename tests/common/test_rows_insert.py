@@ -2,8 +2,10 @@
 SQLite). Every field the entry leaves out takes its default; JSON, text with COPY's special
 characters and aware datetimes come back as they went in; a row whose unique key is already
 stored is skipped while the rest of its batch lands; an empty batch does nothing; a batch larger
-than one SQLite statement may carry lands whole."""
+than one SQLite statement may carry lands whole. On PostgreSQL `rows_ainsert` (the event loop's
+way, through its own connections) is held to the same.
 
+import asyncio
 import sqlite3
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -12,12 +14,28 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from common.db import rows_insert
+from common.db import loop_connections_close, rows_ainsert, rows_insert
 from observability.models import RequestLog, RewardLog
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _loop_connections_closed():
+    yield
+    loop_connections_close()  # before the test database is dropped
+
+
+@pytest.fixture(params=["sync", "loop"])
+def insert(request):
+    """rows_insert, and rows_ainsert from an event loop (PostgreSQL only): the same rows land."""
+    if request.param == "sync":
+        return rows_insert
+    if connection.vendor != "postgresql":
+        pytest.skip("rows_ainsert serves PostgreSQL only")
+    return lambda model, entries: asyncio.run(rows_ainsert(model, entries))
 
 
 def request_log(request_id: str, **fields) -> dict:
@@ -43,9 +61,9 @@ def stored(model, **lookup) -> dict:
     }
 
 
-def test_fields_left_out_take_their_defaults():
-    rows_insert(RequestLog, [request_log("r1")])
-    rows_insert(RewardLog, [{"request_id": "r1", "attempt": 1, "channel_id": 7, "model": "m", "outcome": "ok", "created_at": NOW}])
+def test_fields_left_out_take_their_defaults(insert):
+    insert(RequestLog, [request_log("r1")])
+    insert(RewardLog, [{"request_id": "r1", "attempt": 1, "channel_id": 7, "model": "m", "outcome": "ok", "created_at": NOW}])
 
     expected = RequestLog(request_id="r1", status=200, created_at=NOW)
     assert stored(RequestLog, request_id="r1") == {
@@ -65,7 +83,7 @@ def test_fields_left_out_take_their_defaults():
     }
 
 
-def test_every_field_given_comes_back_as_given():
+def test_every_field_given_comes_back_as_given(insert):
     tricky = 'tab\there, newline\nthere, back\\slash, \\N, quote " and \u00fcn\u00efc\u00f8d\u00e9 \U0001f680'
     entry = request_log(
         "r-all",
@@ -102,19 +120,19 @@ def test_every_field_given_comes_back_as_given():
         parent_request_id="parent",
         created_at=datetime(2026, 3, 1, 12, 0, 1, 123456, tzinfo=timezone.utc),
     )
-    rows_insert(RequestLog, [entry])
+    insert(RequestLog, [entry])
 
     assert stored(RequestLog, request_id="r-all") == entry
 
 
-def test_aware_datetimes_in_any_zone_round_trip_as_the_same_instants():
+def test_aware_datetimes_in_any_zone_round_trip_as_the_same_instants(insert):
     instants = {
         "shanghai": datetime(2026, 3, 2, 4, 0, 0, 1, tzinfo=ZoneInfo("Asia/Shanghai")),  # 20:00:00.000001 UTC the day before
         "utc": datetime(2026, 3, 1, 20, 0, 0, 2, tzinfo=timezone.utc),
         "new-york": datetime(2026, 3, 1, 15, 0, 0, 3, tzinfo=ZoneInfo("America/New_York")),  # 20:00:00.000003 UTC
     }
-    rows_insert(RequestLog, [request_log(name, created_at=at) for name, at in instants.items()])
-    rows_insert(RewardLog, [reward_log(name, created_at=at) for name, at in instants.items()])
+    insert(RequestLog, [request_log(name, created_at=at) for name, at in instants.items()])
+    insert(RewardLog, [reward_log(name, created_at=at) for name, at in instants.items()])
 
     for model in (RequestLog, RewardLog):
         assert dict(model.objects.values_list("request_id", "created_at")) == instants
@@ -123,18 +141,18 @@ def test_aware_datetimes_in_any_zone_round_trip_as_the_same_instants():
         assert set(model.objects.filter(created_at__gt=instants["shanghai"]).values_list("request_id", flat=True)) == {"utc", "new-york"}
 
 
-def test_a_request_log_already_stored_is_skipped_and_the_rest_of_the_batch_lands():
-    rows_insert(RequestLog, [request_log("r1", model="first")])
+def test_a_request_log_already_stored_is_skipped_and_the_rest_of_the_batch_lands(insert):
+    insert(RequestLog, [request_log("r1", model="first")])
 
-    rows_insert(RequestLog, [request_log("r0", model="new"), request_log("r1", model="second"), request_log("r2", model="new")])
+    insert(RequestLog, [request_log("r0", model="new"), request_log("r1", model="second"), request_log("r2", model="new")])
 
     assert dict(RequestLog.objects.values_list("request_id", "model")) == {"r0": "new", "r1": "first", "r2": "new"}
 
 
-def test_a_reward_log_already_stored_is_skipped_and_the_rest_of_the_batch_lands():
-    rows_insert(RewardLog, [reward_log("q", 1, outcome="ok")])
+def test_a_reward_log_already_stored_is_skipped_and_the_rest_of_the_batch_lands(insert):
+    insert(RewardLog, [reward_log("q", 1, outcome="ok")])
 
-    rows_insert(
+    insert(
         RewardLog, [reward_log("q", 1, outcome="again"), reward_log("q", 2, outcome="transient"), reward_log("other", 1, outcome="ok")]
     )
 
@@ -145,8 +163,8 @@ def test_a_reward_log_already_stored_is_skipped_and_the_rest_of_the_batch_lands(
     ]
 
 
-def test_a_row_twice_in_one_batch_is_stored_once():
-    rows_insert(RewardLog, [reward_log("q", 1, outcome="ok"), reward_log("q", 1, outcome="again"), reward_log("q", 2)])
+def test_a_row_twice_in_one_batch_is_stored_once(insert):
+    insert(RewardLog, [reward_log("q", 1, outcome="ok"), reward_log("q", 1, outcome="again"), reward_log("q", 2)])
 
     assert sorted(RewardLog.objects.values_list("request_id", "attempt", "outcome")) == [("q", 1, "ok"), ("q", 2, "ok")]
 
@@ -189,27 +207,27 @@ def test_a_batch_lands_whole_in_statements_as_large_as_sqlite_allows():
     assert RequestLog.objects.get(request_id="r050").model == "first"
 
 
-def test_a_batch_above_the_sqlite_default_limit_lands_whole():
+def test_a_batch_above_the_sqlite_default_limit_lands_whole(insert):
     # more parameters than SQLite's default limit of 32766 (Debian's builds): several statements
-    rows_insert(RewardLog, [reward_log(f"r{i}", latency_ms=i) for i in range(5000)])
+    insert(RewardLog, [reward_log(f"r{i}", latency_ms=i) for i in range(5000)])
 
     assert RewardLog.objects.count() == 5000
     assert sum(RewardLog.objects.values_list("latency_ms", flat=True)) == sum(range(5000))
 
 
-def test_a_batch_with_a_row_the_database_refuses_stores_nothing():
+def test_a_batch_with_a_row_the_database_refuses_stores_nothing(insert):
     with pytest.raises(Exception) as caught:
-        rows_insert(RewardLog, [reward_log("a"), reward_log("b", reward=2.0), reward_log("c")])  # rewardlog_reward_unit
+        insert(RewardLog, [reward_log("a"), reward_log("b", reward=2.0), reward_log("c")])  # rewardlog_reward_unit
 
     assert "rewardlog_reward_unit" in str(caught.value)
     assert not RewardLog.objects.exists()
 
 
-def test_a_batch_with_a_stored_row_and_a_row_the_database_refuses_stores_nothing():
-    rows_insert(RewardLog, [reward_log("a")])
+def test_a_batch_with_a_stored_row_and_a_row_the_database_refuses_stores_nothing(insert):
+    insert(RewardLog, [reward_log("a")])
 
     with pytest.raises(Exception) as caught:
-        rows_insert(RewardLog, [reward_log("a"), reward_log("b"), reward_log("c", reward=2.0)])
+        insert(RewardLog, [reward_log("a"), reward_log("b"), reward_log("c", reward=2.0)])
 
     assert "rewardlog_reward_unit" in str(caught.value)
     assert list(RewardLog.objects.values_list("request_id", flat=True)) == ["a"]
