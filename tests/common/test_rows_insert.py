@@ -3,7 +3,7 @@ SQLite). Every field the entry leaves out takes its default; JSON, text with COP
 characters and aware datetimes come back as they went in; a row whose unique key is already
 stored is skipped while the rest of its batch lands; an empty batch does nothing; a batch larger
 than one SQLite statement may carry lands whole. On PostgreSQL `rows_ainsert` (the event loop's
-way, through its own connections) is held to the same.
+way, through its own connections) is held to the same."""
 
 import asyncio
 import sqlite3
