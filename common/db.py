@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import logging
 import os
 import sqlite3
@@ -14,6 +15,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
+import orjson
 from django.conf import settings
 from django.db import close_old_connections, connections, transaction
 from django.db import utils as db_utils
@@ -251,9 +253,25 @@ def _columns_of(model) -> list:
     for field in model._meta.concrete_fields:
         if field.primary_key and field.get_internal_type() in ("AutoField", "BigAutoField"):
             continue
-        prep = None if field.get_internal_type() in _PLAIN_FIELDS else field.get_db_prep_save
+        kind = field.get_internal_type()
+        if kind in _PLAIN_FIELDS:
+            prep = None
+        elif kind == "JSONField" and field.encoder is None:
+            prep = _json_text
+        else:
+            prep = field.get_db_prep_save
         columns.append((field.attname, field.column, prep, field.get_default))
     return columns
+
+
+def _json_text(value, connection) -> str:
+    """A JSON field's value as the JSON text both databases take for it (jsonb parses it on
+    PostgreSQL, SQLite stores it): what Django's JSONField sends, through orjson rather than
+    the json module and psycopg's Jsonb wrapper, several times cheaper per row."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except (orjson.JSONEncodeError, TypeError):  # what orjson refuses (an int past 64 bits): as Django would
+        return json.dumps(value)
 
 
 _insert_plans: dict = {}

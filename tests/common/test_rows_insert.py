@@ -260,3 +260,14 @@ def test_rows_written_first_in_a_callers_transaction_go_with_its_rollback():
 
     assert not RequestLog.objects.exists()
     assert not RewardLog.objects.exists()
+
+
+def test_json_fields_store_what_djangos_json_field_stores(insert):
+    odd = {"big": 2**70, "neg": -(2**65), "float": 0.1, 7: "int key", "nested": [{"\u00fc": None}], "s": "\\N\t\n"}
+    insert(RequestLog, [request_log("r-json", attempts=[odd], directives={"n": 1, 2: [True, False]})])
+
+    expected = RequestLog(request_id="r-django", status=200, created_at=NOW, attempts=[odd], directives={"n": 1, 2: [True, False]})
+    expected.save()
+    assert RequestLog.objects.get(request_id="r-json").attempts == RequestLog.objects.get(request_id="r-django").attempts
+    assert RequestLog.objects.get(request_id="r-json").directives == {"n": 1, "2": [True, False]}
+    assert RequestLog.objects.get(request_id="r-json").attempts[0]["big"] == 2**70
