@@ -15,7 +15,7 @@ from django.db import Error as DjangoDatabaseError
 
 from billing import services as billing
 from billing.models import Balance, Hold, KeySpend
-from common.db import db_threads_disconnect, loop_connections_close, pg_on_loop, pg_row
+from common.db import db_threads_disconnect, loop_connections_close, pg_on_loop, pg_row, rows_ainsert
 from observability.models import RewardLog
 from tests.billing.money_state import money_state
 
@@ -36,6 +36,10 @@ def _connections_closed():
     yield
     loop_connections_close()
     db_threads_disconnect()
+
+
+def reward_log(request_id: str) -> dict:
+    return {"request_id": request_id, "attempt": 1, "channel_id": 1, "model": "m", "outcome": "ok", "reward": 1.0, "created_at": NOW}
 
 
 def postgresql_only():
@@ -209,6 +213,27 @@ def test_a_connection_killed_by_the_server_costs_at_most_one_call():
     assert len(failures) <= 1
     assert outcomes[len(failures) :] == [outcomes[-1]] * (3 - len(failures))  # then one new connection, kept
     assert isinstance(outcomes[-1], int) and outcomes[-1] != pid
+
+
+def test_waits_for_writing_and_pipelines_leave_the_connection_serving_statements():
+    """A wait for writing (a statement larger than the socket's buffer) and the INSERT
+    fallback's pipeline on a loop's connections leave them answering the statements after."""
+    postgresql_only()
+    big = "x" * 8_000_000
+
+    async def mixed():
+        answers = [(await pg_row("SELECT length(%s), pg_backend_pid()", [big]))[0]]
+        await rows_ainsert(RewardLog, [reward_log("dup")])
+        await rows_ainsert(RewardLog, [reward_log("dup"), reward_log("after-dup")])  # COPY refused: executemany
+        for i in range(50):
+            answers.append((await pg_row("SELECT %s::int + 1", [i]))[0])
+        answers.append((await pg_row("SELECT length(%s)", [big]))[0])
+        return answers
+
+    answers = asyncio.run(asyncio.wait_for(mixed(), 30))
+
+    assert answers == [len(big), *range(1, 51), len(big)]
+    assert sorted(RewardLog.objects.values_list("request_id", flat=True)) == ["after-dup", "dup"]
 
 
 def test_the_connections_of_a_closed_loop_are_closed_when_another_loop_comes():
