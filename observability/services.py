@@ -10,7 +10,7 @@ from .events import decision_event, event_publish
 from .metrics import request_observe
 from .models import AuditRecord, RequestLog, RewardLog
 from .redact import redact
-from .writer import access_lines, request_logs, writers_aclose, writers_on_loop
+from .writer import access_lines, flush_all, request_logs, writers_aclose, writers_on_loop
 
 
 def request_log_submit(*, entry: dict) -> None:
@@ -31,6 +31,12 @@ def log_writers_on_loop() -> list[str]:
     """The log writers (request, access and reward logs) write from the running event loop from
     now on, where the database lets them (PostgreSQL): a web process's startup. Returns which."""
     return writers_on_loop()
+
+
+def log_writers_flush() -> int:
+    """Write every log still pending in this process (request logs, access lines, reward
+    logs): a web process's stop. Returns how many."""
+    return flush_all()
 
 
 async def log_writers_aclose() -> None:

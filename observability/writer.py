@@ -55,8 +55,12 @@ class BatchWriter:
             self.dropped += 1
             log.error("%s: %d entries dropped, the database is not keeping up", self._name, self.dropped)
         self._pending.append(item)
-        if self._thread is None and self._task is None:
+        if self._thread is None and not self._on_a_live_loop():
             self._start()
+
+    def _on_a_live_loop(self) -> bool:
+        task = self._task  # a loop that ended without stopping it (a test's, a crash) writes no more
+        return task is not None and not task.done() and not task.get_loop().is_closed()
 
     def _start(self) -> None:
         with self._lock:

@@ -10,6 +10,7 @@ Django.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import logging
 import time
@@ -29,14 +30,13 @@ from billing.ratecard import ratecard_aget
 from channels import upstream
 from channels.health.board import board
 from channels.table import table_aget
-from channels.thompson import reward_logs_flush
 from common import background
 from common import redis as shared_redis
 from common.config_version import config_sync
 from common.db import run_db
 from observability.logs import request_id_bind
 from observability.metrics import exposition
-from observability.services import log_writers_aclose, log_writers_on_loop, request_logs_flush
+from observability.services import log_writers_aclose, log_writers_flush, log_writers_on_loop
 from providers import tokens
 from vault.services import warn_if_key_derived_from_secret_key
 
@@ -265,8 +265,22 @@ async def startup() -> None:
     await ratecard_aget()
     await sync_to_async(tokens.count_text, thread_sensitive=False)("warm up")
     log_writers_on_loop()  # on PostgreSQL: no writer thread fights this loop for the GIL
+    gc_settle()
     if settings.REDIS_URL:
         _listeners.append(asyncio.get_running_loop().create_task(board.run_flusher()))
+
+
+GC_YOUNG_THRESHOLD = 5000
+
+
+def gc_settle() -> None:
+    """What was built to start (Django, the apps, the warmed caches) stays for the process's
+    life: collected once, then frozen, so that no full collection walks it again (under load
+    one took ~80 ms, a pause every request in flight waits out); young collections run every
+    GC_YOUNG_THRESHOLD net allocations instead of 700 (decision 015)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
 
 
 async def shutdown() -> None:
@@ -277,8 +291,7 @@ async def shutdown() -> None:
     await board.aflush()
     await upstream.close()
     await log_writers_aclose()
-    await sync_to_async(request_logs_flush, thread_sensitive=False)()
-    await sync_to_async(reward_logs_flush, thread_sensitive=False)()
+    await sync_to_async(log_writers_flush, thread_sensitive=False)()
 
 
 def _not_found(request: Request) -> Reply:
