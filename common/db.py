@@ -210,8 +210,19 @@ async def pg_row(sql: str, params) -> tuple | None:
 
 
 async def _first_row(sql: str, params, conn) -> tuple | None:
-    cursor = await conn.execute(sql, params)
+    # one cursor per statement per connection: given the same query object again, psycopg
+    # keeps the cursor's adaptation of the parameters instead of building it anew
+    cursors = conn.__dict__.setdefault("tokenhub_cursors", {})
+    cursor = cursors.get(sql)
+    if cursor is None:
+        if len(cursors) >= _CURSORS_PER_CONNECTION:
+            cursors.clear()  # callers that build their SQL each time: no cursor kept for long
+        cursor = cursors[sql] = conn.cursor()
+    await cursor.execute(sql, params)
     return await cursor.fetchone()
+
+
+_CURSORS_PER_CONNECTION = 16
 
 
 async def _on_loop_connection(work):
