@@ -69,7 +69,7 @@ def test_on_postgresql_the_loop_writes_the_rows_and_no_thread_is_started(make_wr
         assert writer.on_loop() is True
         for i in range(5):
             writer.submit(reward(f"r{i}"))
-        for _ in range(100):
+        for _ in range(250):
             await asyncio.sleep(0.02)
             if await asyncio.to_thread(RewardLog.objects.count) == 5:
                 break
@@ -143,7 +143,7 @@ def test_a_failed_batch_is_retried_and_nothing_is_lost_or_stored_twice(make_writ
         writer.on_loop()
         for i in range(10):
             writer.submit(i)
-        for _ in range(100):
+        for _ in range(250):
             await asyncio.sleep(0.02)
             if len(stored) == 10:
                 break
