@@ -103,9 +103,7 @@ class BatchWriter:
             await asyncio.sleep(self._flush_s)
             try:
                 await self._aflush()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
+            except Exception:  # a cancellation (BaseException) ends the task
                 log.exception("%s: write failed; will retry", self._name)
 
     async def _aflush(self) -> None:
