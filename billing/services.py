@@ -26,6 +26,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
+from common.batching import Batched
 from common.db import pg_on_loop, pg_row, run_db
 
 from . import ratecard
@@ -465,16 +466,62 @@ def _hold_open_pg(**kwargs) -> int:
 
 
 async def ahold_open(**kwargs) -> int:
-    """`hold_open` from async code (the /v1 path): on PostgreSQL its one statement runs on the
-    event loop (common.db.pg_row); otherwise `hold_open` runs in a database thread."""
+    """`hold_open` from async code (the /v1 path): on PostgreSQL its statement runs on the event
+    loop (common.db.pg_row), together with the other openings on the same balance and key that
+    arrive while one is on its way (decision 016); otherwise `hold_open` runs in a database thread."""
     if not pg_on_loop():
         return await run_db(hold_open, **kwargs)
     params, context = _hold_open_call(**kwargs)
+    # what tokenhub_hold_open_many shares: tenant, kind, key, day, month and the two caps
+    answer = await _opens.run((*params[2:4], *params[8:13]), params)
+    if type(answer) is _Refusal:
+        raise await run_db(_open_refused, period=answer.period, **context)
+    return answer
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    period: str | None  # None: the balance; else the KeySpend period whose cap refused
+
+
+_HOLD_OPEN_MANY = (
+    "SELECT tokenhub_hold_open_many(%s::text[], %s::text[], %s, %s, %s::text[], %s::bigint[], %s::bigint[], %s::bigint[],"
+    " %s, %s::date, %s::date, %s, %s, %s)"
+)
+_REFUSAL_CODES = {-1: _Refusal(None), -2: _Refusal(KeySpend.Period.DAY), -3: _Refusal(KeySpend.Period.MONTH)}
+
+
+async def _open_many(group: tuple, items) -> list:
+    """Each item's hold id, `_Refusal`, or the error it raises. One call of
+    tokenhub_hold_open_many for them all (billing migration 0012); should it fail (a fault of
+    one item fails the batch), each goes alone for an answer of its own."""
+    if len(items) == 1:
+        return [await _open_one(items[0])]
+    tenant_id, kind, key_id, day, month, day_cap, month_cap = group
+    keys, request_ids, _, _, models, amounts, floors, cap_amounts = (list(column) for column in zip(*(p[:8] for p in items)))
+    try:
+        (answers,) = await pg_row(
+            _HOLD_OPEN_MANY,
+            [keys, request_ids, tenant_id, kind, models, amounts, floors, cap_amounts, key_id, day, month, day_cap, month_cap,
+             timezone.now()],
+        )
+    except DatabaseError:
+        log.warning("opening %d holds together failed; opening each alone", len(items), exc_info=True)
+        return [await _open_one(params) for params in items]
+    return [_REFUSAL_CODES.get(answer, answer) for answer in answers]
+
+
+async def _open_one(params: list):
     try:
         return (await pg_row(_HOLD_OPEN, params))[0]
     except DatabaseError as error:
-        period = _refusal_period(error)
-    raise await run_db(_open_refused, period=period, **context)
+        try:
+            return _Refusal(_refusal_period(error))
+        except DatabaseError as other:  # not a refusal: this item's error
+            return other
+
+
+_opens = Batched(_open_many)
 
 
 @transaction.atomic
@@ -619,8 +666,35 @@ def _ended(row, *, charge_micros: int, status: str) -> Ended | None:
 async def _aend(hold_key: str, *, charge_micros: int, status: str, note: str = "") -> Ended | None:
     if not pg_on_loop():
         return await run_db(_end, hold_key=hold_key, charge_micros=charge_micros, status=status, note=note)
-    row = await pg_row(_HOLD_END, [hold_key, charge_micros, status, note, False, timezone.now()])
+    return await _ends.run(None, (hold_key, charge_micros, status, note))
+
+
+_HOLD_END_MANY = "SELECT * FROM tokenhub_hold_end_many(%s::text[], %s::bigint[], %s::text[], %s::text[], %s)"
+
+
+async def _end_many(_group, items) -> list:
+    """Each item's `Ended` (or None), or the error it raises: one call of tokenhub_hold_end_many
+    for them all (billing migration 0012), whatever their balances; should it fail, each goes alone."""
+    if len(items) == 1:
+        return [await _end_one(*items[0])]
+    keys, charges, statuses, notes = (list(column) for column in zip(*items))
+    try:
+        row = await pg_row(_HOLD_END_MANY, [keys, charges, statuses, notes, timezone.now()])
+    except DatabaseError:
+        log.warning("ending %d holds together failed; ending each alone", len(items), exc_info=True)
+        return [await _end_one(*item) for item in items]
+    return [_ended(answer, charge_micros=charge, status=status) for answer, charge, status in zip(zip(*row), charges, statuses)]
+
+
+async def _end_one(hold_key: str, charge_micros: int, status: str, note: str):
+    try:
+        row = await pg_row(_HOLD_END, [hold_key, charge_micros, status, note, False, timezone.now()])
+    except DatabaseError as error:
+        return error
     return _ended(row, charge_micros=charge_micros, status=status)
+
+
+_ends = Batched(_end_many)
 
 
 async def ahold_settle(*, hold_key: str, charge_micros: int, note: str = "") -> Ended | None:

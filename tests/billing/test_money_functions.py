@@ -3,21 +3,32 @@
 opens, refusals, settles, releases and reconciliations gives the same money on both; and 32
 threads opening and settling at once never overspend and leave a ledger that adds up."""
 
+import asyncio
 import threading
 from datetime import datetime, timezone
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import DataError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from billing import services as billing
 from billing.models import Balance, Hold, KeySpend, LedgerEntry
+from common.db import db_threads_disconnect, loop_connections_close
 from tests.billing.money_state import money_state
 from tests.conftest import make_tenant
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _connections_closed():
+    """The event loops' connections and the database threads' closed before the test database
+    is dropped."""
+    yield
+    loop_connections_close()
+    db_threads_disconnect()
 
 
 def postgresql_only():
@@ -216,4 +227,184 @@ def test_32_threads_opening_and_settling_at_once_never_overspend_and_the_ledger_
     spend = KeySpend.objects.get(key_id=77, period="day")
     assert (spend.spent_micros, spend.held_micros) == (charged, 0)
     assert not Hold.objects.filter(status="open").exists()
+    assert billing.ledger_audit() == []
+
+
+# --- batches (billing migration 0012): what arrives together goes in one call ----------------
+
+BATCH_CAPS = dict(daily=6_000_000, monthly=5_500_000)
+BATCH_OPENS = [  # (key, amount, cap amount): one balance, one key, the same caps: one group
+    ("1", 3_000_000, 3_000_000),  # held
+    ("2", 4_000_000, 4_000_000),  # the daily cap refuses (3 + 4 > 6)
+    ("3", 2_000_000, 2_000_000),  # held
+    ("4", 6_000_000, 1_000),  # the balance refuses (5 left)
+    ("5", 1_000_000, 1_000_000),  # the monthly cap refuses (6 > 5.5), the daily one would not
+    ("6", 500_000, 500_000),  # held
+    ("7", 0, 0),  # a request that may cost nothing
+    ("8", 100, 100),  # the monthly cap refuses again
+]
+BATCH_ENDS = [  # (key, charge, status)
+    ("1", 5_000_000, "settled"),  # clamped to the hold
+    ("3", 0, "released"),
+    ("6", 400_000, "settled"),
+    ("7", 0, "settled"),
+    ("missing", 5, "settled"),
+    ("1", 1, "settled"),  # ended already: nothing
+    ("6", 0, "released"),
+]
+
+
+def _batch_open_args(tenant, key_id: int, prefix: str, key: str, amount: int, cap_amount: int) -> dict:
+    return dict(
+        hold_key=prefix + key,
+        request_id=prefix + key,
+        tenant_id=tenant.pk,
+        kind="credit",
+        model="m",
+        amount_micros=amount,
+        floor_micros=amount // 10,
+        cap_amount_micros=cap_amount,
+        caps=billing.CapPolicy(key_id, BATCH_CAPS["daily"], BATCH_CAPS["monthly"]),
+        now=NOW,
+    )
+
+
+def _answer(result, prefix: str):
+    if isinstance(result, billing.Refused):  # its text reads the balance after the batch: not compared
+        return ("refused", result.which)
+    if isinstance(result, billing.Ended):
+        return (result.request_id.removeprefix(prefix), result.status, result.charged_micros)
+    return "held" if isinstance(result, int) else result
+
+
+def test_holds_opened_and_ended_together_give_what_they_give_one_after_the_other():
+    """On the event loop, calls that arrive while one is on its way go together in one call of
+    tokenhub_hold_open_many / tokenhub_hold_end_many; the answers and the money are those of the
+    same calls made one after the other (the sync functions, on a tenant of its own)."""
+    postgresql_only()
+    alone, together = make_tenant("alone", credit="10", wallet=None), make_tenant("together", credit="10", wallet=None)
+
+    serial = []
+    for key, amount, cap_amount in BATCH_OPENS:
+        try:
+            serial.append(_answer(billing.hold_open(**_batch_open_args(alone, 11, "s-", key, amount, cap_amount)), "s-"))
+        except billing.Refused as refused:
+            serial.append(_answer(refused, "s-"))
+    for key, charge, status in BATCH_ENDS:
+        serial.append(_answer(billing._end("s-" + key, charge_micros=charge, status=status), "s-"))
+
+    async def at_once():
+        opens = await asyncio.gather(
+            *(billing.ahold_open(**_batch_open_args(together, 22, "t-", *item)) for item in BATCH_OPENS), return_exceptions=True
+        )
+        ends = await asyncio.gather(
+            *(
+                billing.ahold_settle(hold_key="t-" + key, charge_micros=charge)
+                if status == "settled"
+                else billing.ahold_release(hold_key="t-" + key)
+                for key, charge, status in BATCH_ENDS
+            ),
+            return_exceptions=True,
+        )
+        return [_answer(result, "t-") for result in (*opens, *ends)]
+
+    assert asyncio.run(at_once()) == serial
+    assert [a[1] for a in serial if isinstance(a, tuple) and a[0] == "refused"] == ["daily_cap", "credit", "monthly_cap", "monthly_cap"]
+    assert money_state(together, 22, "t-") == money_state(alone, 11, "s-")
+    assert billing.ledger_audit() == []
+
+
+def test_a_fault_of_one_item_fails_only_that_item(caplog):
+    """A batch that fails as a whole (here: one hold key too long for its column) is retried
+    item by item: the faulty item gets its error, the others their holds."""
+    postgresql_only()
+    tenant = make_tenant("faulty", credit="10", wallet=None)
+    caps = billing.CapPolicy(None, None, None)
+
+    def open_(key: str):
+        return billing.ahold_open(
+            hold_key=key, request_id=key[:60], tenant_id=tenant.pk, kind="credit", model="m", amount_micros=1_000,
+            floor_micros=0, cap_amount_micros=1_000, caps=caps,
+        )  # fmt: skip
+
+    async def at_once():
+        return await asyncio.gather(open_("first"), open_("a"), open_("b" * 200), open_("c"), return_exceptions=True)
+
+    first, a, too_long, c = asyncio.run(at_once())
+    assert all(isinstance(hold_id, int) for hold_id in (first, a, c))
+    assert isinstance(too_long, DataError)
+    assert "opening 3 holds together failed; opening each alone" in caplog.text
+    assert sorted(Hold.objects.filter(balance__tenant=tenant).values_list("hold_key", flat=True)) == ["a", "c", "first"]
+    assert Balance.objects.get(tenant=tenant, kind="credit").held_micros == 3_000
+    assert billing.ledger_audit() == []
+
+
+def test_many_requests_on_one_loop_and_threads_beside_them_never_overspend_and_never_deadlock(caplog):
+    """64 requests on one event loop (their opens and ends batched) and 8 threads making the same
+    calls one at a time, on two tenants' credit and wallet balances and one key's daily cap: the
+    caps hold, every hold ends, the ledger adds up, and no batch ever failed (a deadlock between
+    a batch and a single call would have: PostgreSQL breaks it by failing one)."""
+    postgresql_only()
+    tenants = [make_tenant("busy-a", credit="0.05", wallet="0.05"), make_tenant("busy-b", credit="0.05", wallet="0.05")]
+    caps = {tenant.pk: billing.CapPolicy(key_id=900 + tenant.pk, daily_cap_micros=60_000, monthly_cap_micros=None) for tenant in tenants}
+    outcomes: list = []
+    errors: list = []
+
+    def args(n: int, i: int, prefix: str) -> dict:
+        tenant = tenants[n % 2]
+        key = f"{prefix}{n}-{i}"
+        return dict(
+            hold_key=key, request_id=key, tenant_id=tenant.pk, kind=("credit", "wallet")[(n // 2) % 2], model="m",
+            amount_micros=1_000, floor_micros=100, cap_amount_micros=1_000, caps=caps[tenant.pk],
+        )  # fmt: skip
+
+    async def request(n: int) -> None:
+        for i in range(5):
+            try:
+                await billing.ahold_open(**args(n, i, "loop"))
+            except billing.Refused as refused:
+                outcomes.append(refused.which)
+                continue
+            if i % 4 == 3:
+                await billing.ahold_release(hold_key=f"loop{n}-{i}")
+                outcomes.append("released")
+            else:
+                ended = await billing.ahold_settle(hold_key=f"loop{n}-{i}", charge_micros=(1_500, 1_000, 400)[i % 4])
+                outcomes.append(ended.charged_micros)
+
+    def thread(n: int) -> None:
+        try:
+            for i in range(5):
+                try:
+                    billing.hold_open(**args(n, i, "thread"))
+                except billing.Refused as refused:
+                    outcomes.append(refused.which)
+                    continue
+                outcomes.append(billing.hold_settle(hold_key=f"thread{n}-{i}", charge_micros=900).charged_micros)
+        except Exception as error:  # reported below
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    async def loop_requests():
+        await asyncio.gather(*(request(n) for n in range(64)))
+
+    threads = [threading.Thread(target=thread, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    asyncio.run(loop_requests())
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert "together failed" not in caplog.text
+    assert {"credit", "wallet", "daily_cap"} & set(outcomes)  # the limits were reached
+    for tenant in tenants:
+        spend = KeySpend.objects.get(key_id=900 + tenant.pk, period="day")
+        assert spend.held_micros == 0 and spend.spent_micros <= 60_000
+        for kind in ("credit", "wallet"):
+            balance = Balance.objects.get(tenant=tenant, kind=kind)
+            assert balance.held_micros == 0 and balance.amount_micros >= 0
+    assert not Hold.objects.filter(status="open").exists()
+    charged = sum(o for o in outcomes if isinstance(o, int))
+    assert -sum(LedgerEntry.objects.filter(kind="usage").values_list("amount_micros", flat=True)) == charged
     assert billing.ledger_audit() == []
