@@ -27,7 +27,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from common.batching import Batched
-from common.db import pg_on_loop, pg_row, run_db
+from common.db import on_sqlite, pg_on_loop, pg_row, run_db
 
 from . import ratecard
 from .models import Balance, BalanceKind, ExchangeRate, Group, Hold, KeySpend, LedgerEntry, Price, RedemptionBatch, RedemptionCode
@@ -470,6 +470,8 @@ async def ahold_open(**kwargs) -> int:
     loop (common.db.pg_row), together with the other openings on the same balance and key that
     arrive while one is on its way (decision 016); otherwise `hold_open` runs in a database thread."""
     if not pg_on_loop():
+        if on_sqlite():  # one transaction per batch: one turn at SQLite's one writer lock
+            return await _opens_in_thread.run(None, kwargs)
         return await run_db(hold_open, **kwargs)
     params, context = _hold_open_call(**kwargs)
     # what tokenhub_hold_open_many shares: tenant, kind, key, day, month and the two caps
@@ -665,6 +667,8 @@ def _ended(row, *, charge_micros: int, status: str) -> Ended | None:
 
 async def _aend(hold_key: str, *, charge_micros: int, status: str, note: str = "") -> Ended | None:
     if not pg_on_loop():
+        if on_sqlite():
+            return await _ends_in_thread.run(None, dict(hold_key=hold_key, charge_micros=charge_micros, status=status, note=note))
         return await run_db(_end, hold_key=hold_key, charge_micros=charge_micros, status=status, note=note)
     return await _ends.run(None, (hold_key, charge_micros, status, note))
 
@@ -695,6 +699,29 @@ async def _end_one(hold_key: str, charge_micros: int, status: str, note: str):
 
 
 _ends = Batched(_end_many)
+
+
+def _each_in_one_transaction(step, items: list[dict]) -> list:
+    """`step(**item)` for each item in one transaction, in order: each item's answer, or what it
+    raised (a refusal or an error undoes that item only: each step is a savepoint of its own)."""
+    answers = []
+    with transaction.atomic():
+        for item in items:
+            try:
+                answers.append(step(**item))
+            except (Refused, DatabaseError) as error:
+                answers.append(error)
+    return answers
+
+
+async def _in_thread_many(step, items) -> list:
+    return await run_db(_each_in_one_transaction, step=step, items=list(items))
+
+
+# SQLite (decision 016): the same batches, each in one transaction in a database thread. Not on
+# PostgreSQL's thread path: its endings there would lock balances in arrival order.
+_opens_in_thread = Batched(lambda _group, items: _in_thread_many(hold_open, items))
+_ends_in_thread = Batched(lambda _group, items: _in_thread_many(_end, items))
 
 
 async def ahold_settle(*, hold_key: str, charge_micros: int, note: str = "") -> Ended | None:

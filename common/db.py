@@ -103,20 +103,26 @@ _DB_API_ERRORS = (
 )
 
 
-_is_postgresql: dict[str, bool] = {}  # ENGINE -> whether its vendor is PostgreSQL
+_vendors: dict[str, str] = {}  # ENGINE -> its vendor ("postgresql", "sqlite", ...)
+
+
+def _vendor() -> str:
+    """The default database's vendor, found once per ENGINE: on the event loop
+    `connections["default"]` makes a new connection object per task (Django keeps them per context)."""
+    engine = settings.DATABASES["default"]["ENGINE"]
+    vendor = _vendors.get(engine)
+    if vendor is None:
+        vendor = _vendors[engine] = connections["default"].vendor
+    return vendor
 
 
 def pg_on_loop() -> bool:
-    """Whether pg_row serves: the default database is PostgreSQL and the setting is on. The
-    vendor is found once per ENGINE: on the event loop `connections["default"]` makes a new
-    connection object per task (Django keeps them per context)."""
-    if settings.DATABASE_LOOP_CONNECTIONS <= 0:
-        return False
-    engine = settings.DATABASES["default"]["ENGINE"]
-    is_postgresql = _is_postgresql.get(engine)
-    if is_postgresql is None:
-        is_postgresql = _is_postgresql[engine] = connections["default"].vendor == "postgresql"
-    return is_postgresql
+    """Whether pg_row serves: the default database is PostgreSQL and the setting is on."""
+    return settings.DATABASE_LOOP_CONNECTIONS > 0 and _vendor() == "postgresql"
+
+
+def on_sqlite() -> bool:
+    return _vendor() == "sqlite"
 
 
 class _LoopConnections:

@@ -279,9 +279,9 @@ def _answer(result, prefix: str):
 
 def test_holds_opened_and_ended_together_give_what_they_give_one_after_the_other():
     """On the event loop, calls that arrive while one is on its way go together in one call of
-    tokenhub_hold_open_many / tokenhub_hold_end_many; the answers and the money are those of the
-    same calls made one after the other (the sync functions, on a tenant of its own)."""
-    postgresql_only()
+    tokenhub_hold_open_many / tokenhub_hold_end_many (PostgreSQL), or in one transaction
+    (SQLite); the answers and the money are those of the same calls made one after the other
+    (the sync functions, on a tenant of its own)."""
     alone, together = make_tenant("alone", credit="10", wallet=None), make_tenant("together", credit="10", wallet=None)
 
     serial = []
@@ -344,7 +344,6 @@ def test_many_requests_on_one_loop_and_threads_beside_them_never_overspend_and_n
     calls one at a time, on two tenants' credit and wallet balances and one key's daily cap: the
     caps hold, every hold ends, the ledger adds up, and no batch ever failed (a deadlock between
     a batch and a single call would have: PostgreSQL breaks it by failing one)."""
-    postgresql_only()
     tenants = [make_tenant("busy-a", credit="0.05", wallet="0.05"), make_tenant("busy-b", credit="0.05", wallet="0.05")]
     caps = {tenant.pk: billing.CapPolicy(key_id=900 + tenant.pk, daily_cap_micros=60_000, monthly_cap_micros=None) for tenant in tenants}
     outcomes: list = []
