@@ -709,7 +709,7 @@ def _each_in_one_transaction(step, items: list[dict]) -> list:
         for item in items:
             try:
                 answers.append(step(**item))
-            except (Refused, DatabaseError) as error:
+            except Exception as error:  # noqa: BLE001 -- its caller raises it; the others go on
                 answers.append(error)
     return answers
 
