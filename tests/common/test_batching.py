@@ -34,12 +34,18 @@ class Recorder:
         raise AssertionError(f"{count} batches were expected, {len(self.gates)} came")
 
 
+async def one_on_its_way(**options):
+    """A `Batched` over a `Recorder`, with the call ("g", 1) on its way."""
+    run_many = Recorder()
+    batched = Batched(run_many, **options)
+    first = asyncio.ensure_future(batched.run("g", 1))
+    await asyncio.sleep(0)
+    return run_many, batched, first
+
+
 def test_a_call_alone_goes_at_once_and_those_arriving_meanwhile_go_together_in_order():
     async def main():
-        run_many = Recorder()
-        batched = Batched(run_many)
-        first = asyncio.ensure_future(batched.run("g", 1))
-        await asyncio.sleep(0)
+        run_many, batched, first = await one_on_its_way()
         assert run_many.batches == [("g", [1])]  # not held back for company
         rest = [asyncio.ensure_future(batched.run("g", n)) for n in (2, 3, 4)]
         await asyncio.sleep(0.01)
@@ -76,10 +82,7 @@ def test_groups_never_share_a_batch_and_do_not_wait_for_each_other():
 
 def test_an_items_error_reaches_its_caller_only():
     async def main():
-        run_many = Recorder()
-        batched = Batched(run_many)
-        first = asyncio.ensure_future(batched.run("g", 1))
-        await asyncio.sleep(0)
+        run_many, batched, first = await one_on_its_way()
         calls = [asyncio.ensure_future(batched.run("g", item)) for item in (2, "bad-3", 4)]
         await run_many.open_next(2)
         assert await first == "g:1"
@@ -120,10 +123,7 @@ def test_a_batch_that_fails_as_a_whole_fails_each_of_its_callers():
 
 def test_a_cancelled_callers_item_still_runs_and_the_others_get_their_answers():
     async def main():
-        run_many = Recorder()
-        batched = Batched(run_many)
-        first = asyncio.ensure_future(batched.run("g", 1))
-        await asyncio.sleep(0)
+        run_many, batched, first = await one_on_its_way()
         second = asyncio.ensure_future(batched.run("g", 2))
         third = asyncio.ensure_future(batched.run("g", 3))
         await asyncio.sleep(0)
@@ -139,14 +139,11 @@ def test_a_cancelled_callers_item_still_runs_and_the_others_get_their_answers():
 
 def test_a_batch_holds_at_most_the_limit():
     async def main():
-        run_many = Recorder()
-        batched = Batched(run_many, limit=3)
-        first = asyncio.ensure_future(batched.run("g", 0))
-        await asyncio.sleep(0)
-        rest = [asyncio.ensure_future(batched.run("g", n)) for n in range(1, 8)]
+        run_many, batched, first = await one_on_its_way(limit=3)
+        rest = [asyncio.ensure_future(batched.run("g", n)) for n in range(2, 9)]
         for count in (2, 3, 4):
             await run_many.open_next(count)
-        assert await asyncio.gather(first, *rest) == [f"g:{n}" for n in range(8)]
-        assert [items for _, items in run_many.batches] == [[0], [1, 2, 3], [4, 5, 6], [7]]
+        assert await asyncio.gather(first, *rest) == [f"g:{n}" for n in range(1, 9)]
+        assert [items for _, items in run_many.batches] == [[1], [2, 3, 4], [5, 6, 7], [8]]
 
     asyncio.run(main())
