@@ -537,6 +537,8 @@ def parse_args(argv=None):
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     p.add_argument("--peer", choices=["litellm"], default=None,
                    help="also measure LiteLLM's proxy (2 workers) in this run, same upstream and load (make bench-peer installs it)")
+    p.add_argument("--peer-settle", type=float, default=20.0, metavar="S",
+                   help="seconds of rest after the peer stops, before TokenHub's cells (default 20)")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (database, logs)")
     p.add_argument("--relay-start-timeout", type=float, default=60.0)
     a = p.parse_args(argv)
@@ -636,6 +638,9 @@ def main(argv=None) -> int:
                                 cells.append(cell)
                     finally:
                         peer.stop()
+                        # the cells right after it ran slower for every process, the load generator's and
+                        # the fake upstream's own CPU per request too (its workers' memory given back)
+                        time.sleep(a.peer_settle)
             for server in a.server:
                 port = procs.free_port()
                 label = f"tokenhub/{server}"
