@@ -665,12 +665,12 @@ def _ended(row, *, charge_micros: int, status: str) -> Ended | None:
     return None
 
 
-async def _aend(hold_key: str, *, charge_micros: int, status: str, note: str = "") -> Ended | None:
+async def _aend(hold_key: str, *, charge_micros: int, status: str, note: str = "", balance: tuple | None = None) -> Ended | None:
     if not pg_on_loop():
-        if on_sqlite():
+        if on_sqlite():  # one writer lock for every balance: one batch for all
             return await _ends_in_thread.run(None, dict(hold_key=hold_key, charge_micros=charge_micros, status=status, note=note))
         return await run_db(_end, hold_key=hold_key, charge_micros=charge_micros, status=status, note=note)
-    return await _ends.run(None, (hold_key, charge_micros, status, note))
+    return await _ends.run(balance, (hold_key, charge_micros, status, note))
 
 
 _HOLD_END_MANY = "SELECT * FROM tokenhub_hold_end_many(%s::text[], %s::bigint[], %s::text[], %s::text[], %s)"
@@ -678,7 +678,8 @@ _HOLD_END_MANY = "SELECT * FROM tokenhub_hold_end_many(%s::text[], %s::bigint[],
 
 async def _end_many(_group, items) -> list:
     """Each item's `Ended` (or None), or the error it raises: one call of tokenhub_hold_end_many
-    for them all (billing migration 0012), whatever their balances; should it fail, each goes alone."""
+    for them all (billing migration 0012), one balance's (the group) or, without a group, any;
+    should it fail, each goes alone."""
     if len(items) == 1:
         return [await _end_one(*items[0])]
     keys, charges, statuses, notes = (list(column) for column in zip(*items))
@@ -724,14 +725,16 @@ _opens_in_thread = Batched(lambda _group, items: _in_thread_many(hold_open, item
 _ends_in_thread = Batched(lambda _group, items: _in_thread_many(_end, items))
 
 
-async def ahold_settle(*, hold_key: str, charge_micros: int, note: str = "") -> Ended | None:
-    """`hold_settle` from async code (see `ahold_open`)."""
-    return await _aend(hold_key, charge_micros=charge_micros, status=Hold.Status.SETTLED, note=note)
+async def ahold_settle(*, hold_key: str, charge_micros: int, note: str = "", balance: tuple | None = None) -> Ended | None:
+    """`hold_settle` from async code (see `ahold_open`). `balance`, the (tenant id, kind) the hold
+    was opened on, keeps its batch to that balance: one tenant's busy balance never delays
+    another's settles (without it, holds of any balance may share a batch)."""
+    return await _aend(hold_key, charge_micros=charge_micros, status=Hold.Status.SETTLED, note=note, balance=balance)
 
 
-async def ahold_release(*, hold_key: str) -> Ended | None:
-    """`hold_release` from async code (see `ahold_open`)."""
-    return await _aend(hold_key, charge_micros=0, status=Hold.Status.RELEASED)
+async def ahold_release(*, hold_key: str, balance: tuple | None = None) -> Ended | None:
+    """`hold_release` from async code (see `ahold_settle`)."""
+    return await _aend(hold_key, charge_micros=0, status=Hold.Status.RELEASED, balance=balance)
 
 
 @transaction.atomic

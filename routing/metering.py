@@ -214,10 +214,14 @@ class Meter:
         self.balance_kind, self.currency = kind, currency
         return None
 
+    def _balance(self) -> tuple[int, str]:
+        """The balance the hold is on: its settle or release goes in a batch of that balance only."""
+        return self.call.identity.policy.tenant_id, self.balance_kind
+
     async def release(self) -> None:
         if self._hold_key is not None:
             hold_key, self._hold_key, self._hold_route = self._hold_key, None, None
-            await billing.ahold_release(hold_key=hold_key)
+            await billing.ahold_release(hold_key=hold_key, balance=self._balance())
 
     def billable(self, reported: Usage | None, counted: Usage, *, is_cut: bool) -> tuple[Usage, bool]:
         """What to bill: (usage, is_estimated). The upstream's report when it gave a usable one
@@ -267,7 +271,7 @@ class Meter:
         charge, _, _, _ = self._quote(route, usage)
         would_charge = self._quote(route, self._reported)[0] if self._reported is not None else charge
         note = self._note(usage, is_estimated)
-        hold = await billing.ahold_settle(hold_key=self._hold_key, charge_micros=charge, note=note)
+        hold = await billing.ahold_settle(hold_key=self._hold_key, charge_micros=charge, note=note, balance=self._balance())
         self._hold_key = None
         if hold is not None:
             self.charged_micros = hold.charged_micros

@@ -363,11 +363,13 @@ def test_many_requests_on_one_loop_and_threads_beside_them_never_overspend_and_n
             except billing.Refused as refused:
                 outcomes.append(refused.which)
                 continue
+            balance = (tenants[n % 2].pk, ("credit", "wallet")[(n // 2) % 2])  # the relay names it: one balance per batch
             if i % 4 == 3:
-                await billing.ahold_release(hold_key=f"loop{n}-{i}")
+                await billing.ahold_release(hold_key=f"loop{n}-{i}", balance=balance if n % 3 else None)
                 outcomes.append("released")
             else:
-                ended = await billing.ahold_settle(hold_key=f"loop{n}-{i}", charge_micros=(1_500, 1_000, 400)[i % 4])
+                charge = (1_500, 1_000, 400)[i % 4]
+                ended = await billing.ahold_settle(hold_key=f"loop{n}-{i}", charge_micros=charge, balance=balance if n % 3 else None)
                 outcomes.append(ended.charged_micros)
 
     def thread(n: int) -> None:
