@@ -63,18 +63,22 @@ class Batched:
     async def _run_batch(self, waiting: dict, group: Hashable, batch: list) -> None:
         try:
             answers = await self._run_many(group, [item for item, _ in batch])
+            if len(answers) != len(batch):
+                raise RuntimeError(f"{len(answers)} answers for a batch of {len(batch)}")
         except Exception as error:  # each caller raises it
             answers = [error] * len(batch)
         except BaseException:  # cancelled (its loop is closing): nobody is left waiting
             for _, future in batch + waiting.pop(group, []):
                 future.cancel()
             raise
-        self._answer(batch, answers)
-        self._next(waiting, group)
+        try:
+            self._answer(batch, answers)
+        finally:
+            self._next(waiting, group)  # whatever happened, the group never stays busy
 
     @staticmethod
     def _answer(batch: list, answers: Sequence) -> None:
-        for (_, future), answer in zip(batch, answers, strict=True):
+        for (_, future), answer in zip(batch, answers):
             if future.done():  # its caller was cancelled
                 continue
             if isinstance(answer, BaseException):

@@ -147,3 +147,22 @@ def test_a_batch_holds_at_most_the_limit():
         assert [items for _, items in run_many.batches] == [[1], [2, 3, 4], [5, 6, 7], [8]]
 
     asyncio.run(main())
+
+
+def test_a_batch_answered_short_fails_its_callers_and_the_group_goes_on():
+    async def main():
+        async def run_many(group, items):
+            await asyncio.sleep(0.01)
+            return [f"ok {item}" for item in items][:1]  # one answer, whatever the batch
+
+        batched = Batched(run_many)
+        first = asyncio.ensure_future(batched.run("g", 1))
+        await asyncio.sleep(0)
+        others = [asyncio.ensure_future(batched.run("g", n)) for n in (2, 3)]
+        assert await first == "ok 1"
+        results = await asyncio.gather(*others, return_exceptions=True)
+        assert [type(r) for r in results] == [RuntimeError, RuntimeError]
+        assert "1 answers for a batch of 2" in str(results[0])
+        assert await asyncio.wait_for(batched.run("g", 4), 5) == "ok 4"
+
+    asyncio.run(main())
