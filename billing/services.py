@@ -493,24 +493,34 @@ _HOLD_OPEN_MANY = (
 _REFUSAL_CODES = {-1: _Refusal(None), -2: _Refusal(KeySpend.Period.DAY), -3: _Refusal(KeySpend.Period.MONTH)}
 
 
-async def _open_many(group: tuple, items) -> list:
-    """Each item's hold id, `_Refusal`, or the error it raises. One call of
-    tokenhub_hold_open_many for them all (billing migration 0012); should it fail (a fault of
-    one item fails the batch), each goes alone for an answer of its own."""
+async def _together_or_alone(items, *, together, alone, doing: str) -> list:
+    """Each item's answer: `alone(item)` for a batch of one, else `together(items)` (one call
+    for them all); should that fail (a fault of one item fails the batch), each goes alone for
+    an answer of its own."""
     if len(items) == 1:
-        return [await _open_one(items[0])]
-    tenant_id, kind, key_id, day, month, day_cap, month_cap = group
-    keys, request_ids, _, _, models, amounts, floors, cap_amounts = (list(column) for column in zip(*(p[:8] for p in items)))
+        return [await alone(items[0])]
     try:
+        return await together(items)
+    except DatabaseError:
+        log.warning("%s %d holds together failed; %s each alone", doing, len(items), doing, exc_info=True)
+        return [await alone(item) for item in items]
+
+
+async def _open_many(group: tuple, items) -> list:
+    """Each item's hold id, `_Refusal`, or the error it raises: one call of
+    tokenhub_hold_open_many for them all (billing migration 0012)."""
+
+    async def together(items) -> list:
+        tenant_id, kind, key_id, day, month, day_cap, month_cap = group
+        keys, request_ids, _, _, models, amounts, floors, cap_amounts = (list(column) for column in zip(*(p[:8] for p in items)))
         (answers,) = await pg_row(
             _HOLD_OPEN_MANY,
             [keys, request_ids, tenant_id, kind, models, amounts, floors, cap_amounts, key_id, day, month, day_cap, month_cap,
              timezone.now()],
         )
-    except DatabaseError:
-        log.warning("opening %d holds together failed; opening each alone", len(items), exc_info=True)
-        return [await _open_one(params) for params in items]
-    return [_REFUSAL_CODES.get(answer, answer) for answer in answers]
+        return [_REFUSAL_CODES.get(answer, answer) for answer in answers]
+
+    return await _together_or_alone(items, together=together, alone=_open_one, doing="opening")
 
 
 async def _open_one(params: list):
@@ -678,17 +688,14 @@ _HOLD_END_MANY = "SELECT * FROM tokenhub_hold_end_many(%s::text[], %s::bigint[],
 
 async def _end_many(_group, items) -> list:
     """Each item's `Ended` (or None), or the error it raises: one call of tokenhub_hold_end_many
-    for them all (billing migration 0012), one balance's (the group) or, without a group, any;
-    should it fail, each goes alone."""
-    if len(items) == 1:
-        return [await _end_one(*items[0])]
-    keys, charges, statuses, notes = (list(column) for column in zip(*items))
-    try:
+    for them all (billing migration 0012), one balance's (the group) or, without a group, any."""
+
+    async def together(items) -> list:
+        keys, charges, statuses, notes = (list(column) for column in zip(*items))
         row = await pg_row(_HOLD_END_MANY, [keys, charges, statuses, notes, timezone.now()])
-    except DatabaseError:
-        log.warning("ending %d holds together failed; ending each alone", len(items), exc_info=True)
-        return [await _end_one(*item) for item in items]
-    return [_ended(answer, charge_micros=charge, status=status) for answer, charge, status in zip(zip(*row), charges, statuses)]
+        return [_ended(answer, charge_micros=charge, status=status) for answer, charge, status in zip(zip(*row), charges, statuses)]
+
+    return await _together_or_alone(items, together=together, alone=lambda item: _end_one(*item), doing="ending")
 
 
 async def _end_one(hold_key: str, charge_micros: int, status: str, note: str):

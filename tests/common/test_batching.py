@@ -97,16 +97,27 @@ def test_an_items_error_reaches_its_caller_only():
     asyncio.run(main())
 
 
-def test_a_batch_that_fails_as_a_whole_fails_each_of_its_callers():
+async def _raises(items):
+    raise ConnectionError("the database went away")
+
+
+async def _answers_short(items):
+    return [f"ok {item}" for item in items][:1]  # one answer, whatever the batch
+
+
+@pytest.mark.parametrize(
+    "misbehave, error, message",
+    [(_raises, ConnectionError, "the database went away"), (_answers_short, RuntimeError, "1 answers for a batch of 2")],
+    ids=["raises", "answers-short"],
+)
+def test_a_batch_that_fails_as_a_whole_fails_each_of_its_callers_and_the_group_goes_on(misbehave, error, message):
     async def main():
         seen = []
 
         async def run_many(group, items):
             seen.append(list(items))
             await asyncio.sleep(0.01)
-            if len(items) > 1:
-                raise ConnectionError("the database went away")
-            return [f"ok {item}" for item in items]
+            return await misbehave(items) if len(items) > 1 else [f"ok {item}" for item in items]
 
         batched = Batched(run_many)
         first = asyncio.ensure_future(batched.run("g", 1))
@@ -114,8 +125,9 @@ def test_a_batch_that_fails_as_a_whole_fails_each_of_its_callers():
         others = [asyncio.ensure_future(batched.run("g", n)) for n in (2, 3)]
         assert await first == "ok 1"
         results = await asyncio.gather(*others, return_exceptions=True)
-        assert [type(r) for r in results] == [ConnectionError, ConnectionError]
-        assert await batched.run("g", 4) == "ok 4"  # the group goes on
+        assert [type(r) for r in results] == [error, error]
+        assert message in str(results[0])
+        assert await asyncio.wait_for(batched.run("g", 4), 5) == "ok 4"  # the group never stays busy
         assert seen == [[1], [2, 3], [4]]
 
     asyncio.run(main())
@@ -145,24 +157,5 @@ def test_a_batch_holds_at_most_the_limit():
             await run_many.open_next(count)
         assert await asyncio.gather(first, *rest) == [f"g:{n}" for n in range(1, 9)]
         assert [items for _, items in run_many.batches] == [[1], [2, 3, 4], [5, 6, 7], [8]]
-
-    asyncio.run(main())
-
-
-def test_a_batch_answered_short_fails_its_callers_and_the_group_goes_on():
-    async def main():
-        async def run_many(group, items):
-            await asyncio.sleep(0.01)
-            return [f"ok {item}" for item in items][:1]  # one answer, whatever the batch
-
-        batched = Batched(run_many)
-        first = asyncio.ensure_future(batched.run("g", 1))
-        await asyncio.sleep(0)
-        others = [asyncio.ensure_future(batched.run("g", n)) for n in (2, 3)]
-        assert await first == "ok 1"
-        results = await asyncio.gather(*others, return_exceptions=True)
-        assert [type(r) for r in results] == [RuntimeError, RuntimeError]
-        assert "1 answers for a batch of 2" in str(results[0])
-        assert await asyncio.wait_for(batched.run("g", 4), 5) == "ok 4"
 
     asyncio.run(main())
