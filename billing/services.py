@@ -27,7 +27,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from common.batching import Batched
-from common.db import on_sqlite, pg_on_loop, pg_row, run_db
+from common.db import on_sqlite, pg_on_loop, pg_row, run_db, run_db_writer
 
 from . import ratecard
 from .models import Balance, BalanceKind, ExchangeRate, Group, Hold, KeySpend, LedgerEntry, Price, RedemptionBatch, RedemptionCode
@@ -713,6 +713,11 @@ def _each_in_one_transaction(step, items: list[dict]) -> list:
     """`step(**item)` for each item in one transaction, in order: each item's answer, or what it
     raised (a refusal or an error undoes that item only: each step is a savepoint of its own)."""
     answers = []
+    if len(items) == 1:  # its own transaction (each step is atomic): no savepoint to make
+        try:
+            return [step(**items[0])]
+        except Exception as error:  # noqa: BLE001 -- its caller raises it
+            return [error]
     with transaction.atomic():
         for item in items:
             try:
@@ -723,7 +728,7 @@ def _each_in_one_transaction(step, items: list[dict]) -> list:
 
 
 async def _in_thread_many(step, items) -> list:
-    return await run_db(_each_in_one_transaction, step=step, items=list(items))
+    return await run_db_writer(_each_in_one_transaction, step=step, items=list(items))
 
 
 # SQLite (decision 016): the same batches, each in one transaction in a database thread. Not on

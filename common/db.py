@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 # own: DNS lookups and to_thread work never queue in front of a settle
 DB_THREADS = min(32, (os.cpu_count() or 1) + 4)
 _pool: ThreadPoolExecutor | None = None
+# SQLite's money writes (run_db_writer): one thread, so one connection, whose page cache stays
+# warm (SQLite drops a connection's whole cache when another connection has written since its
+# last transaction) and whose writes never wait on the writer lock behind this process's own
+_writer: ThreadPoolExecutor | None = None
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -35,9 +39,19 @@ def _executor() -> ThreadPoolExecutor:
     return _pool
 
 
+def _writer_executor() -> ThreadPoolExecutor:
+    global _writer
+    if _writer is None:
+        _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer")
+    return _writer
+
+
 def db_threads_disconnect() -> None:
-    """Close the connection each of run_db's threads keeps (before its database is dropped:
-    tests). One job per thread: each waits at a barrier until all threads hold one."""
+    """Close the connection each of run_db's and run_db_writer's threads keeps (before its
+    database is dropped: tests). One job per thread: each waits at a barrier until all threads
+    hold one."""
+    if _writer is not None:
+        _writer.submit(connections.close_all).result()
     if _pool is None:
         return
     barrier = threading.Barrier(DB_THREADS)
@@ -54,8 +68,8 @@ def db_threads_disconnect() -> None:
 
 
 def _forget_pool() -> None:
-    global _pool
-    _pool = None  # a forked child has none of its parent's threads
+    global _pool, _writer
+    _pool = _writer = None  # a forked child has none of its parent's threads
 
 
 os.register_at_fork(after_in_child=_forget_pool)
@@ -71,6 +85,15 @@ def _left_behind(future: asyncio.Future) -> None:
         log.warning("database work whose caller went away failed: %s", type(future.exception()).__name__)
 
 
+async def _run_in(executor: ThreadPoolExecutor, fn, kwargs: dict):
+    future = asyncio.get_running_loop().run_in_executor(executor, contextvars.copy_context().run, _fresh, fn, kwargs)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        future.add_done_callback(_left_behind)
+        raise
+
+
 async def run_db(fn, /, **kwargs):
     """Run `fn(**kwargs)` in a worker thread, in a copy of the caller's context (the log's request
     id binds there too). Each call is a whole unit of work (its own transaction), so calls from
@@ -79,12 +102,13 @@ async def run_db(fn, /, **kwargs):
 
     A plain run_in_executor on our own pool: asgiref's sync_to_async (what this was) does the
     same with more per call (bench/db_hop.py; docs/decisions/011-money-path-in-one-round-trip.md)."""
-    future = asyncio.get_running_loop().run_in_executor(_executor(), contextvars.copy_context().run, _fresh, fn, kwargs)
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        future.add_done_callback(_left_behind)
-        raise
+    return await _run_in(_executor(), fn, kwargs)
+
+
+async def run_db_writer(fn, /, **kwargs):
+    """`run_db` on the one writer thread: for SQLite's money transactions, which take SQLite's one
+    writer lock anyway (decision 017). Calls run one after another, in the order they came."""
+    return await _run_in(_writer_executor(), fn, kwargs)
 
 
 # --- PostgreSQL statements on the event loop ------------------------------------------------
