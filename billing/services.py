@@ -466,31 +466,38 @@ def _hold_open_pg(**kwargs) -> int:
 
 
 async def ahold_open(**kwargs) -> int:
-    """`hold_open` from async code (the /v1 path): on PostgreSQL its statement runs on the event
-    loop (common.db.pg_row), together with the other openings on the same balance and key that
-    arrive while one is on its way (decision 016); otherwise `hold_open` runs in a database thread."""
-    if not pg_on_loop():
-        if on_sqlite():  # one transaction per batch: one turn at SQLite's one writer lock
-            return await _opens_in_thread.run(None, kwargs)
+    """`hold_open` from async code (the /v1 path), together with the other openings that arrive
+    while one is on its way (decision 016): on PostgreSQL its statement runs on the event loop
+    (common.db.pg_row), one batch per balance and key; on SQLite on the one writer thread, one
+    batch for all (one writer lock); otherwise `hold_open` runs in a database thread."""
+    if not pg_on_loop() and not on_sqlite():
         return await run_db(hold_open, **kwargs)
+    if kwargs.get("now") is None:  # one instant for the caps' day and month and a refusal's message
+        kwargs["now"] = timezone.now()
     params, context = _hold_open_call(**kwargs)
-    # what tokenhub_hold_open_many shares: tenant, kind, key, day, month and the two caps
-    answer = await _opens.run((*params[2:4], *params[8:13]), params)
-    if type(answer) is _Refusal:
-        raise await run_db(_open_refused, period=answer.period, **context)
-    return answer
+    try:
+        if on_sqlite():
+            return await _opens_in_thread.run(None, kwargs)
+        # what tokenhub_hold_open_many shares: tenant, kind, key, day, month and the two caps
+        return await _opens.run((*params[2:4], *params[8:13]), params)
+    except _Refusal as refusal:  # read once the opening is undone
+        raise await run_db(_open_refused, period=refusal.period, **context) from None
 
 
-@dataclass(frozen=True, slots=True)
-class _Refusal:
-    period: str | None  # None: the balance; else the KeySpend period whose cap refused
+class _Refusal(Exception):
+    """An opening refused, its work undone; `period` is None for the balance, else the KeySpend
+    period whose cap refused. Turned into a `Refused` with its message outside the transaction."""
+
+    def __init__(self, period: str | None) -> None:
+        super().__init__(period)
+        self.period = period
 
 
 _HOLD_OPEN_MANY = (
     "SELECT tokenhub_hold_open_many(%s::text[], %s::text[], %s, %s, %s::text[], %s::bigint[], %s::bigint[], %s::bigint[],"
     " %s, %s::date, %s::date, %s, %s, %s)"
 )
-_REFUSAL_CODES = {-1: _Refusal(None), -2: _Refusal(KeySpend.Period.DAY), -3: _Refusal(KeySpend.Period.MONTH)}
+_REFUSAL_CODES = {-1: None, -2: KeySpend.Period.DAY, -3: KeySpend.Period.MONTH}  # tokenhub_hold_open_many's
 
 
 async def _together_or_alone(items, *, together, alone, doing: str) -> list:
@@ -518,7 +525,7 @@ async def _open_many(group: tuple, items) -> list:
             [keys, request_ids, tenant_id, kind, models, amounts, floors, cap_amounts, key_id, day, month, day_cap, month_cap,
              timezone.now()],
         )
-        return [_REFUSAL_CODES.get(answer, answer) for answer in answers]
+        return [_Refusal(_REFUSAL_CODES[answer]) if answer in _REFUSAL_CODES else answer for answer in answers]
 
     return await _together_or_alone(items, together=together, alone=_open_one, doing="opening")
 
@@ -536,8 +543,20 @@ async def _open_one(params: list):
 _opens = Batched(_open_many)
 
 
-@transaction.atomic
-def _hold_open_sql(
+def _hold_open_sql(**kwargs) -> int:
+    """`hold_open` as portable SQL in one transaction (SQLite; PostgreSQL runs the same rules in
+    tokenhub_hold_open)."""
+    if kwargs.get("now") is None:
+        kwargs["now"] = timezone.now()
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            return _hold_open_with(cursor, **kwargs)
+    except _Refusal as refusal:
+        raise _open_refused(period=refusal.period, **_hold_open_call(**kwargs)[1]) from None
+
+
+def _hold_open_with(
+    cursor,
     *,
     hold_key: str,
     request_id: str,
@@ -550,64 +569,62 @@ def _hold_open_sql(
     caps: CapPolicy,
     now: datetime | None = None,
 ) -> int:
-    """`hold_open` as portable SQL in one transaction (SQLite; PostgreSQL runs the same rules in
-    tokenhub_hold_open)."""
+    """`hold_open`'s statements on `cursor`, inside the caller's transaction, which raising
+    `_Refusal` asks it to undo."""
     ops = connection.ops
     started = ops.adapt_datetimefield_value(timezone.now())
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE billing_balance SET held_micros = held_micros + %s"
-            " WHERE tenant_id = %s AND kind = %s AND amount_micros - held_micros >= %s RETURNING id",
-            [amount_micros, tenant_id, _kind(kind), amount_micros],
-        )
-        row = cursor.fetchone()
-        if row is None:
-            raise _balance_refused(tenant_id=tenant_id, kind=kind, amount_micros=amount_micros)
-        balance_id = row[0]
-        day = month = None
-        if caps.key_id is not None and (caps.daily_cap_micros is not None or caps.monthly_cap_micros is not None):
-            day, month = cap_periods(caps.timezone, now)
-            for period, starts_on, cap in (
-                (KeySpend.Period.DAY, day, caps.daily_cap_micros),
-                (KeySpend.Period.MONTH, month, caps.monthly_cap_micros),
-            ):
-                starts = ops.adapt_datefield_value(starts_on)
-                cursor.execute(
-                    "INSERT INTO billing_keyspend (key_id, period, starts_on, spent_micros, held_micros)"
-                    " VALUES (%s, %s, %s, 0, 0) ON CONFLICT (key_id, period, starts_on) DO NOTHING",
-                    [caps.key_id, period, starts],
-                )
-                cursor.execute(
-                    "UPDATE billing_keyspend SET held_micros = held_micros + %s"
-                    " WHERE key_id = %s AND period = %s AND starts_on = %s"
-                    " AND (%s OR spent_micros + held_micros + %s <= %s)",
-                    [cap_amount_micros, caps.key_id, period, starts, cap is None, cap_amount_micros, cap or 0],
-                )
-                if cursor.rowcount == 0:
-                    # raising rolls back the balance hold made above: one transaction
-                    raise _cap_refused(key_id=caps.key_id, period=period, starts_on=starts_on, cap=cap, cap_amount_micros=cap_amount_micros)
-        cursor.execute(
-            "INSERT INTO billing_hold (hold_key, request_id, balance_id, key_id, model, amount_micros, floor_micros,"
-            " cap_amount_micros, cap_charged_micros, day, month, status, charged_micros, is_reconciled, created_at, renewed_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, %s, %s, %s, 0, %s, %s, %s) RETURNING id",
-            [
-                hold_key,
-                request_id,
-                balance_id,
-                caps.key_id,
-                model,
-                amount_micros,
-                min(floor_micros, amount_micros),
-                cap_amount_micros,
-                ops.adapt_datefield_value(day),
-                ops.adapt_datefield_value(month),
-                Hold.Status.OPEN,
-                False,
-                started,
-                started,
-            ],
-        )
-        return cursor.fetchone()[0]
+    cursor.execute(
+        "UPDATE billing_balance SET held_micros = held_micros + %s"
+        " WHERE tenant_id = %s AND kind = %s AND amount_micros - held_micros >= %s RETURNING id",
+        [amount_micros, tenant_id, _kind(kind), amount_micros],
+    )
+    row = cursor.fetchone()
+    if row is None:
+        raise _Refusal(None)
+    balance_id = row[0]
+    day = month = None
+    if caps.key_id is not None and (caps.daily_cap_micros is not None or caps.monthly_cap_micros is not None):
+        day, month = cap_periods(caps.timezone, now)
+        for period, starts_on, cap in (
+            (KeySpend.Period.DAY, day, caps.daily_cap_micros),
+            (KeySpend.Period.MONTH, month, caps.monthly_cap_micros),
+        ):
+            starts = ops.adapt_datefield_value(starts_on)
+            cursor.execute(
+                "INSERT INTO billing_keyspend (key_id, period, starts_on, spent_micros, held_micros)"
+                " VALUES (%s, %s, %s, 0, 0) ON CONFLICT (key_id, period, starts_on) DO NOTHING",
+                [caps.key_id, period, starts],
+            )
+            cursor.execute(
+                "UPDATE billing_keyspend SET held_micros = held_micros + %s"
+                " WHERE key_id = %s AND period = %s AND starts_on = %s"
+                " AND (%s OR spent_micros + held_micros + %s <= %s)",
+                [cap_amount_micros, caps.key_id, period, starts, cap is None, cap_amount_micros, cap or 0],
+            )
+            if cursor.rowcount == 0:
+                raise _Refusal(period)  # the caller undoes the balance hold made above
+    cursor.execute(
+        "INSERT INTO billing_hold (hold_key, request_id, balance_id, key_id, model, amount_micros, floor_micros,"
+        " cap_amount_micros, cap_charged_micros, day, month, status, charged_micros, is_reconciled, created_at, renewed_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, %s, %s, %s, 0, %s, %s, %s) RETURNING id",
+        [
+            hold_key,
+            request_id,
+            balance_id,
+            caps.key_id,
+            model,
+            amount_micros,
+            min(floor_micros, amount_micros),
+            cap_amount_micros,
+            ops.adapt_datefield_value(day),
+            ops.adapt_datefield_value(month),
+            Hold.Status.OPEN,
+            False,
+            started,
+            started,
+        ],
+    )
+    return cursor.fetchone()[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -710,20 +727,40 @@ _ends = Batched(_end_many)
 
 
 def _each_in_one_transaction(step, items: list[dict]) -> list:
-    """`step(**item)` for each item in one transaction, in order: each item's answer, or what it
-    raised (a refusal or an error undoes that item only: each step is a savepoint of its own)."""
+    """`step(cursor, **item)` for each item, in order, in one SQLite transaction of its own:
+    each item's answer, or what it raised (a refusal or an error undoes that item only: in a
+    batch each item is a savepoint of its own). The statements go straight to the connection's
+    DB-API cursor (the backend's: it takes %s parameters and counts queries): Django's
+    transaction and cursor layers cost twice what SQLite itself does here (decision 017)."""
+    if connection.in_atomic_block:
+        raise RuntimeError("SQLite's money batches run in a transaction of their own, not inside another")
+    connection.ensure_connection()
+    raw, cursor, many = connection.connection, connection.create_cursor(), len(items) > 1
+    errors = connection.wrap_database_errors  # DB-API errors become Django's, as everywhere else
     answers = []
-    if len(items) == 1:  # its own transaction (each step is atomic): no savepoint to make
-        try:
-            return [step(**items[0])]
-        except Exception as error:  # noqa: BLE001 -- its caller raises it
-            return [error]
-    with transaction.atomic():
-        for item in items:
-            try:
-                answers.append(step(**item))
-            except Exception as error:  # noqa: BLE001 -- its caller raises it; the others go on
-                answers.append(error)
+    try:
+        with errors:
+            cursor.execute("BEGIN IMMEDIATE")  # the writer lock first: no deadlock with another process
+            for item in items:
+                if many:
+                    cursor.execute("SAVEPOINT item")
+                try:
+                    with errors:
+                        answers.append(step(cursor, **item))
+                except Exception as error:  # noqa: BLE001 -- its caller raises it; the others go on
+                    if not many:
+                        raw.rollback()
+                        return [error]
+                    cursor.execute("ROLLBACK TO item")
+                    answers.append(error)
+                if many:
+                    cursor.execute("RELEASE item")
+            raw.commit()
+    except BaseException:
+        raw.rollback()
+        raise
+    finally:
+        cursor.close()
     return answers
 
 
@@ -731,10 +768,10 @@ async def _in_thread_many(step, items) -> list:
     return await run_db_writer(_each_in_one_transaction, step=step, items=list(items))
 
 
-# SQLite (decision 016): the same batches, each in one transaction in a database thread. Not on
-# PostgreSQL's thread path: its endings there would lock balances in arrival order.
-_opens_in_thread = Batched(lambda _group, items: _in_thread_many(hold_open, items))
-_ends_in_thread = Batched(lambda _group, items: _in_thread_many(_end, items))
+# SQLite (decisions 016, 017): the same batches, each in one transaction on the one writer
+# thread. Not on PostgreSQL's thread path: its endings there would lock balances in arrival order.
+_opens_in_thread = Batched(lambda _group, items: _in_thread_many(_hold_open_with, items))
+_ends_in_thread = Batched(lambda _group, items: _in_thread_many(_end_with, items))
 
 
 async def ahold_settle(*, hold_key: str, charge_micros: int, note: str = "", balance: tuple | None = None) -> Ended | None:
@@ -750,52 +787,57 @@ async def ahold_release(*, hold_key: str, balance: tuple | None = None) -> Ended
 
 
 @transaction.atomic
-def _end_sql(hold_key: str, *, charge_micros: int, status: str, note: str = "", is_reconciliation: bool = False) -> Ended | None:
+def _end_sql(hold_key: str, **kwargs) -> Ended | None:
     """`_end` as portable SQL in one transaction (SQLite; PostgreSQL runs the same rules in
     tokenhub_hold_end)."""
-    ops = connection.ops
     with connection.cursor() as cursor:
+        return _end_with(cursor, hold_key, **kwargs)
+
+
+def _end_with(cursor, hold_key: str, *, charge_micros: int, status: str, note: str = "", is_reconciliation: bool = False) -> Ended | None:
+    """`_end`'s statements on `cursor`, inside the caller's transaction."""
+    ops = connection.ops
+    cursor.execute(
+        "SELECT id, request_id, balance_id, key_id, model, amount_micros, cap_amount_micros, day, month, status,"
+        " is_reconciled, charged_micros, cap_charged_micros FROM billing_hold WHERE hold_key = %s" + _for_update(),
+        [hold_key],
+    )
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    hold_id, request_id, balance_id, key_id, model, held, cap_held, day, month, hold_status, is_reconciled, charged, cap_charged = row
+    if hold_status != Hold.Status.OPEN:
+        if is_reconciled and status == Hold.Status.SETTLED and not is_reconciliation:
+            return _late_settle(cursor, row, charge_micros=charge_micros, note=note)
+        return None
+    cursor.execute("SELECT amount_micros, held_micros FROM billing_balance WHERE id = %s" + _for_update(), [balance_id])
+    amount, balance_held = cursor.fetchone()
+    # Never more than was held (one request cannot overrun its balance or its key's caps),
+    # never below zero nor below what other requests hold.
+    charge = max(0, min(charge_micros, held, amount - (balance_held - held)))
+    if charge < charge_micros:
+        log.warning("request %s cost %d but only %d could be charged (held %d)", request_id, charge_micros, charge, held)
+    after = amount - charge
+    now = ops.adapt_datetimefield_value(timezone.now())
+    if charge:
         cursor.execute(
-            "SELECT id, request_id, balance_id, key_id, model, amount_micros, cap_amount_micros, day, month, status,"
-            " is_reconciled, charged_micros, cap_charged_micros FROM billing_hold WHERE hold_key = %s" + _for_update(),
-            [hold_key],
+            "INSERT INTO billing_ledgerentry (balance_id, kind, amount_micros, balance_after_micros,"
+            " idempotency_key, request_id, note, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            [balance_id, LedgerEntry.Kind.USAGE, -charge, after, f"usage:{request_id}", request_id, (note or model)[:500], now],
         )
-        row = cursor.fetchone()
-        if row is None:
-            return None
-        hold_id, request_id, balance_id, key_id, model, held, cap_held, day, month, hold_status, is_reconciled, charged, cap_charged = row
-        if hold_status != Hold.Status.OPEN:
-            if is_reconciled and status == Hold.Status.SETTLED and not is_reconciliation:
-                return _late_settle(cursor, row, charge_micros=charge_micros, note=note)
-            return None
-        cursor.execute("SELECT amount_micros, held_micros FROM billing_balance WHERE id = %s" + _for_update(), [balance_id])
-        amount, balance_held = cursor.fetchone()
-        # Never more than was held (one request cannot overrun its balance or its key's caps),
-        # never below zero nor below what other requests hold.
-        charge = max(0, min(charge_micros, held, amount - (balance_held - held)))
-        if charge < charge_micros:
-            log.warning("request %s cost %d but only %d could be charged (held %d)", request_id, charge_micros, charge, held)
-        after = amount - charge
-        now = ops.adapt_datetimefield_value(timezone.now())
-        if charge:
-            cursor.execute(
-                "INSERT INTO billing_ledgerentry (balance_id, kind, amount_micros, balance_after_micros,"
-                " idempotency_key, request_id, note, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                [balance_id, LedgerEntry.Kind.USAGE, -charge, after, f"usage:{request_id}", request_id, (note or model)[:500], now],
-            )
-        cursor.execute(
-            "UPDATE billing_balance SET amount_micros = %s, held_micros = held_micros - %s WHERE id = %s",
-            [after, held, balance_id],
-        )
-        cap_charge = 0
-        if day is not None and key_id is not None:
-            cap_charge = min(cap_held, ceil_div(cap_held * charge, held)) if held else 0
-            _spend_add(cursor, key_id=key_id, day=day, month=month, held_delta=cap_held, spent_delta=cap_charge)
-        cursor.execute(
-            "UPDATE billing_hold SET status = %s, charged_micros = %s, cap_charged_micros = %s, is_reconciled = %s, ended_at = %s"
-            " WHERE id = %s",
-            [status, charge, cap_charge, is_reconciliation, now, hold_id],
-        )
+    cursor.execute(
+        "UPDATE billing_balance SET amount_micros = %s, held_micros = held_micros - %s WHERE id = %s",
+        [after, held, balance_id],
+    )
+    cap_charge = 0
+    if day is not None and key_id is not None:
+        cap_charge = min(cap_held, ceil_div(cap_held * charge, held)) if held else 0
+        _spend_add(cursor, key_id=key_id, day=day, month=month, held_delta=cap_held, spent_delta=cap_charge)
+    cursor.execute(
+        "UPDATE billing_hold SET status = %s, charged_micros = %s, cap_charged_micros = %s, is_reconciled = %s, ended_at = %s"
+        " WHERE id = %s",
+        [status, charge, cap_charge, is_reconciliation, now, hold_id],
+    )
     return Ended(request_id, status, charge)
 
 
