@@ -1,7 +1,8 @@
 """The cost of one hop from the event loop to a database thread and back, per call: asgiref's
 `sync_to_async(thread_sensitive=False)` (what `common.db.run_db` used to be) against `run_db` now
-(`run_in_executor` on its own pool, in a copy of the context, shielded). The work itself is a
-no-op, so what is left is the hop; both run on uvloop, as the relay does, in alternating rounds
+(`run_in_executor` on its own pool, in a copy of the context, shielded) and `run_db_writer` (SQLite's
+money transactions: one thread, one future, one call_soon_threadsafe). The work itself is a
+no-op, so what is left is the hop; all run on uvloop, as the relay does, in alternating rounds
 (the machine is noisy). Prints figures, asserts nothing.
 
     .venv/bin/python bench/db_hop.py --n 20000 --rounds 5
@@ -60,12 +61,14 @@ def main(argv=None) -> int:
             return (time.process_time() - cpu0) / n * 1e6, (time.perf_counter() - wall0) / n * 1e6
 
         async def rounds() -> dict:
-            figures: dict = {"asgiref sync_to_async": [], "run_db (run_in_executor)": []}
-            await measure(via_asgiref, 500)  # warm: threads, imports
-            await measure(db.run_db, 500)
+            ways = {"asgiref sync_to_async": via_asgiref, "run_db (run_in_executor)": db.run_db,
+                    "run_db_writer (one thread)": db.run_db_writer}
+            figures: dict = {name: [] for name in ways}
+            for run in ways.values():
+                await measure(run, 500)  # warm: threads, imports
             for _ in range(a.rounds):
-                figures["asgiref sync_to_async"].append(await measure(via_asgiref, a.n))
-                figures["run_db (run_in_executor)"].append(await measure(db.run_db, a.n))
+                for name, run in ways.items():
+                    figures[name].append(await measure(run, a.n))
             return figures
 
         figures = uvloop.run(rounds())

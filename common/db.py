@@ -10,6 +10,7 @@ import contextvars
 import json
 import logging
 import os
+import queue
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -26,10 +27,59 @@ log = logging.getLogger(__name__)
 # own: DNS lookups and to_thread work never queue in front of a settle
 DB_THREADS = min(32, (os.cpu_count() or 1) + 4)
 _pool: ThreadPoolExecutor | None = None
+
+
+class _Writer:
+    """One thread that runs calls one after another, in the order they came, each in a copy of
+    its caller's context; the answer goes back to the caller's loop in one call_soon_threadsafe
+    (run_in_executor chains three futures per call: decision 017)."""
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="db-writer", daemon=True)
+        self._thread.start()
+
+    def call(self, loop, future, fn, kwargs: dict) -> None:
+        self._calls.put((loop, future, contextvars.copy_context(), fn, kwargs))
+
+    def _serve(self) -> None:
+        while True:
+            loop, future, context, fn, kwargs = self._calls.get()
+            try:
+                answer, failed = context.run(_fresh, fn, kwargs), False
+            except BaseException as error:  # noqa: BLE001 -- its caller raises it
+                answer, failed = error, True
+            if loop is None:  # a thread waits for it (db_threads_disconnect)
+                future.set()
+                continue
+            try:
+                loop.call_soon_threadsafe(_answer, future, answer, failed)
+            except RuntimeError:  # its loop has closed: nobody is left to answer
+                if failed:
+                    log.warning("database work whose loop went away failed: %s", type(answer).__name__)
+
+    def run_here(self, fn) -> None:
+        """Run `fn()` on the writer thread and wait for it (from a thread that is no event loop)."""
+        done = threading.Event()
+        self._calls.put((None, done, contextvars.copy_context(), lambda: fn(), {}))
+        done.wait()
+
+
+def _answer(future: asyncio.Future, answer, failed: bool) -> None:
+    if future.cancelled():  # its caller stopped waiting; the work ran to its end all the same
+        if failed:
+            log.warning("database work whose caller went away failed: %s", type(answer).__name__)
+    elif failed:
+        future.set_exception(answer)
+    else:
+        future.set_result(answer)
+
+
 # SQLite's money writes (run_db_writer): one thread, so one connection, whose page cache stays
 # warm (SQLite drops a connection's whole cache when another connection has written since its
 # last transaction) and whose writes never wait on the writer lock behind this process's own
-_writer: ThreadPoolExecutor | None = None
+_writer: _Writer | None = None
+_writer_lock = threading.Lock()
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -39,10 +89,12 @@ def _executor() -> ThreadPoolExecutor:
     return _pool
 
 
-def _writer_executor() -> ThreadPoolExecutor:
+def _the_writer() -> _Writer:
     global _writer
     if _writer is None:
-        _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer")
+        with _writer_lock:
+            if _writer is None:
+                _writer = _Writer()
     return _writer
 
 
@@ -51,7 +103,7 @@ def db_threads_disconnect() -> None:
     database is dropped: tests). One job per thread: each waits at a barrier until all threads
     hold one."""
     if _writer is not None:
-        _writer.submit(connections.close_all).result()
+        _writer.run_here(connections.close_all)
     if _pool is None:
         return
     barrier = threading.Barrier(DB_THREADS)
@@ -107,8 +159,12 @@ async def run_db(fn, /, **kwargs):
 
 async def run_db_writer(fn, /, **kwargs):
     """`run_db` on the one writer thread: for SQLite's money transactions, which take SQLite's one
-    writer lock anyway (decision 017). Calls run one after another, in the order they came."""
-    return await _run_in(_writer_executor(), fn, kwargs)
+    writer lock anyway (decision 017). Calls run one after another, in the order they came; a
+    cancelled caller stops waiting while its work runs to its end."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    _the_writer().call(loop, future, fn, kwargs)
+    return await future
 
 
 # --- PostgreSQL statements on the event loop ------------------------------------------------

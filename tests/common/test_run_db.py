@@ -42,18 +42,20 @@ def test_the_work_runs_in_a_database_thread_with_the_callers_request_id():
     assert (request_id, kwargs) == ("req_hop", {"a": 1})
 
 
-def test_an_error_in_the_work_reaches_the_caller():
+@pytest.mark.parametrize("hop", [run_db, run_db_writer], ids=["pool", "writer"])
+def test_an_error_in_the_work_reaches_the_caller(hop):
     def fails():
         raise ValueError("no such thing")
 
     async def call():
-        return await run_db(fails)
+        return await hop(fails)
 
     with pytest.raises(ValueError, match="no such thing"):
         asyncio.run(call())
 
 
-def test_a_cancelled_caller_leaves_its_transaction_to_finish():
+@pytest.mark.parametrize("hop", [run_db, run_db_writer], ids=["pool", "writer"])
+def test_a_cancelled_caller_leaves_its_transaction_to_finish(hop):
     tenant = make_tenant("t", credit=None, wallet=None)
     started, go, done = threading.Event(), threading.Event(), threading.Event()
 
@@ -67,7 +69,7 @@ def test_a_cancelled_caller_leaves_its_transaction_to_finish():
             done.set()
 
     async def cancel_midway():
-        task = asyncio.ensure_future(run_db(credit_twice))
+        task = asyncio.ensure_future(hop(credit_twice))
         while not started.is_set():
             await asyncio.sleep(0.01)
         task.cancel()
@@ -108,3 +110,26 @@ def test_the_writer_runs_every_call_on_its_one_thread_in_order_and_is_disconnect
     seen.clear()
     asyncio.run(run_db_writer(where, n=0))
     assert seen[0][3] is False  # its connection was closed
+
+
+def test_the_writer_outlives_a_loop_that_closed_before_its_answer():
+    go = threading.Event()
+
+    def slow():
+        go.wait(10)
+        return "late"
+
+    async def leave_early():
+        asyncio.ensure_future(run_db_writer(slow))
+        await asyncio.sleep(0.05)  # taken by the writer; asyncio.run then cancels it and closes the loop
+
+    asyncio.run(leave_early())
+    go.set()
+
+    def answer():
+        return 42
+
+    async def next_call():
+        return await run_db_writer(answer)
+
+    assert asyncio.run(next_call()) == 42
