@@ -27,7 +27,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from common.batching import Batched
-from common.db import on_sqlite, pg_on_loop, pg_row, run_db, run_db_writer
+from common.db import on_sqlite, pg_on_loop, pg_row, run_db, run_db_writer, sqlite_writer_turn
 
 from . import ratecard
 from .models import Balance, BalanceKind, ExchangeRate, Group, Hold, KeySpend, LedgerEntry, Price, RedemptionBatch, RedemptionCode
@@ -739,26 +739,28 @@ def _each_in_one_transaction(step, items: list[dict]) -> list:
     errors = connection.wrap_database_errors  # DB-API errors become Django's, as everywhere else
     answers = []
     try:
-        with errors:
-            cursor.execute("BEGIN IMMEDIATE")  # the writer lock first: no deadlock with another process
-            for item in items:
-                if many:
-                    cursor.execute("SAVEPOINT item")
-                try:
-                    with errors:
-                        answers.append(step(cursor, **item))
-                except Exception as error:  # noqa: BLE001 -- its caller raises it; the others go on
-                    if not many:
-                        raw.rollback()
-                        return [error]
-                    cursor.execute("ROLLBACK TO item")
-                    answers.append(error)
-                if many:
-                    cursor.execute("RELEASE item")
-            raw.commit()
-    except BaseException:
-        raw.rollback()
-        raise
+        with sqlite_writer_turn(connection):  # this process's turn among the writing processes
+            try:
+                with errors:
+                    cursor.execute("BEGIN IMMEDIATE")  # the writer lock first: no deadlock with another process
+                    for item in items:
+                        if many:
+                            cursor.execute("SAVEPOINT item")
+                        try:
+                            with errors:
+                                answers.append(step(cursor, **item))
+                        except Exception as error:  # noqa: BLE001 -- its caller raises it; the others go on
+                            if not many:
+                                raw.rollback()
+                                return [error]
+                            cursor.execute("ROLLBACK TO item")
+                            answers.append(error)
+                        if many:
+                            cursor.execute("RELEASE item")
+                    raw.commit()
+            except BaseException:
+                raw.rollback()
+                raise
     finally:
         cursor.close()
     return answers

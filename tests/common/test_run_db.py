@@ -3,6 +3,8 @@ log's request id), and a caller that is cancelled stops waiting while its work s
 its end: no transaction is left half done. `run_db_writer` does the same on one thread."""
 
 import asyncio
+import fcntl
+import os
 import threading
 
 import pytest
@@ -12,7 +14,7 @@ from billing.models import LedgerEntry
 from billing.services import balance_credit
 from django.db import connection
 
-from common.db import db_threads_disconnect, run_db, run_db_writer
+from common.db import db_threads_disconnect, run_db, run_db_writer, sqlite_writer_turn
 from tests.conftest import make_tenant
 
 pytestmark = pytest.mark.django_db(transaction=True)  # each hop first recycles its thread's connection
@@ -133,3 +135,35 @@ def test_the_writer_outlives_a_loop_that_closed_before_its_answer():
         return await run_db_writer(answer)
 
     assert asyncio.run(next_call()) == 42
+
+
+def _turn_taken_elsewhere(path: str) -> bool:
+    """Whether another process (another open file: flock treats them alike) would wait for the turn."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="the writers' turn is SQLite's")
+def test_the_writer_turn_is_one_process_at_a_time_and_freed_on_errors():
+    path = f"{connection.settings_dict['NAME']}-writers"
+    with sqlite_writer_turn(connection):
+        assert _turn_taken_elsewhere(path)
+    assert not _turn_taken_elsewhere(path)
+    with pytest.raises(ValueError), sqlite_writer_turn(connection):
+        raise ValueError("a failed batch")
+    assert not _turn_taken_elsewhere(path)
+
+
+def test_an_in_memory_database_has_no_turn_file():
+    class InMemory:
+        settings_dict = {"NAME": "file:memorydb_default?mode=memory&cache=shared"}
+
+    with sqlite_writer_turn(InMemory()):
+        pass
+    assert not os.path.exists("file:memorydb_default?mode=memory&cache=shared-writers")
