@@ -63,8 +63,11 @@ def balances_open(*, tenant_id: int) -> list[Balance]:
     return [existing[BalanceKind.CREDIT], existing[BalanceKind.WALLET]]
 
 
+_KINDS = frozenset(BalanceKind.values)  # the enum's `values` builds a new list at each read
+
+
 def _kind(kind: str) -> str:
-    if kind not in BalanceKind.values:
+    if kind not in _KINDS:
         raise ValueError(f"balance must be one of {', '.join(BalanceKind.values)}, not {kind!r}")
     return kind
 

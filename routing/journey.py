@@ -370,6 +370,7 @@ async def send(call: Call, routes: list[Route], meter: Meter, operation):
 
 async def _try_routes(call: Call, routes: list[Route], meter: Meter, operation):
     deadline = call.identity.started + settings.ROUTING_DEADLINE_S
+    max_attempts = settings.ROUTING_MAX_ATTEMPTS
     failures: list[str] = []  # the customer's view: numbered attempts, no channel names
     rate_limited_waits: list[float] = []  # seconds each rate-limited attempt asked us to wait
     tried = 0
@@ -377,7 +378,7 @@ async def _try_routes(call: Call, routes: list[Route], meter: Meter, operation):
     health = plan.health if plan is not None else None
     attempts = call.attempts
     for route in routes:
-        if tried >= settings.ROUTING_MAX_ATTEMPTS:
+        if tried >= max_attempts:
             break
         if deadline - time.perf_counter() <= 0:
             failures.append("deadline reached")
@@ -393,7 +394,7 @@ async def _try_routes(call: Call, routes: list[Route], meter: Meter, operation):
         key_order: list[int | None] = keys_ordered(route, health, call.session()) if route.is_multikey else [None]
         out_of_time = False
         for key_index in key_order:
-            if tried >= settings.ROUTING_MAX_ATTEMPTS:
+            if tried >= max_attempts:
                 break
             remaining_s = deadline - time.perf_counter()
             if remaining_s <= 0:
