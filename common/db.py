@@ -63,7 +63,7 @@ class _Writer:
     def run_here(self, fn) -> None:
         """Run `fn()` on the writer thread and wait for it (from a thread that is no event loop)."""
         done = threading.Event()
-        self._calls.put((None, done, contextvars.copy_context(), lambda: fn(), {}))
+        self._calls.put((None, done, contextvars.copy_context(), fn, {}))
         done.wait()
 
 
@@ -214,8 +214,9 @@ _turn_files: dict[str, int | None] = {}  # database file -> the descriptor of it
 def sqlite_writer_turn(connection):
     """This process's turn among the processes writing money to one SQLite file (the web
     workers' writer threads), taken before BEGIN IMMEDIATE: a waiter on flock() wakes the moment
-    the turn is free, where SQLite's own busy handler sleeps 25 to 100 ms between tries, which
-    gave two workers a p99 of several hundred milliseconds (decision 017). Other writers (logs,
+    the turn is free, where SQLite's own busy handler sleeps between tries, longer the longer it
+    has waited (up to 100 ms), which gave two workers a p99 of several hundred milliseconds
+    (decision 017). Other writers (logs,
     the admin) still meet SQLite's lock as before; an in-memory database has no file to share."""
     name = str(connection.settings_dict["NAME"])
     fd = _turn_files.get(name, -1)
