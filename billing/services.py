@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -738,35 +738,41 @@ def _each_in_one_transaction(step, items: list[dict]) -> list:
     if connection.in_atomic_block:
         raise RuntimeError("SQLite's money batches run in a transaction of their own, not inside another")
     connection.ensure_connection()
-    raw, cursor, many = connection.connection, connection.create_cursor(), len(items) > 1
-    errors = connection.wrap_database_errors  # DB-API errors become Django's, as everywhere else
-    answers = []
-    try:
-        with sqlite_writer_turn(connection):  # this process's turn among the writing processes
-            try:
-                with errors:
-                    cursor.execute("BEGIN IMMEDIATE")  # the writer lock first: no deadlock with another process
-                    for item in items:
-                        if many:
-                            cursor.execute("SAVEPOINT item")
-                        try:
-                            with errors:
-                                answers.append(step(cursor, **item))
-                        except Exception as error:  # noqa: BLE001 -- its caller raises it; the others go on
-                            if not many:
-                                raw.rollback()
-                                return [error]
-                            cursor.execute("ROLLBACK TO item")
-                            answers.append(error)
-                        if many:
-                            cursor.execute("RELEASE item")
-                    raw.commit()
-            except BaseException:
-                raw.rollback()
-                raise
-    finally:
-        cursor.close()
+    raw, errors = connection.connection, connection.wrap_database_errors  # DB-API errors become Django's
+    with closing(connection.create_cursor()) as cursor, sqlite_writer_turn(connection):
+        try:
+            with errors:
+                cursor.execute("BEGIN IMMEDIATE")  # the writer lock first: no deadlock with another process
+                if len(items) == 1:  # no savepoint: the transaction is the item's
+                    answers = [_attempt(step, cursor, items[0])]
+                    if isinstance(answers[0], Exception):
+                        raw.rollback()
+                        return answers
+                else:
+                    answers = [_in_savepoint(step, cursor, item) for item in items]
+                raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
     return answers
+
+
+def _attempt(step, cursor, item: dict):
+    """The item's answer, or what it raised (its caller raises it; the batch goes on)."""
+    try:
+        with connection.wrap_database_errors:
+            return step(cursor, **item)
+    except Exception as error:  # noqa: BLE001
+        return error
+
+
+def _in_savepoint(step, cursor, item: dict):
+    cursor.execute("SAVEPOINT item")
+    answer = _attempt(step, cursor, item)
+    if isinstance(answer, Exception):
+        cursor.execute("ROLLBACK TO item")
+    cursor.execute("RELEASE item")
+    return answer
 
 
 async def _in_thread_many(step, items) -> list:

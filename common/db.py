@@ -139,15 +139,6 @@ def _left_behind(future: asyncio.Future) -> None:
         log.warning("database work whose caller went away failed: %s", type(future.exception()).__name__)
 
 
-async def _run_in(executor: ThreadPoolExecutor, fn, kwargs: dict):
-    future = asyncio.get_running_loop().run_in_executor(executor, contextvars.copy_context().run, _fresh, fn, kwargs)
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        future.add_done_callback(_left_behind)
-        raise
-
-
 async def run_db(fn, /, **kwargs):
     """Run `fn(**kwargs)` in a worker thread, in a copy of the caller's context (the log's request
     id binds there too). Each call is a whole unit of work (its own transaction), so calls from
@@ -156,7 +147,12 @@ async def run_db(fn, /, **kwargs):
 
     A plain run_in_executor on our own pool: asgiref's sync_to_async (what this was) does the
     same with more per call (bench/db_hop.py; docs/decisions/011-money-path-in-one-round-trip.md)."""
-    return await _run_in(_executor(), fn, kwargs)
+    future = asyncio.get_running_loop().run_in_executor(_executor(), contextvars.copy_context().run, _fresh, fn, kwargs)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        future.add_done_callback(_left_behind)
+        raise
 
 
 async def run_db_writer(fn, /, **kwargs):

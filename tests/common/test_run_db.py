@@ -149,21 +149,26 @@ def _turn_taken_elsewhere(path: str) -> bool:
     return False
 
 
-@pytest.mark.skipif(connection.vendor != "sqlite", reason="the writers' turn is SQLite's")
-def test_the_writer_turn_is_one_process_at_a_time_and_freed_on_errors():
-    path = f"{connection.settings_dict['NAME']}-writers"
-    with sqlite_writer_turn(connection):
+class _Database:
+    """What sqlite_writer_turn reads of a connection: its settings' NAME (a file here, whichever
+    database this pass of the suite runs on)."""
+
+    def __init__(self, name) -> None:
+        self.settings_dict = {"NAME": name}
+
+
+def test_the_writer_turn_is_one_process_at_a_time_and_freed_on_errors(tmp_path):
+    database = _Database(tmp_path / "money.sqlite3")
+    path = f"{database.settings_dict['NAME']}-writers"
+    with sqlite_writer_turn(database):
         assert _turn_taken_elsewhere(path)
     assert not _turn_taken_elsewhere(path)
-    with pytest.raises(ValueError), sqlite_writer_turn(connection):
+    with pytest.raises(ValueError), sqlite_writer_turn(database):
         raise ValueError("a failed batch")
     assert not _turn_taken_elsewhere(path)
 
 
 def test_an_in_memory_database_has_no_turn_file():
-    class InMemory:
-        settings_dict = {"NAME": "file:memorydb_default?mode=memory&cache=shared"}
-
-    with sqlite_writer_turn(InMemory()):
+    with sqlite_writer_turn(_Database("file:memorydb_default?mode=memory&cache=shared")):
         pass
     assert not os.path.exists("file:memorydb_default?mode=memory&cache=shared-writers")
