@@ -88,8 +88,12 @@ def test_another_tenants_logs_never_show(cast, login):
 def test_usage_csv_has_a_row_per_day_model_and_key(cast, login):
     tenant = cast["alice"].tenant
     key = make_key(tenant, name="csv")
+    now = timezone.now()
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    # three minutes apart on one day: just after midnight they go before it, not across it
+    last = now if now - day_start > timedelta(minutes=5) else day_start - timedelta(minutes=10)
     for n in range(3):
-        log_for(tenant, key.key_id, n)
+        log_for(tenant, key.key_id, n, created_at=last - timedelta(minutes=n))
     response = login(cast["alice"]).get("/usage/?format=csv")
     assert response["Content-Type"] == "text/csv"
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
