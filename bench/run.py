@@ -22,6 +22,7 @@ import platform
 import select
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -321,6 +322,9 @@ def print_report(meta: dict, cells: list[dict], summary: dict, notes: list[str])
     out(f"\nTokenHub bench -- {meta['cpus']} CPUs ({meta['cpu_model']}), Python {meta['python']}, "
         f"{meta['seconds']:g} s per cell after {meta['warmup']:g} s warm-up, "
         f"fake upstream chunk gap {meta['chunk_interval_ms']:g} ms\n")
+    if meta.get("rounds", 1) > 1:
+        out(f"Each cell measured {meta['rounds']} times, interleaved (direct, LiteLLM, TokenHub in turn, all servers up): "
+            "each figure is the median of its rounds.\n")
     out("Load generator, fake upstream and relay share these cores: absolute req/s are noisy here; "
         "read the ratios and the CPU per request.\n\n")
     cols = [  # header, sub-header, width, value
@@ -383,7 +387,9 @@ def print_markdown(meta: dict, cells: list[dict]) -> None:
     out = sys.stdout.write
     store = "PostgreSQL + Redis" if meta.get("scale") else "SQLite (embedded default)"
     out(f"\n{meta['cpus']} CPUs ({meta['cpu_model']}), Python {meta['python']}, {meta['date']}; TokenHub on {store}, "
-        f"priced requests; {meta['seconds']:g} s per cell; load generator, fake upstream and servers on the same cores.\n\n")
+        f"priced requests; {meta['seconds']:g} s per cell"
+        + (f", medians of {meta['rounds']} interleaved rounds" if meta.get("rounds", 1) > 1 else "")
+        + "; load generator, fake upstream and servers on the same cores.\n\n")
     out("| target | mode | c | req/s | p50 ms | p99 ms | added p50 ms | server CPU ms/req |\n")
     out("|---|---|--:|--:|--:|--:|--:|--:|\n")
     for c in cells:
@@ -411,20 +417,33 @@ def summarize(server: str, cells: list[dict]) -> dict:
     top = conc[-1] if conc else None
     lines, res = [], {}
 
-    def vs_peer(key, ours, theirs, target, higher_is_better=False):
+    def vs_peer(key, ours, theirs, target, higher_is_better=False, per_round=None):
         if theirs is None or ours is None:
             return ""
         ratio = (ours / theirs) if higher_is_better else _ratio(theirs, ours)
         res.setdefault("vs_litellm", {})[key] = ratio
-        return f"; LiteLLM {theirs:.2f} in this run: {ratio:.1f}x (target {target:g}x: {'met' if ratio >= target else 'NOT met'})"
+        spread = ""
+        if per_round:  # (ours, theirs) of each round: how far the ratio moved from round to round
+            ratios = sorted((o / t) if higher_is_better else _ratio(t, o) for o, t in per_round if o and t)
+            res.setdefault("vs_litellm_per_round", {})[key] = ratios
+            spread = f", {ratios[0]:.1f}x to {ratios[-1]:.1f}x over {len(ratios)} rounds" if ratios else ""
+        return (f"; LiteLLM {theirs:.2f} in this run: {ratio:.1f}x{spread} "
+                f"(target {target:g}x: {'met' if ratio >= target else 'NOT met'})")
+
+    def rounds_of(ours_cell, theirs_cell, field):
+        if not ours_cell or not theirs_cell or "rounds" not in ours_cell or "rounds" not in theirs_cell:
+            return None
+        return [(o[field], t[field]) for o, t in zip(ours_cell["rounds"], theirs_cell["rounds"])]
 
     plain1 = get.get(("plain", 1))
     if plain1:
         a = plain1.get("added_p50_ms")
         res["added_p50_ms_c1_plain"] = a
         theirs = (peer.get(("plain", 1)) or {}).get("added_p50_ms")
+        per_round = rounds_of(plain1, peer.get(("plain", 1)), "added_p50_ms")
         lines.append(f"added p50, c=1, non-streamed: {fmt(a)} ms  (target <= {TARGETS['added_p50_ms_c1_plain']:g} ms: "
-                     f"{verdict(a, TARGETS['added_p50_ms_c1_plain'])}{vs_peer('added_p50', a, theirs, PEER_TARGETS['added_p50'])})")
+                     f"{verdict(a, TARGETS['added_p50_ms_c1_plain'])}"
+                     f"{vs_peer('added_p50', a, theirs, PEER_TARGETS['added_p50'], per_round=per_round)})")
     for mode, tkey, pkey in (("plain", "relay_cpu_ms_plain", "cpu_plain"), ("stream", "relay_cpu_ms_stream", "cpu_stream")):
         vals = {c: get[(mode, c)]["cpu_ms_per_req"].get("relay") for c in conc if (mode, c) in get}
         if not vals:
@@ -434,10 +453,14 @@ def summarize(server: str, cells: list[dict]) -> dict:
         per = ", ".join(f"{v:.2f} ms at c={c}" for c, v in vals.items())
         theirs_vals = [peer[(mode, c)]["cpu_ms_per_req"].get("relay") for c in conc if (mode, c) in peer]
         theirs = min(theirs_vals) if theirs_vals else None  # LiteLLM at its best against us at our worst
+        pairs = [rounds_of(get[(mode, c)], peer.get((mode, c)), "cpu_ms_per_req") for c in conc if (mode, c) in get]
+        per_round = None
+        if pairs and all(pairs):  # each round: our worst concurrency against LiteLLM's best
+            per_round = [(max(o for o, _ in same), min(t for _, t in same)) for same in zip(*pairs)]
         lines.append(f"relay CPU per {'non-streamed' if mode == 'plain' else 'streamed'} request: {per}  "
                      f"(target <= {TARGETS[tkey]:g} ms: {verdict(worst, TARGETS[tkey])}"
-                     f"{vs_peer(pkey, worst, theirs, PEER_TARGETS[pkey])})")
-    for c in (1, top):
+                     f"{vs_peer(pkey, worst, theirs, PEER_TARGETS[pkey], per_round=per_round)})")
+    for c in sorted({1, top} if top is not None else ()):
         cell = get.get(("plain", c))
         if cell and c is not None:
             theirs = (peer.get(("plain", c)) or {}).get("rps")
@@ -539,6 +562,10 @@ def parse_args(argv=None):
                    help="also measure LiteLLM's proxy (2 workers) in this run, same upstream and load (make bench-peer installs it)")
     p.add_argument("--peer-settle", type=float, default=20.0, metavar="S",
                    help="seconds of rest after the peer stops, before TokenHub's cells (default 20)")
+    p.add_argument("--rounds", type=int, default=1, metavar="N",
+                   help="measure every cell N times, interleaved: all servers up at once, and in each round each cell "
+                        "direct, then LiteLLM, then TokenHub, seconds apart; the tables show each figure's median over "
+                        "the rounds (default 1: each target's cells in one block, one target after the other)")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (database, logs)")
     p.add_argument("--relay-start-timeout", type=float, default=60.0)
     a = p.parse_args(argv)
@@ -548,12 +575,181 @@ def parse_args(argv=None):
         a.warmup = 0.3 if a.quick else 1.0
     if a.settle is None:
         a.settle = 0.3 if a.quick else 0.7
+    if a.rounds < 1:
+        p.error("--rounds must be at least 1")
     a.concurrency = [int(x) for x in a.concurrency.split(",") if x.strip()]
     a.server = list(SERVERS) if a.server == "all" else [s.strip() for s in a.server.split(",") if s.strip()]
     for s in a.server:
         if s not in SERVERS:
             p.error(f"unknown server {s!r}; choose from {', '.join(SERVERS)} or all")
     return a
+
+
+def against_direct(cell: dict, direct: dict) -> dict:
+    """A relay's cell set against the direct cell of the same mode and concurrency."""
+    d = direct[(cell["mode"], cell["concurrency"])]
+    cell["added_p50_ms"] = cell["p50_ms"] - d["p50_ms"]
+    cell["rps_ratio"] = cell["rps"] / d["rps"] if d["rps"] else None
+    return cell
+
+
+def start_relay(server: str, env: dict, api_key: str, tmp: Path, timeout_s: float) -> tuple[procs.Managed | None, int, str]:
+    """TokenHub under `server`, healthy and giving a right answer, streamed and not:
+    (process, port, "") or (None, 0, why not)."""
+    port = procs.free_port()
+    log(f"starting {SERVERS[server]} on port {port}")
+    relay = procs.Managed(f"tokenhub/{server}", server_argv(server, port), env, str(REPO), str(tmp / f"{server}.log"))
+    ok, why = procs.wait_http(f"http://{HOST}:{port}/healthz", relay, timeout_s)
+    if not ok:
+        tail = relay.log_tail(2000)
+        relay.stop()
+        return None, 0, f"{server}: did not become healthy: {why}; log tail:\n{tail}"
+    bad = [f"{'stream' if s else 'plain'}: {w}" for s in (False, True) if (w := probe_relay(port, api_key, s))]
+    if bad:
+        tail = relay.log_tail(2000)
+        relay.stop()
+        return None, 0, f"{server}: wrong answer from the relay, cells skipped: {'; '.join(bad)}; log tail:\n{tail}"
+    return relay, port, ""
+
+
+_MEDIAN_FIELDS = ("rps", "p50_ms", "p90_ms", "p99_ms", "ttfc_p50_ms", "ttfc_p99_ms", "added_p50_ms", "rps_ratio",
+                  "loadgen_cpu_ms_per_req", "upstream_requests_per_request", "machine_busy_pct", "other_procs_cpu_pct")
+_SUM_FIELDS = ("requests", "errors", "upstream_new_connections")
+
+
+def median_cell(cells: list[dict]) -> dict:
+    """One cell from the same cell measured in several rounds: each figure's median (counts
+    summed), and each round's main figures under "rounds"."""
+    if len(cells) == 1:
+        return cells[0]
+    out = dict(cells[-1])
+    for name in _MEDIAN_FIELDS:
+        values = [c[name] for c in cells if c.get(name) is not None]
+        out[name] = statistics.median(values) if values else None
+    for name in _SUM_FIELDS:
+        out[name] = sum(c[name] for c in cells)
+    out["cpu_ms_per_req"] = {k: statistics.median(c["cpu_ms_per_req"][k] for c in cells) for k in cells[0]["cpu_ms_per_req"]}
+    out["cpu_s_per_process"] = {
+        k: [round(sum(v), 3) for v in zip(*(c["cpu_s_per_process"][k] for c in cells))] for k in cells[0]["cpu_s_per_process"]
+    }
+    out["error_kinds"] = {k: sum(c["error_kinds"].get(k, 0) for c in cells) for c in cells for k in c["error_kinds"]}
+    out["rounds"] = [
+        {"p50_ms": c["p50_ms"], "added_p50_ms": c.get("added_p50_ms"), "rps": c["rps"], "cpu_ms_per_req": c["cpu_ms_per_req"].get("relay")}
+        for c in cells
+    ]
+    return out
+
+
+def measure_rounds(a, fake: procs.Managed, fport: int, env: dict | None, api_key: str | None, tmp: Path,
+                   notes: list[str]) -> tuple[list[dict], int]:
+    """Every cell `a.rounds` times, interleaved: the servers all up at once, and in each round,
+    for each mode and concurrency, the direct cell, then LiteLLM's, then each TokenHub server's,
+    one after the other. A machine whose speed drifts from minute to minute (a shared VM) then
+    moves every target's figures alike; one block per target would put the drift between them.
+    Returns each cell's median over the rounds (`median_cell`), and 1 when a server could not
+    be measured (else 0)."""
+    targets: list[tuple[str, int, str, dict, bool | None]] = []  # label, port, key, CPU groups, include_usage
+    rc = 0
+    try:
+        if env is not None and a.peer == "litellm":
+            log(f"starting LiteLLM proxy {LITELLM_VERSION} (2 workers)")
+            peer, pport, why = start_litellm(tmp, fport, max(a.relay_start_timeout, 120.0))
+            if peer is None:
+                notes.append(why)
+                rc = 1
+            else:
+                targets.append(("litellm", pport, "sk-bench-peer", {"relay": peer, "upstream": fake}, None))
+        for server in a.server if env is not None else ():
+            relay, port, why = start_relay(server, env, api_key, tmp, a.relay_start_timeout)
+            if relay is None:
+                notes.append(why)
+                rc = 1
+                continue
+            targets.append((f"tokenhub/{server}", port, api_key, {"relay": relay, "upstream": fake}, True))
+        measured: dict[tuple, list[dict]] = {}
+        for number in range(1, a.rounds + 1):
+            for stream in (False, True):
+                for c in a.concurrency:
+                    mode = "stream" if stream else "plain"
+                    log(f"round {number}/{a.rounds}: {mode} c={c}: direct" + "".join(f", {t[0]}" for t in targets))
+                    direct = measure("direct", fport, "fake", stream, c, a.seconds, a.warmup, a.settle,
+                                     {"upstream": fake}, fport, not a.burst_connect)
+                    measured.setdefault(("direct", mode, c), []).append(direct)
+                    for label, port, key, groups, include_usage in targets:
+                        cell = measure(label, port, key, stream, c, a.seconds, a.warmup, a.settle, groups, fport,
+                                       not a.burst_connect, include_usage=include_usage)
+                        measured.setdefault((label, mode, c), []).append(against_direct(cell, {(mode, c): direct}))
+        order = ["direct"] + [t[0] for t in targets]
+        cells = [median_cell(measured[key]) for key in sorted(measured, key=lambda k: (order.index(k[0]), k[1], k[2]))]
+        for label, _port, _key, groups, _ in targets:
+            if label.startswith("tokenhub/"):
+                tail = groups["relay"].log_tail(3000)
+                if "Traceback" in tail or "ERROR" in tail:
+                    notes.append(f"{label}: the relay logged errors; log tail:\n{tail}")
+        return cells, rc
+    finally:
+        for _label, _port, _key, groups, _ in targets:
+            groups["relay"].stop()
+
+
+def measure_in_blocks(a, fake: procs.Managed, fport: int, env: dict | None, api_key: str | None, tmp: Path,
+                      notes: list[str], cells: list[dict]) -> int:
+    """Each target's cells in one block: direct, then LiteLLM (stopped, then a rest of
+    `--peer-settle`), then each TokenHub server in turn. Appends to `cells`; returns 1 when a
+    server could not be measured."""
+    rc = 0
+    direct = {}
+    for stream in (False, True):
+        for c in a.concurrency:
+            log(f"direct {'stream' if stream else 'plain'} c={c}")
+            cell = measure("direct", fport, "fake", stream, c, a.seconds, a.warmup, a.settle,
+                           {"upstream": fake}, fport, not a.burst_connect)
+            direct[(cell["mode"], c)] = cell
+            cells.append(cell)
+    if env is None:
+        return rc
+    if a.peer == "litellm":
+        log(f"starting LiteLLM proxy {LITELLM_VERSION} (2 workers)")
+        peer, pport, why = start_litellm(tmp, fport, max(a.relay_start_timeout, 120.0))
+        if peer is None:
+            notes.append(why)
+            rc = 1
+        else:
+            try:
+                for stream in (False, True):
+                    for c in a.concurrency:
+                        log(f"litellm {'stream' if stream else 'plain'} c={c}")
+                        cell = measure("litellm", pport, "sk-bench-peer", stream, c, a.seconds, a.warmup, a.settle,
+                                       {"relay": peer, "upstream": fake}, fport, not a.burst_connect,
+                                       include_usage=None)
+                        cells.append(against_direct(cell, direct))
+            finally:
+                peer.stop()
+                # the cells right after it ran slower for every process, the load generator's and
+                # the fake upstream's own CPU per request too (its workers' memory given back)
+                time.sleep(a.peer_settle)
+    for server in a.server:
+        relay, port, why = start_relay(server, env, api_key, tmp, a.relay_start_timeout)
+        if relay is None:
+            notes.append(why)
+            rc = 1
+            continue
+        label = f"tokenhub/{server}"
+        try:
+            for stream in (False, True):
+                for c in a.concurrency:
+                    log(f"{label} {'stream' if stream else 'plain'} c={c}")
+                    cell = measure(label, port, api_key, stream, c, a.seconds, a.warmup, a.settle,
+                                   {"relay": relay, "upstream": fake}, fport, not a.burst_connect)
+                    if cell["errors"]:
+                        cell["relay_log_tail"] = relay.log_tail(1500)
+                    cells.append(against_direct(cell, direct))
+            tail = relay.log_tail(3000)
+            if "Traceback" in tail or "ERROR" in tail:
+                notes.append(f"{server}: the relay logged errors; log tail:\n{tail}")
+        finally:
+            relay.stop()
+    return rc
 
 
 def _sigterm(signum, frame):
@@ -588,22 +784,7 @@ def main(argv=None) -> int:
     try:
         fake, fport = start_fake_upstream(tmp, a.chunk_interval_ms)
         log(f"fake upstream on {HOST}:{fport} (pid {fake.pid}); temp dir {tmp}")
-        direct = {}
-        for stream in (False, True):
-            for c in a.concurrency:
-                log(f"direct {'stream' if stream else 'plain'} c={c}")
-                cell = measure("direct", fport, "fake", stream, c, a.seconds, a.warmup, a.settle,
-                               {"upstream": fake}, fport, not a.burst_connect)
-                direct[(cell["mode"], c)] = cell
-                cells.append(cell)
-        top = max(a.concurrency)
-        dp, ds = direct[("plain", top)], direct[("stream", top)]
-        meta["fake_upstream"] = {
-            "rps_plain": dp["rps"], "cpu_us_plain": dp["cpu_ms_per_req"]["upstream"] * 1000,
-            "rps_stream": ds["rps"], "cpu_us_stream": ds["cpu_ms_per_req"]["upstream"] * 1000,
-            "concurrency": top, "vs_relay": {},
-        }
-
+        env = api_key = None
         if not a.direct_only:
             missing = relay_available()
             if missing:
@@ -617,75 +798,34 @@ def main(argv=None) -> int:
             meta["priced"] = a.priced
             if not a.priced:
                 notes.append("bench-model is marked free (--free): no reservation or settlement per request")
-            if a.peer == "litellm":
-                log(f"starting LiteLLM proxy {LITELLM_VERSION} (2 workers)")
-                peer, pport, why = start_litellm(tmp, fport, max(a.relay_start_timeout, 120.0))
-                if peer is None:
-                    notes.append(why)
-                    rc = 1
-                else:
-                    try:
-                        meta["litellm"] = LITELLM_VERSION
-                        for stream in (False, True):
-                            for c in a.concurrency:
-                                log(f"litellm {'stream' if stream else 'plain'} c={c}")
-                                cell = measure("litellm", pport, "sk-bench-peer", stream, c, a.seconds, a.warmup, a.settle,
-                                               {"relay": peer, "upstream": fake}, fport, not a.burst_connect,
-                                               include_usage=None)
-                                d = direct[(cell["mode"], c)]
-                                cell["added_p50_ms"] = cell["p50_ms"] - d["p50_ms"]
-                                cell["rps_ratio"] = cell["rps"] / d["rps"] if d["rps"] else None
-                                cells.append(cell)
-                    finally:
-                        peer.stop()
-                        # the cells right after it ran slower for every process, the load generator's and
-                        # the fake upstream's own CPU per request too (its workers' memory given back)
-                        time.sleep(a.peer_settle)
-            for server in a.server:
-                port = procs.free_port()
-                label = f"tokenhub/{server}"
-                log(f"starting {SERVERS[server]} on port {port}")
-                relay = procs.Managed(label, server_argv(server, port), env, str(REPO), str(tmp / f"{server}.log"))
-                try:
-                    ok, why = procs.wait_http(f"http://{HOST}:{port}/healthz", relay, a.relay_start_timeout)
-                    if not ok:
-                        notes.append(f"{server}: did not become healthy: {why}; log tail:\n{relay.log_tail(2000)}")
-                        rc = 1
-                        continue
-                    bad = [f"{'stream' if s else 'plain'}: {w}" for s in (False, True)
-                           if (w := probe_relay(port, api_key, s))]
-                    if bad:
-                        notes.append(f"{server}: wrong answer from the relay, cells skipped: {'; '.join(bad)}; "
-                                     f"log tail:\n{relay.log_tail(2000)}")
-                        rc = 1
-                        continue
-                    for stream in (False, True):
-                        for c in a.concurrency:
-                            log(f"{label} {'stream' if stream else 'plain'} c={c}")
-                            cell = measure(label, port, api_key, stream, c, a.seconds, a.warmup, a.settle,
-                                           {"relay": relay, "upstream": fake}, fport,
-                                           not a.burst_connect)
-                            d = direct[(cell["mode"], c)]
-                            cell["added_p50_ms"] = cell["p50_ms"] - d["p50_ms"]
-                            cell["rps_ratio"] = cell["rps"] / d["rps"] if d["rps"] else None
-                            if cell["errors"]:
-                                cell["relay_log_tail"] = relay.log_tail(1500)
-                            cells.append(cell)
-                    for mode in ("plain", "stream"):
-                        cell = next(c for c in cells if c["target"] == label and c["mode"] == mode
-                                    and c["concurrency"] == top)
-                        up = cell["cpu_ms_per_req"]["upstream"]
-                        if up and cell["rps"]:
-                            meta["fake_upstream"]["vs_relay"][f"{server} {mode} c={top}"] = {
-                                "rps_ratio": direct[(mode, top)]["rps"] / cell["rps"],
-                                "cpu_ratio": cell["cpu_ms_per_req"]["relay"] / up,
-                            }
-                    summary[server] = summarize(server, cells)
-                    tail = relay.log_tail(3000)
-                    if "Traceback" in tail or "ERROR" in tail:
-                        notes.append(f"{server}: the relay logged errors; log tail:\n{tail}")
-                finally:
-                    relay.stop()
+        meta["rounds"] = a.rounds
+        if a.rounds > 1:
+            cells, rc = measure_rounds(a, fake, fport, env, api_key, tmp, notes)
+        else:
+            rc = measure_in_blocks(a, fake, fport, env, api_key, tmp, notes, cells)
+        if any(c["target"] == "litellm" for c in cells):
+            meta["litellm"] = LITELLM_VERSION
+        direct = {(c["mode"], c["concurrency"]): c for c in cells if c["target"] == "direct"}
+        top = max(a.concurrency)
+        dp, ds = direct[("plain", top)], direct[("stream", top)]
+        meta["fake_upstream"] = {
+            "rps_plain": dp["rps"], "cpu_us_plain": dp["cpu_ms_per_req"]["upstream"] * 1000,
+            "rps_stream": ds["rps"], "cpu_us_stream": ds["cpu_ms_per_req"]["upstream"] * 1000,
+            "concurrency": top, "vs_relay": {},
+        }
+        for server in a.server:
+            label = f"tokenhub/{server}"
+            if not any(c["target"] == label for c in cells):
+                continue
+            for mode in ("plain", "stream"):
+                cell = next(c for c in cells if c["target"] == label and c["mode"] == mode and c["concurrency"] == top)
+                up = cell["cpu_ms_per_req"]["upstream"]
+                if up and cell["rps"]:
+                    meta["fake_upstream"]["vs_relay"][f"{server} {mode} c={top}"] = {
+                        "rps_ratio": direct[(mode, top)]["rps"] / cell["rps"],
+                        "cpu_ratio": cell["cpu_ms_per_req"]["relay"] / up,
+                    }
+            summary[server] = summarize(server, cells)
     except SetupError as e:
         notes.append(f"relay not measured: {e}")
         rc = 2
