@@ -508,6 +508,10 @@ def litellm_config(tmp: Path, upstream_port: int) -> Path:
 
 
 def start_litellm(tmp: Path, upstream_port: int, timeout_s: float) -> tuple[procs.Managed | None, int, str]:
+    """LiteLLM's proxy up and healthy (it takes at least two minutes' grace, whatever `timeout_s`
+    says): (process, port, "") or (None, 0, why not)."""
+    log(f"starting LiteLLM proxy {LITELLM_VERSION} (2 workers)")
+    timeout_s = max(timeout_s, 120.0)
     exe = PEER_VENV / "bin" / "litellm"
     if not exe.exists():
         return None, 0, f"LiteLLM is not installed in {PEER_VENV}: run `make bench-peer`"
@@ -652,8 +656,7 @@ def measure_rounds(a, fake: procs.Managed, fport: int, env: dict | None, api_key
     rc = 0
     try:
         if env is not None and a.peer == "litellm":
-            log(f"starting LiteLLM proxy {LITELLM_VERSION} (2 workers)")
-            peer, pport, why = start_litellm(tmp, fport, max(a.relay_start_timeout, 120.0))
+            peer, pport, why = start_litellm(tmp, fport, a.relay_start_timeout)
             if peer is None:
                 notes.append(why)
                 rc = 1
@@ -709,8 +712,7 @@ def measure_in_blocks(a, fake: procs.Managed, fport: int, env: dict | None, api_
     if env is None:
         return rc
     if a.peer == "litellm":
-        log(f"starting LiteLLM proxy {LITELLM_VERSION} (2 workers)")
-        peer, pport, why = start_litellm(tmp, fport, max(a.relay_start_timeout, 120.0))
+        peer, pport, why = start_litellm(tmp, fport, a.relay_start_timeout)
         if peer is None:
             notes.append(why)
             rc = 1
