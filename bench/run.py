@@ -681,6 +681,8 @@ def measure_rounds(a, fake: procs.Managed, fport: int, env: dict | None, api_key
                     for label, port, key, groups, include_usage in targets:
                         cell = measure(label, port, key, stream, c, a.seconds, a.warmup, a.settle, groups, fport,
                                        not a.burst_connect, include_usage=include_usage)
+                        if cell["errors"] and label.startswith("tokenhub/"):
+                            cell["relay_log_tail"] = groups["relay"].log_tail(1500)
                         measured.setdefault((label, mode, c), []).append(against_direct(cell, {(mode, c): direct}))
         order = ["direct"] + [t[0] for t in targets]
         cells = [median_cell(measured[key]) for key in sorted(measured, key=lambda k: (order.index(k[0]), k[1], k[2]))]
