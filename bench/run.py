@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import platform
@@ -636,7 +637,7 @@ def median_cell(cells: list[dict]) -> dict:
     out["cpu_s_per_process"] = {
         k: [round(sum(v), 3) for v in zip(*(c["cpu_s_per_process"][k] for c in cells))] for k in cells[0]["cpu_s_per_process"]
     }
-    out["error_kinds"] = {k: sum(c["error_kinds"].get(k, 0) for c in cells) for c in cells for k in c["error_kinds"]}
+    out["error_kinds"] = dict(sum((collections.Counter(c["error_kinds"]) for c in cells), collections.Counter()))
     out["rounds"] = [
         {"p50_ms": c["p50_ms"], "added_p50_ms": c.get("added_p50_ms"), "rps": c["rps"], "cpu_ms_per_req": c["cpu_ms_per_req"].get("relay")}
         for c in cells
