@@ -27,7 +27,7 @@ STATIC_PREFIX = "/" + settings.STATIC_URL.strip("/") + "/"
 static_app = Starlette(routes=[Mount(STATIC_PREFIX.rstrip("/"), StaticFiles(directory=settings.STATIC_ROOT, check_dir=False))])
 
 LEAN_PREFIXES = ("/v1/", "/dashboard/billing/")
-LEAN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+LEAN_PATHS = frozenset({"/v1", "/healthz", "/readyz", "/metrics"})  # "/v1" alone: a 404 in /v1's shape
 
 
 async def application(scope, receive, send):

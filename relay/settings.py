@@ -60,6 +60,7 @@ INSTALLED_APPS = [
 # The /v1 API does not go through this stack: relay.asgi sends it to routing's lean app.
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",  # first: times the whole stack
+    "observability.request_ids.RequestIdMiddleware",  # x-request-id on every answer, its errors too
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -78,6 +78,23 @@ def test_lines_logged_while_a_request_runs_carry_its_request_id(relay, alice, up
     assert failed_over and all(line["request_id"] == raw.headers["x-request-id"] for line in failed_over)
 
 
+def test_every_answer_carries_a_request_id_of_its_own(relay, transactional_db, captured):
+    """Django's answers too (portal, admin redirect, the management API's refusal, their 404s),
+    and "/v1" alone is /v1's own 404; a client's X-Request-Id is never taken as ours."""
+    warnings = captured("django.request")
+    seen = set()
+    for path in ("/login/", "/admin/", "/api/v1/tenants", "/no-such-page/", "/healthz/", "/v1", "/v1/models"):
+        answer = httpx.get(relay.url + path, headers={"x-request-id": "req_mine"})
+        request_id = answer.headers.get("x-request-id", "")
+        assert request_id.startswith("req_") and request_id != "req_mine", path
+        seen.add(request_id)
+    assert len(seen) == 7
+    v1_alone = httpx.get(relay.url + "/v1")
+    assert v1_alone.status_code == 404 and "error" in v1_alone.json()
+    logged = [line for line in warnings.json() if "no-such-page" in line["event"]]
+    assert logged and logged[0]["request_id"].startswith("req_")
+
+
 def test_console_lines_are_for_people_and_json_lines_for_machines():
     record = logging.LogRecord("routing.journey", logging.INFO, __file__, 1, "channel %s failed", ("a",), None)
     request_id_bind("req_console")
