@@ -6,7 +6,7 @@ class AccountsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401  (configuration changes reach every process)
+        from . import checks, signals  # noqa: F401  (the deploy check; configuration changes reach every process)
 
         _allauth_admin_declares_permissions()
 
