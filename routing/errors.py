@@ -14,6 +14,9 @@
      └── ModelNotPriced            503  service_unavailable    model_not_priced
 
 `render_openai` and `render_anthropic` turn any of them into the bytes each protocol expects.
+Anthropic's error type follows the status (ANTHROPIC_TYPES); a status Anthropic has no type of
+its own for (409 for a reused Idempotency-Key, ...) is `invalid_request_error` below 500 and
+`api_error` above, so the client reads whose fault it is.
 Errors no retry can fix carry `x-should-retry: false` so the official SDKs give up at once.
 """
 
@@ -35,6 +38,11 @@ ANTHROPIC_TYPES = {
     503: "overloaded_error",
     529: "overloaded_error",
 }
+
+
+def anthropic_type(status: int) -> str:
+    """Anthropic's `error.type` for an HTTP status: the client's fault or the server's."""
+    return ANTHROPIC_TYPES.get(status) or ("invalid_request_error" if status < 500 else "api_error")
 
 
 class TokenHubError(Exception):
@@ -62,7 +70,7 @@ class TokenHubError(Exception):
 
     def render_anthropic(self) -> bytes:
         return orjson.dumps(
-            {"type": "error", "error": {"type": ANTHROPIC_TYPES.get(self.status, "api_error"), "message": self.message}}
+            {"type": "error", "error": {"type": anthropic_type(self.status), "message": self.message}}
         )
 
 

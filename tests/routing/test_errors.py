@@ -208,3 +208,24 @@ def test_readyz_checks_the_database(relay_server, transactional_db):
     assert response.status_code == 200, response.text
     assert response.json()["checks"]["database"] == "ok"
     assert httpx.get(relay_server.url + "/healthz").json() == {"status": "ok"}
+
+
+def _error_classes(base):
+    for cls in base.__subclasses__():
+        yield cls
+        yield from _error_classes(cls)
+
+
+def test_every_client_error_class_reads_as_the_clients_fault_to_anthropic_clients():
+    import routing.idempotency  # noqa: F401  (its 409s are error classes too)
+    from routing.errors import TokenHubError
+
+    classes = list(_error_classes(TokenHubError))
+    assert any(cls.status == 409 for cls in classes)
+    for cls in classes:
+        body = cls("message").render_anthropic()
+        kind = httpx.Response(cls.status, content=body).json()["error"]["type"]
+        if cls.status < 500:
+            assert kind != "api_error", cls
+        else:
+            assert kind in ("api_error", "overloaded_error"), cls

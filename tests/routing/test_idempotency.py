@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from tests.conftest import flush_logs, make_channel, make_price
+from tests.routing.conftest import serve_model
 
 BODY = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -114,3 +115,19 @@ def test_a_key_that_is_too_long_is_a_400(relay, alice, served):
     answer = post(relay, alice, key="x" * 256)
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_idempotency_key"
     assert len(served.requests) == 0
+
+
+def test_a_reused_key_on_messages_is_an_anthropic_invalid_request_error(anthropic_client, protocol_upstreams):
+    import anthropic
+
+    serve_model("openai", protocol_upstreams)
+    ask = {"model": "m-test", "max_tokens": 16, "extra_headers": {"Idempotency-Key": "msg-1"}}
+    anthropic_client.messages.create(messages=[{"role": "user", "content": "hi"}], **ask)
+
+    with pytest.raises(anthropic.ConflictError) as caught:
+        anthropic_client.messages.create(messages=[{"role": "user", "content": "something else"}], **ask)
+
+    assert caught.value.status_code == 409
+    assert caught.value.body["type"] == "error"
+    assert caught.value.body["error"]["type"] == "invalid_request_error"
+    assert len(protocol_upstreams["openai"].requests) == 1
