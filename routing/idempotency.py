@@ -57,7 +57,9 @@ class Stored:
 
 
 def presented_key(headers) -> str | None:
-    value = headers.get("idempotency-key") or headers.get("x-idempotency-key")
+    value = headers.get("idempotency-key")
+    if value is None:  # an empty header is present, and refused below: not the same as none
+        value = headers.get("x-idempotency-key")
     if value is None:
         return None
     value = value.strip()

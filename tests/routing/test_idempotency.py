@@ -131,3 +131,12 @@ def test_a_reused_key_on_messages_is_an_anthropic_invalid_request_error(anthropi
     assert caught.value.body["type"] == "error"
     assert caught.value.body["error"]["type"] == "invalid_request_error"
     assert len(protocol_upstreams["openai"].requests) == 1
+
+
+@pytest.mark.parametrize("header", ["Idempotency-Key", "X-Idempotency-Key"])
+def test_an_empty_key_is_a_400_not_no_key(relay, alice, served, header):
+    answer = post(relay, alice, key="", header=header)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "invalid_idempotency_key"
+    assert answer.json()["error"]["param"] == "Idempotency-Key"
+    assert len(served.requests) == 0
