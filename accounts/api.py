@@ -120,10 +120,16 @@ def members_list(request, tenant_id: int = Path(..., ge=1, le=MAX_ID)):
     return list(tenant.memberships.select_related("user").order_by("id"))
 
 
-@router.post("/tenants/{tenant_id}/members", response=with_errors({201: MemberOut}), summary="Add an existing user")
+@router.post(
+    "/tenants/{tenant_id}/members", response=with_errors({201: MemberOut}),
+    summary="Add an existing user (operator tokens; members invite from /team/)",
+)
 def members_add(request, body: MemberIn, tenant_id: int = Path(..., ge=1, le=MAX_ID)):
-    tenant = tenant_for(request, tenant_id=tenant_id, permission=roles.MEMBERS_MANAGE)
-    _owner_change_allowed(request, tenant, body.role)
+    tenant = tenant_for(request, tenant_id=tenant_id, permission=roles.MEMBERS_MANAGE)  # first: another tenant's id is a 404
+    if not request.auth.is_operator:
+        # Refused before the user is looked up: a member may neither pull someone of another
+        # tenant in without their consent nor learn whether an address has an account.
+        raise HttpError(403, "a member cannot add someone directly: invite them from the portal's /team/ page (they accept by email)")
     user = get_user_model().objects.filter(Q(username=body.user) | Q(email__iexact=body.user)).first()
     if user is None:
         raise HttpError(404, f"no user {body.user!r}")

@@ -60,12 +60,15 @@ def test_member_reads_usage_but_not_billing_or_members(alice, charlie):
     assert_error(charlie.http.post(f"/tenants/{tenant}/members", json={"user": "bob"}), 403, "forbidden")
 
 
-def test_admin_manages_members_but_not_owners(alice, bob, charlie):
+def test_admin_manages_members_but_not_owners(operator, alice, bob, charlie):
     tenant = alice.tenant.pk
     promoted = alice.http.patch(f"/tenants/{tenant}/members/{charlie.member_id}", json={"role": "admin"})
     assert promoted.status_code == 200 and promoted.json()["role"] == "admin"
-    assert_error(charlie.http.post(f"/tenants/{tenant}/members", json={"user": "bob", "role": "owner"}), 403, "forbidden")
-    added = charlie.http.post(f"/tenants/{tenant}/members", json={"user": "bob@example.com"})
+    # people join by invitation (/team/): an admin session adds no one directly, owner or not
+    for body in ({"user": "bob", "role": "owner"}, {"user": "bob@example.com"}):
+        assert_error(charlie.http.post(f"/tenants/{tenant}/members", json=body), 403, "forbidden")
+    assert not Membership.objects.filter(tenant_id=tenant, user=bob.user).exists()
+    added = operator.post(f"/tenants/{tenant}/members", json={"user": "bob@example.com"})  # the site's operators still may
     assert added.status_code == 201 and added.json()["role"] == "member"
     alice_membership = Membership.objects.get(tenant_id=tenant, user=alice.user)
     assert_error(charlie.http.delete(f"/tenants/{tenant}/members/{alice_membership.pk}"), 403, "forbidden")
@@ -73,6 +76,21 @@ def test_admin_manages_members_but_not_owners(alice, bob, charlie):
     assert_error(alice.http.delete(f"/tenants/{tenant}/members/{alice_membership.pk}"), 400, "invalid_request")
     assert alice.http.delete(f"/tenants/{tenant}/members/{added.json()['id']}").status_code == 204
     assert not Membership.objects.filter(tenant_id=tenant, user=bob.user).exists()
+
+
+def test_an_owner_cannot_add_another_tenants_user(alice, bob):
+    url = f"/tenants/{alice.tenant.pk}/members"
+    memberships = Membership.objects.count()
+    answers = [alice.http.post(url, json=body) for body in (
+        {"user": "bob@example.com", "role": "owner"}, {"user": "bob"}, {"user": "nobody@example.com"}, {"user": "nobody"},
+    )]
+    errors = [assert_error(answer, 403, "forbidden") for answer in answers]
+    assert Membership.objects.count() == memberships
+    assert not Membership.objects.filter(tenant=alice.tenant, user=bob.user).exists()
+    # a known user and an unknown one get the same answer, and it names neither
+    assert len({e["message"] for e in errors}) == 1
+    assert not any(word in errors[0]["message"] for word in ("bob", "nobody", "@example.com"))
+    assert "/team/" in errors[0]["message"]
 
 
 def test_suspend_and_reactivate_a_tenant(relay_server, operator, alice):
