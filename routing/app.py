@@ -132,7 +132,7 @@ async def read_body(request: Request, *, limit: int) -> bytes:
     """The body, refused with 413 as soon as it would pass `limit` bytes: a declared length
     is checked before reading, a chunked body while it arrives (never buffered whole)."""
     length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > limit:
+    if length and length.isascii() and length.isdigit() and int(length) > limit:  # isdigit alone takes "²"
         raise RequestTooLarge(f"Request body is {length} bytes; the limit is {limit}.")
     parts: list[bytes] = []
     size = 0

@@ -97,7 +97,7 @@ def _build(given: dict[str, str]) -> Directives:
             values["exclude_brands"] = _brands(raw, name)
         elif name == "latency_budget_ms":
             text = raw.strip()
-            if not text.isdigit() or not 1 <= int(text) <= MAX_LATENCY_BUDGET_MS:
+            if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LATENCY_BUDGET_MS:  # isdigit alone takes "²"
                 raise _bad(
                     f"Directive latency_budget_ms must be a whole number of milliseconds from 1 to {MAX_LATENCY_BUDGET_MS}; got {raw!r}.",
                     name,

@@ -57,7 +57,7 @@ def _page_limit(call: Call) -> int:
     text = call.identity.query.get("limit")
     if text is None:
         return ANTHROPIC_PAGE_DEFAULT
-    if not text.isdigit() or not 1 <= int(text) <= ANTHROPIC_PAGE_MAX:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= ANTHROPIC_PAGE_MAX:  # isdigit alone takes "²"
         raise InvalidRequest(f"'limit' must be an integer from 1 to {ANTHROPIC_PAGE_MAX}.", param="limit", code="invalid_value")
     return int(text)
 

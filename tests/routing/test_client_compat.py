@@ -98,6 +98,17 @@ def test_the_anthropic_sdk_lists_and_pages_models_in_its_own_shape(relay, alice,
         client.models.retrieve("m-z")
 
 
+@pytest.mark.parametrize("limit", ["²", "١", "0", "1001", "two"])
+def test_a_page_limit_that_is_not_a_plain_number_is_a_400_in_anthropics_shape(relay, alice, upstream_factory, limit):
+    upstream = upstream_factory(name="anthro-limit")
+    make_channel("limit", upstream.url + "/v1", models=["m-a"])
+
+    answer = httpx.get(relay.url + "/v1/models", params={"limit": limit}, headers={"x-api-key": alice.key, "anthropic-version": "2023-06-01"})
+
+    assert answer.status_code == 400
+    assert answer.json() == {"type": "error", "error": {"type": "invalid_request_error", "message": "'limit' must be an integer from 1 to 1000."}}
+
+
 @pytest.mark.parametrize("path", ["/v1/models", "/v1/models/gpt-test", "/v1/dashboard/billing/subscription"])
 def test_every_answer_to_a_known_key_carries_rate_limit_headers(relay, alice, upstream_factory, path):
     upstream = upstream_factory(name="rl")

@@ -125,6 +125,9 @@ def test_the_mode_directive_is_checked(relay, alice, two_brands):
         ({"X-TokenHub-Latency-Budget-Ms": "soon"}, QUESTION),
         ({}, [{"role": "system", "content": "@tokenhub colour=blue"}, *QUESTION]),
         ({}, [{"role": "system", "content": "@tokenhub max_cost"}, *QUESTION]),
+        ({}, [{"role": "system", "content": "@tokenhub latency_budget_ms=²"}, *QUESTION]),
+        ({}, [{"role": "system", "content": "@tokenhub latency_budget_ms=٣٠٠"}, *QUESTION]),
+        ({"X-TokenHub-Latency-Budget-Ms": "²".encode("latin-1")}, QUESTION),
     ],
 )
 def test_unknown_or_bad_directives_are_refused_and_nothing_is_sent(relay, alice, two_brands, headers, messages):
