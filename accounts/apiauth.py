@@ -73,6 +73,14 @@ class OperatorBearer(HttpBearer):
 class MemberSession(SessionAuth):
     """A signed-in portal user; SessionAuth checks the CSRF token on writes."""
 
+    def __call__(self, request):
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated:
+            # No session, so nothing for CSRF to protect: the caller has no credentials (401),
+            # not a forged request (SessionAuth would check CSRF first and answer 403).
+            return None
+        return super().__call__(request)
+
     def authenticate(self, request, key):
         user = getattr(request, "user", None)
         if user is None or not user.is_authenticated:

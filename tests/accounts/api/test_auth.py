@@ -84,3 +84,14 @@ def test_read_only_token_is_refused_on_every_write_route(reader, operator, alice
     for method, path, operation in writes:
         assert_error(reader.request(method, _fill(path, ids), json=_body(operation)), 403, "forbidden")
     assert before == (_snapshot(alice.tenant.pk), Tenant.objects.count(), list(type(channel).objects.values_list("id", "status", "weight")))
+
+
+def test_a_write_without_valid_credentials_is_401(relay_server, alice):
+    """Not a CSRF failure: a write with no session and no (or an unknown) token is unauthenticated."""
+    url = relay_server.url + f"/api/v1/tenants/{alice.tenant.pk}/keys"
+    keys = alice.tenant.api_keys.count()
+    for headers in ({}, {"Authorization": "Bearer tho-bogus"}, {"Authorization": f"Bearer {alice.key}"}):
+        assert_error(httpx.post(url, json={"name": "no one"}, headers=headers), 401, "unauthenticated")
+        assert_error(httpx.post(relay_server.url + "/api/v1/tenants", json={"name": "no one"}, headers=headers), 401, "unauthenticated")
+    assert alice.tenant.api_keys.count() == keys
+    assert not Tenant.objects.filter(name="no one").exists()
