@@ -2,9 +2,12 @@ from __future__ import annotations
 
 from django import forms
 
-from billing.money import parse_micros
+from billing.forms import MicrosField
 
 from .models import Membership
+
+# rpm and tpm are PositiveIntegerFields: PostgreSQL's integer, the management API's bound too
+MAX_RATE = 2**31 - 1
 
 
 def _list(text: str) -> list[str]:
@@ -14,10 +17,10 @@ def _list(text: str) -> list[str]:
 class ApiKeyForm(forms.Form):
     name = forms.CharField(max_length=100, required=False, help_text="So you can tell your keys apart.")
     models = forms.CharField(required=False, help_text="Comma-separated model ids this key may use; empty: every model.")
-    rpm = forms.IntegerField(label="Requests per minute", min_value=1, required=False, help_text="Empty: no limit.")
-    tpm = forms.IntegerField(label="Tokens per minute", min_value=1, required=False, help_text="Empty: no limit.")
-    daily_cap = forms.CharField(label="Daily spending cap (USD)", required=False, help_text="Empty: no cap.")
-    monthly_cap = forms.CharField(label="Monthly spending cap (USD)", required=False, help_text="Empty: no cap.")
+    rpm = forms.IntegerField(label="Requests per minute", min_value=1, max_value=MAX_RATE, required=False, help_text="Empty: no limit.")
+    tpm = forms.IntegerField(label="Tokens per minute", min_value=1, max_value=MAX_RATE, required=False, help_text="Empty: no limit.")
+    daily_cap = MicrosField(what="a cap", min_micros=0, label="Daily spending cap (USD)", required=False, help_text="Empty: no cap.")
+    monthly_cap = MicrosField(what="a cap", min_micros=0, label="Monthly spending cap (USD)", required=False, help_text="Empty: no cap.")
     expires_at = forms.DateTimeField(
         label="Expires at (UTC)", required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
         help_text="Empty: never.",
@@ -25,24 +28,6 @@ class ApiKeyForm(forms.Form):
     allowed_ips = forms.CharField(
         label="IP allowlist", required=False, help_text="Comma-separated addresses or CIDRs; empty: anywhere."
     )
-
-    def _cap(self, field: str) -> int | None:
-        text = self.cleaned_data.get(field, "").strip()
-        if not text:
-            return None
-        try:
-            micros = parse_micros(text, what="cap")
-        except ValueError as exc:
-            raise forms.ValidationError(str(exc)) from None
-        if micros < 0:
-            raise forms.ValidationError("a cap must not be negative")
-        return micros
-
-    def clean_daily_cap(self):
-        return self._cap("daily_cap")
-
-    def clean_monthly_cap(self):
-        return self._cap("monthly_cap")
 
     def clean_models(self):
         return _list(self.cleaned_data.get("models", ""))

@@ -98,7 +98,10 @@ def key_edit(request, key_id: int):
                 "allowed_ips": ", ".join(key.allowed_ips or ()),
             }
         )
-    return render(request, "portal/key_edit.html", {"key": key, "form": form, "rotate_form": RotateForm()})
+    return render(
+        request, "portal/key_edit.html", {"key": key, "form": form, "rotate_form": RotateForm()},
+        status=400 if form.errors else 200,
+    )
 
 
 @require_POST

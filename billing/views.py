@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 from accounts.portal import current_membership, portal_view
 
 from . import alerts, attempts, payments, selectors, stripe_gateway
+from .forms import AlertSettingsForm, TopupForm, errors_text, micros_text
 from .models import StripeEvent
 from .money import format_micros
 from .services import BALANCE_LABEL, RedemptionRefused, redemption_redeem
@@ -54,12 +55,15 @@ def _topup_context(request, tenant) -> dict:
 def topup(request):
     tenant = current_membership(request).tenant
     if request.method == "POST":
+        form = TopupForm(request.POST)
+        if not form.is_valid():
+            return render(request, "billing/topup.html", {**_topup_context(request, tenant), "error": errors_text(form)}, status=400)
         try:
             payment = payments.topup_create(
                 tenant_id=tenant.pk,
-                kind=request.POST.get("balance", ""),
-                amount=request.POST.get("amount", ""),
-                method=request.POST.get("method") or None,
+                kind=form.cleaned_data["balance"],
+                amount=micros_text(form.cleaned_data["amount"]),
+                method=form.cleaned_data["method"] or None,
                 success_url=_absolute(request, "billing:topup_success") + "?session_id={CHECKOUT_SESSION_ID}",
                 cancel_url=_absolute(request, "billing:topup_cancel") + "?session_id={CHECKOUT_SESSION_ID}",
                 user_id=request.user.pk,
@@ -88,12 +92,15 @@ def topup_cancel(request):
 @require_POST
 def alerts_update(request):
     tenant = current_membership(request).tenant
+    form = AlertSettingsForm(request.POST)
+    if not form.is_valid():
+        return render(request, "billing/topup.html", {**_topup_context(request, tenant), "alert_error": errors_text(form)}, status=400)
     try:
         _, new_secret = alerts.alert_settings_set(
             tenant_id=tenant.pk,
-            credit_below=request.POST.get("credit_below", ""),
-            wallet_below=request.POST.get("wallet_below", ""),
-            webhook_url=request.POST.get("webhook_url", ""),
+            credit_below=micros_text(form.cleaned_data["credit_below"]),
+            wallet_below=micros_text(form.cleaned_data["wallet_below"]),
+            webhook_url=form.cleaned_data["webhook_url"],
         )
     except ValueError as exc:
         return render(request, "billing/topup.html", {**_topup_context(request, tenant), "alert_error": str(exc)}, status=400)

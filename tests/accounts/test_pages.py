@@ -169,3 +169,53 @@ def test_bad_key_input_is_refused_and_changes_nothing(cast, login, field, value)
     before = ApiKey.objects.count()
     response = login(cast["alice"]).post("/keys/", {"name": "bad", field: value})
     assert response.status_code == 400 and ApiKey.objects.count() == before
+
+
+HUGE = "9" * 30
+
+# Beyond what the database column holds (SQLite: OverflowError) or what Decimal's context takes.
+TOO_LARGE = [("rpm", HUGE), ("rpm", str(2**31)), ("tpm", HUGE), ("tpm", str(2**63)), ("daily_cap", HUGE),
+             ("daily_cap", "1e30"), ("monthly_cap", "1e30"), ("monthly_cap", "1e1000000"), ("monthly_cap", "9" * 5000),
+             ("daily_cap", "1000000000.000001")]
+
+
+@pytest.mark.parametrize("field, value", TOO_LARGE)
+def test_too_large_key_numbers_are_a_form_error_and_change_nothing(cast, login, field, value):
+    from accounts.models import ApiKey
+
+    before = ApiKey.objects.count()
+    response = login(cast["alice"]).post("/keys/", {"name": "huge", field: value})
+    assert response.status_code == 400 and ApiKey.objects.count() == before
+    assert field in response.context["form"].errors
+
+
+@pytest.mark.parametrize("field, value", TOO_LARGE)
+def test_too_large_numbers_on_a_key_edit_are_a_form_error_and_change_nothing(cast, login, field, value):
+    from accounts.models import ApiKey
+
+    key = make_key(cast["alice"].tenant, name="edited", rpm=10, tpm=1000, daily_cap_micros=1_000_000)
+    before = ApiKey.objects.values().get(pk=key.key_id)
+    response = login(cast["alice"]).post(f"/keys/{key.key_id}/", {"name": "edited", field: value})
+    assert response.status_code == 400 and field in response.context["form"].errors
+    assert ApiKey.objects.values().get(pk=key.key_id) == before
+
+
+def test_the_largest_allowed_key_numbers_are_kept(cast, login):
+    from accounts.models import ApiKey
+
+    response = login(cast["alice"]).post("/keys/", {"name": "max", "rpm": str(2**31 - 1), "tpm": str(2**31 - 1),
+                                                    "daily_cap": "1000000000", "monthly_cap": "1000000000"})
+    assert response.status_code == 200
+    key = ApiKey.objects.get(name="max")
+    assert key.rpm == key.tpm == 2**31 - 1 and key.daily_cap_micros == key.monthly_cap_micros == 10**15
+
+
+def test_a_too_long_rotation_overlap_is_refused_and_keeps_the_secret(cast, login):
+    from accounts.models import ApiKey
+
+    key = make_key(cast["alice"].tenant, name="rotated")
+    before = ApiKey.objects.get(pk=key.key_id).key_hash
+    response = login(cast["alice"]).post(f"/keys/{key.key_id}/rotate/", {"overlap_s": HUGE})
+    assert response.status_code == 302
+    assert ApiKey.objects.get(pk=key.key_id).key_hash == before
+

@@ -152,3 +152,17 @@ def test_owners_set_thresholds_on_the_top_up_page(payer, receiver):
     assert 'value="10"' in page.text and 'value="50"' in page.text and 'id="webhook-secret"' not in page.text
     bad = portal.post("/topup/alerts/", {"credit_below": "ten", "wallet_below": "", "webhook_url": ""}, form_page="/topup/")
     assert bad.status_code == 400 and "is not a number" in bad.text
+
+
+def test_thresholds_too_large_for_a_balance_are_refused_and_change_nothing(payer):
+    from billing.models import AlertSettings
+
+    portal, tenant, _ = payer
+    portal.post("/topup/alerts/", {"credit_below": "10", "wallet_below": "", "webhook_url": ""}, form_page="/topup/")
+    for field, value in (("credit_below", "9" * 30), ("wallet_below", "1e30"), ("credit_below", "1e1000000"), ("wallet_below", "\u0663")):
+        data = {"credit_below": "10", "wallet_below": "", "webhook_url": "", field: value}
+        bad = portal.post("/topup/alerts/", data, form_page="/topup/")
+        assert bad.status_code == 400, (field, value, bad.status_code)
+        assert "threshold" in bad.text, (field, value)
+    row = AlertSettings.objects.get(tenant=tenant)
+    assert (row.credit_below_micros, row.wallet_below_micros) == (10_000_000, None)
