@@ -17,8 +17,9 @@ goes upstream; the line wins over a header of the same name):
 - latency_budget_ms: each attempt waits at most this long for the upstream's first byte,
   then fails over to the next route.
 
-An unknown name or a bad value is a 400 `invalid_directive` (an unknown mode keeps its own code,
-`invalid_mode`). A key made with directives
+An unknown name or a bad value is a 400 `invalid_directive` (an unknown mode in the header keeps
+its own code, `invalid_mode`; in the line it is `invalid_directive` like any bad line value, and
+the message says it was the line). A key made with directives
 forbidden (`create_api_key --no-directives`) gets 403 `directives_not_allowed` for any of them.
 The request log keeps the directives each request carried.
 """
@@ -66,20 +67,24 @@ def _bad(message: str, name: str) -> InvalidRequest:
     return InvalidRequest(message, param=name, code="invalid_directive")
 
 
-def _brands(value: str, name: str) -> tuple[str, ...]:
+def _brands(value: str, name: str, where: str) -> tuple[str, ...]:
     brands = tuple(part.strip().lower() for part in value.split(",") if part.strip())
     if not brands:
-        raise _bad(f"Directive {name} needs one or more brand names, comma-separated.", name)
+        raise _bad(f"Directive {name}{where} needs one or more brand names, comma-separated.", name)
     return brands
 
 
-def _build(given: dict[str, str]) -> Directives:
+def _build(given: dict[str, str], *, from_line: frozenset[str] = frozenset()) -> Directives:
+    """`from_line`: the names whose value came from the @tokenhub line (a bad one says so)."""
     values: dict = {}
     for name, raw in given.items():
+        where = f" (in the {LINE_PREFIX} line)" if name in from_line else ""
         if name == "mode":
             mode = raw.strip().lower()
-            if mode not in MODES:  # its own code, as before directives: clients match on it
-                raise InvalidRequest(
+            if mode not in MODES:
+                if where:
+                    raise _bad(f"Directive mode{where} must be one of: {', '.join(MODES)}; got {raw!r}.", name)
+                raise InvalidRequest(  # the header's own code, as before directives: clients match on it
                     f"Unknown X-TokenHub-Mode {raw!r}; use one of: {', '.join(MODES)}.", param="X-TokenHub-Mode", code="invalid_mode"
                 )
             values["mode"] = mode
@@ -87,19 +92,20 @@ def _build(given: dict[str, str]) -> Directives:
             try:
                 usd = Decimal(raw.strip())
             except InvalidOperation:
-                raise _bad(f"Directive max_cost must be a number of USD, like 0.05; got {raw!r}.", name) from None
+                raise _bad(f"Directive max_cost{where} must be a number of USD, like 0.05; got {raw!r}.", name) from None
             if not usd.is_finite() or usd <= 0 or usd > MAX_COST_USD:
-                raise _bad(f"Directive max_cost must be above 0 and at most {MAX_COST_USD} USD; got {raw!r}.", name)
+                raise _bad(f"Directive max_cost{where} must be above 0 and at most {MAX_COST_USD} USD; got {raw!r}.", name)
             values["max_cost_micros"] = int(usd * 1_000_000)
         elif name == "prefer_brand":
-            values["prefer_brands"] = _brands(raw, name)
+            values["prefer_brands"] = _brands(raw, name, where)
         elif name == "exclude_brand":
-            values["exclude_brands"] = _brands(raw, name)
+            values["exclude_brands"] = _brands(raw, name, where)
         elif name == "latency_budget_ms":
             text = raw.strip()
             if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LATENCY_BUDGET_MS:  # isdigit alone takes "²"
                 raise _bad(
-                    f"Directive latency_budget_ms must be a whole number of milliseconds from 1 to {MAX_LATENCY_BUDGET_MS}; got {raw!r}.",
+                    f"Directive latency_budget_ms{where} must be a whole number of milliseconds from 1 to "
+                    f"{MAX_LATENCY_BUDGET_MS}; got {raw!r}.",
                     name,
                 )
             values["latency_budget_ms"] = int(text)
@@ -171,15 +177,15 @@ def _split(text: str) -> tuple[str | None, str]:
 def directives_take(*, headers, request: dict | None, is_allowed: bool) -> Directives:
     """The request's directives; a directive line is removed from `request` (changed in place)."""
     given = _from_headers(headers)
-    if request is not None:
-        given.update(_take_line(request))
+    line = _take_line(request) if request is not None else {}
+    given.update(line)
     if not given:
         return NONE
     if not is_allowed:
         raise Forbidden(
             "This API key may not use TokenHub directives (X-TokenHub-* headers or an @tokenhub line).", code="directives_not_allowed"
         )
-    return _build(given)
+    return _build(given, from_line=frozenset(line))
 
 
 def anthropic_system_strip(native: dict) -> None:

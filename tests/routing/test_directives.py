@@ -112,8 +112,28 @@ def test_a_latency_budget_fails_over_from_a_slow_first_byte(relay, alice, upstre
 
 def test_the_mode_directive_is_checked(relay, alice, two_brands):
     bad_line = ask(relay, alice.key, messages=[{"role": "system", "content": "@tokenhub mode=fastest"}, *QUESTION])
-    assert bad_line.status_code == 400 and bad_line.json()["error"]["code"] == "invalid_mode"
+    assert bad_line.status_code == 400
+    error = bad_line.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", "invalid_directive", "mode")
+    assert "@tokenhub line" in error["message"] and "'fastest'" in error["message"]
     assert ask(relay, alice.key, headers={"X-TokenHub-Mode": "cheap"}).status_code == 200
+    alpha, beta = two_brands
+    assert len(alpha.requests) + len(beta.requests) == 1  # the good header's request only
+
+
+def test_a_bad_mode_header_keeps_its_own_code(relay, alice, two_brands):
+    bad_header = ask(relay, alice.key, headers={"X-TokenHub-Mode": "fastest"})
+    assert bad_header.status_code == 400
+    error = bad_header.json()["error"]
+    assert (error["code"], error["param"]) == ("invalid_mode", "X-TokenHub-Mode")
+
+
+def test_a_bad_mode_in_the_line_is_the_lines_even_beside_a_good_header(relay, alice, two_brands):
+    answer = ask(
+        relay, alice.key, headers={"X-TokenHub-Mode": "cheap"},
+        messages=[{"role": "system", "content": "@tokenhub mode=bogus\nBe brief."}, *QUESTION],
+    )
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_directive"
 
 
 @pytest.mark.parametrize(
