@@ -6,7 +6,8 @@ only), and the one error shape every endpoint answers with:
     400 invalid_request   bad values (a service refused them); nothing changed
     401 unauthenticated   no operator token or session (a /v1 customer key is not one)
     403 forbidden         read-only token on a write, role too small, CSRF missing
-    404 not_found         no such object, or it belongs to a tenant the caller is not in
+    404 not_found         no such object, or it belongs to a tenant the caller is not in, or no such path
+    405 method_not_allowed  the path exists but does not take this method (`Allow` lists those it takes)
     409 conflict          the change clashes with what exists (history, idempotency key)
     422 validation_error  the body or query does not match the schema
     500 server_error      our fault; logged, never with details in the answer
@@ -14,10 +15,15 @@ only), and the one error shape every endpoint answers with:
 
 from __future__ import annotations
 
+import functools
 import logging
 
+from asgiref.sync import iscoroutinefunction
 from django.core.exceptions import ObjectDoesNotExist, ValidationError as DjangoValidationError
 from django.db import DataError, IntegrityError
+from django.http import HttpResponseNotAllowed
+from django.urls import re_path
+from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
 
@@ -33,7 +39,49 @@ log = logging.getLogger(__name__)
 CODES = {400: "invalid_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
          409: "conflict", 422: "validation_error", 500: "server_error"}
 
-api = NinjaAPI(
+
+
+class ManagementAPI(NinjaAPI):
+    """A NinjaAPI whose answers from outside the handlers have the error shape too: a method a
+    path does not take (django-ninja answers it in plain text) and a path no route matches (it
+    would fall through to Django's HTML page)."""
+
+    def _get_urls(self):
+        urls = super()._get_urls()
+        for pattern in urls:
+            pattern.callback = _shaped_405(pattern.callback)
+        # last, so that it only sees what no route matched
+        return [*urls, re_path(r"^", _no_such_path)]
+
+
+def _shaped_405(view):
+    def shaped(request, response):
+        if not isinstance(response, HttpResponseNotAllowed):
+            return response
+        answer = error_response(request, 405, f"{request.method} is not allowed here; allowed: {response['Allow']}")
+        answer["Allow"] = response["Allow"]
+        return answer
+
+    if iscoroutinefunction(view):
+        @functools.wraps(view)
+        async def checked_async(request, *args, **kwargs):
+            return shaped(request, await view(request, *args, **kwargs))
+
+        return checked_async
+
+    @functools.wraps(view)  # keeps csrf_exempt: a session's CSRF check is MemberSession's
+    def checked(request, *args, **kwargs):
+        return shaped(request, view(request, *args, **kwargs))
+
+    return checked
+
+
+@csrf_exempt  # nothing is written: a POST to a wrong path is a 404, not a CSRF failure
+def _no_such_path(request):
+    return error_response(request, 404, "no such path in the management API (its routes: /api/v1/docs)")
+
+
+api = ManagementAPI(
     title="TokenHub management API",
     version="1",
     description="Operators: `Authorization: Bearer <token from create_operator_token>`. Portal members: their session.",
