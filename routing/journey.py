@@ -272,13 +272,20 @@ def validate_chat(request: dict) -> None:
 
 
 def resolve_model(call: Call, table, name: str) -> ModelInfo:
+    info = model_check(call, table, name)
+    call.decision.model = info.public_id
+    return info
+
+
+def model_check(call: Call, table, name: str, *, param: str = "model") -> ModelInfo:
+    """The model `name` (an id or an alias) names, when this key may use it: else 404
+    `model_not_found` or 403 `model_not_allowed`, with `param` the field that named it."""
     info = table.resolve(name)
     if info is None:
-        raise ModelNotFound(f"The model '{name}' does not exist or you do not have access to it.", param="model")
+        raise ModelNotFound(f"The model '{name}' does not exist or you do not have access to it.", param=param)
     policy = call.identity.policy
     if not (policy.allows_model(info.public_id) or policy.allows_model(name)):
-        raise ModelNotAllowed(f"This API key is not allowed to use the model '{info.public_id}'.", param="model")
-    call.decision.model = info.public_id
+        raise ModelNotAllowed(f"This API key is not allowed to use the model '{info.public_id}'.", param=param)
     return info
 
 

@@ -8,7 +8,8 @@
                           and models[0] defends or corrects it
 
 Extra body fields: `models` (public model ids; default: the first three the key may use),
-`judge` (vote; default models[0]) and `rounds` (1-5; refine 2, adversarial 1 by default).
+`judge` (vote; default models[0]) and `rounds` (1-5; refine 2, adversarial 1 by default). A
+model named there is checked as a plain request's `model` (404 unknown, 403 not allowed).
 Every step is a sub-call that goes the whole journey (admission, routing and failover, its own
 hold and charge, its request log with `parent_request_id`), so the ledger shows each one. The
 answer is an ordinary chat.completion (streamed when asked: the final text as chunks once the
@@ -38,8 +39,8 @@ from providers import tokens
 from providers.base import Usage
 from providers.translate.common import usage_to_openai
 
-from .errors import InsufficientQuota, InvalidRequest, TokenHubError, UpstreamError
-from .journey import Call, chat, name_model, parse_body, record, steer, step_call, validate_chat
+from .errors import InsufficientQuota, InvalidRequest, ModelNotFound, TokenHubError, UpstreamError
+from .journey import Call, chat, model_check, name_model, parse_body, record, steer, step_call, validate_chat
 from .metering import Meter
 from .replies import Reply, StreamReply
 
@@ -271,15 +272,14 @@ def _check_body(request: dict) -> tuple[list[str] | None, str | None, int | None
 async def orchestrate(call: Call, request: dict) -> Reply | StreamReply:
     mode = request["model"]
     if mode not in MODES:
-        raise InvalidRequest(
-            f"Unknown orchestration model '{mode}'; use one of: {', '.join(MODES)}.", param="model", code="model_not_found"
-        )
+        raise ModelNotFound(f"The model '{mode}' does not exist; the orchestration models are: {', '.join(MODES)}.", param="model")
     models, judge, rounds = _check_body(request)
     table = await table_aget()
-    for name in [*(models or ()), *([judge] if judge else [])]:
-        info = table.resolve(name)
-        if info is None or not call.identity.policy.allows_model(info.public_id):
-            raise InvalidRequest(f"The model '{name}' does not exist or this key may not use it.", param="models", code="model_not_found")
+    # as a plain request would be answered for its `model`: 404 or 403, naming the field
+    for name in models or ():
+        model_check(call, table, name, param="models")
+    if judge:
+        model_check(call, table, judge, param="judge")
     models = models or await _visible_models(call, DEFAULT_MODELS)
     if not models:
         raise InvalidRequest("No model is available to this key for orchestration; give 'models'.", param="models", code="invalid_value")

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import flush_logs, make_channel, make_price
+from tests.conftest import flush_logs, make_channel, make_key, make_price
 
 
 @pytest.fixture
@@ -121,7 +121,7 @@ def test_the_ceiling_refuses_a_run_up_front_and_nothing_is_sent(relay, alice, th
 @pytest.mark.parametrize(
     "extra, param",
     [({"models": "m-one"}, "models"), ({"models": ["tokenhub/vote"]}, "models"), ({"rounds": 9}, "rounds"),
-     ({"judge": 3}, "judge"), ({"models": ["nope"]}, "models")],
+     ({"judge": 3}, "judge")],
 )
 def test_bad_orchestration_fields_are_refused(relay, alice, three_models, extra, param):
     with pytest.raises(openai.BadRequestError) as caught:
@@ -130,6 +130,32 @@ def test_bad_orchestration_fields_are_refused(relay, alice, three_models, extra,
     assert sum(len(f.requests) for f in three_models.values()) == 0
 
 
-def test_an_unknown_orchestration_model_is_refused(relay, alice, three_models):
-    with pytest.raises(openai.BadRequestError):
+def test_an_unknown_orchestration_model_is_not_found(relay, alice, three_models):
+    with pytest.raises(openai.NotFoundError) as caught:
         client_for(relay, alice).chat.completions.create(model="tokenhub/chaos", messages=[{"role": "user", "content": "hi"}])
+    assert (caught.value.code, caught.value.param) == ("model_not_found", "model")
+    assert "tokenhub/chaos" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "extra, param", [({"models": ["m-one", "nope"]}, "models"), ({"models": ["m-one"], "judge": "nope"}, "judge")]
+)
+def test_an_unknown_model_in_the_run_is_not_found_as_in_a_plain_request(relay, alice, three_models, extra, param):
+    with pytest.raises(openai.NotFoundError) as caught:
+        client_for(relay, alice).chat.completions.create(model="tokenhub/vote", messages=[{"role": "user", "content": "hi"}], extra_body=extra)
+    assert (caught.value.code, caught.value.param, caught.value.type) == ("model_not_found", param, "invalid_request_error")
+    assert "'nope'" in caught.value.message
+    assert sum(len(f.requests) for f in three_models.values()) == 0
+
+
+@pytest.mark.parametrize(
+    "extra, param", [({"models": ["m-one", "m-two"]}, "models"), ({"models": ["m-one"], "judge": "m-judge"}, "judge")]
+)
+def test_a_model_the_key_may_not_use_in_the_run_is_not_allowed_as_in_a_plain_request(relay, alice, three_models, extra, param):
+    limited = make_key(alice.tenant, allowed_models=["m-one"])
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        client_for(relay, limited).chat.completions.create(
+            model="tokenhub/vote", messages=[{"role": "user", "content": "hi"}], extra_body=extra
+        )
+    assert (caught.value.code, caught.value.param) == ("model_not_allowed", param)
+    assert sum(len(f.requests) for f in three_models.values()) == 0
