@@ -10,6 +10,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone as djtz
 
+from accounts.apiauth import MAX_ID
 from accounts.portal import portal_view
 from accounts.selectors import api_key_names
 from billing.money import format_micros
@@ -29,9 +30,19 @@ def _parse_time(text: str) -> datetime | None:
         return None
     try:
         value = datetime.fromisoformat(text)
-    except ValueError:
+        # in UTC, as the database compares it: 0001-01-01T00:00+01:00 is before the calendar
+        return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    except (ValueError, OverflowError):
         return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _parse_int(text: str, *, high: int) -> int | None:
+    """A filter's whole number from 0 to `high`, else None. Not str.isdigit() alone: it is true
+    for '²' (int() refuses it) and '٣' (int() reads 3); and past BIGINT the database overflows."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(high)):
+        return None
+    number = int(text)
+    return number if number <= high else None
 
 
 @portal_view(permission="view")
@@ -64,8 +75,7 @@ def dashboard(request):
 
 
 def _usage_filters(request) -> tuple[datetime, datetime | None]:
-    days = request.GET.get("days", "30")
-    days_n = int(days) if days.isdigit() and 0 < int(days) <= 366 else 30
+    days_n = _parse_int(request.GET.get("days", ""), high=366) or 30  # 0 too: at least today
     return _day_start(djtz.now().date()) - timedelta(days=days_n - 1), None
 
 
@@ -94,8 +104,8 @@ def usage(request):
 @portal_view(permission="usage")
 def logs(request):
     get = request.GET
-    key_id = int(get["key"]) if get.get("key", "").isdigit() else None
-    status = int(get["status"]) if get.get("status", "").isdigit() else None
+    key_id = _parse_int(get.get("key", ""), high=MAX_ID)
+    status = _parse_int(get.get("status", ""), high=999)
     page = request_logs_page(
         tenant_id=request.tenant.pk,
         page=get.get("page", 1),

@@ -219,3 +219,33 @@ def test_a_too_long_rotation_overlap_is_refused_and_keeps_the_secret(cast, login
     assert response.status_code == 302
     assert ApiKey.objects.get(pk=key.key_id).key_hash == before
 
+
+# str.isdigit() is true for these, int() refuses some and the database the rest
+ODD_NUMBERS = ["\u00b2", "\u0663", "\uff11", HUGE, "-1", " 1"]
+
+
+@pytest.mark.parametrize("value", ODD_NUMBERS)
+def test_odd_log_filters_are_ignored(cast, login, value):
+    tenant = cast["alice"].tenant
+    key = make_key(tenant, name="k")
+    log_for(tenant, key.key_id, 1)
+    client = login(cast["alice"])
+    for name in ("key", "status"):
+        response = client.get("/logs/", {name: value})
+        assert response.status_code == 200 and len(response.context["entries"]) == 1, name
+
+
+@pytest.mark.parametrize("value", [*ODD_NUMBERS, "0", "367"])
+def test_odd_usage_days_fall_back_to_thirty(cast, login, value):
+    response = login(cast["alice"]).get("/usage/", {"days": value})
+    assert response.status_code == 200 and response.context["days"] == 30
+
+
+def test_log_times_beyond_the_calendar_are_ignored(cast, login):
+    tenant = cast["alice"].tenant
+    key = make_key(tenant, name="k")
+    log_for(tenant, key.key_id, 1)
+    client = login(cast["alice"])
+    for name, value in (("since", "0001-01-01T00:00:00+01:00"), ("until", "9999-12-31T23:59:59-01:00")):
+        response = client.get("/logs/", {name: value})
+        assert response.status_code == 200 and len(response.context["entries"]) == 1, name
