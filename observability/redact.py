@@ -1,12 +1,15 @@
-"""Secrets out of what the audit log keeps: a field whose name marks it as a credential, key
-hash, token, password or one-time code is replaced by REDACTED, and so is any string that looks
-like a customer API key, wherever it sits."""
+"""Secrets out of what the audit log and the log lines keep: a field (or a query parameter)
+whose name marks it as a credential, key hash, token, password or one-time code is replaced by
+REDACTED, and so is any string that looks like a customer API key or an operator token,
+wherever it sits."""
 
 from __future__ import annotations
 
 import datetime
 import decimal
+import re
 import uuid
+from urllib.parse import unquote_plus
 
 REDACTED = "[redacted]"
 # Parts of a field name (split on "_") that make it secret: `credential`, `key_hash`, `api_key`,
@@ -16,7 +19,10 @@ SECRET_PARTS = frozenset(
 )
 # ...unless the name says it is only a reference or a display fragment.
 HARMLESS_SUFFIXES = ("_id", "_prefix", "_count", "_at")
-KEY_PREFIXES = ("sk-", "tk-")  # customer keys and operator tokens
+KEY_PREFIXES = ("sk-", "tho-")  # customer keys and operator tokens (accounts.services)
+# name=value in a query string (quotes end it: a request's repr quotes its path)
+_QUERY_PAIR = re.compile(r"(?P<lead>[?&;])(?P<name>[^=&;#\s'\"]*)=(?P<value>[^&;#\s'\"]*)")
+_KEY_LIKE = re.compile(r"\b(?:" + "|".join(re.escape(p) for p in KEY_PREFIXES) + r")[A-Za-z0-9_\-]{6,}")
 
 
 def is_secret_name(name: str) -> bool:
@@ -24,6 +30,19 @@ def is_secret_name(name: str) -> bool:
     if lowered.endswith(HARMLESS_SUFFIXES) or lowered == "idempotency_key":
         return False
     return any(part in SECRET_PARTS for part in lowered.replace("-", "_").split("_"))
+
+
+def text_redact(text: str) -> str:
+    """`text` (a URL, a request's repr, a log message) with the value of each query parameter
+    that is secret by its name or its look replaced, and any key-like string elsewhere too."""
+
+    def pair(match: re.Match) -> str:
+        name, value = unquote_plus(match["name"]), unquote_plus(match["value"])
+        if value and (is_secret_name(name) or value.startswith(KEY_PREFIXES)):
+            return f"{match['lead']}{match['name']}={REDACTED}"
+        return match[0]
+
+    return _KEY_LIKE.sub(REDACTED, _QUERY_PAIR.sub(pair, text))
 
 
 def redact(value):

@@ -95,3 +95,23 @@ def test_a_write_without_valid_credentials_is_401(relay_server, alice):
         assert_error(httpx.post(relay_server.url + "/api/v1/tenants", json={"name": "no one"}, headers=headers), 401, "unauthenticated")
     assert alice.tenant.api_keys.count() == keys
     assert not Tenant.objects.filter(name="no one").exists()
+
+
+def test_a_token_in_the_query_string_is_not_logged(relay_server, transactional_db):
+    """django.request logs the refused request (its repr has the query string): the secret stays out."""
+    import io
+    import logging
+
+    secret = operator_token("leaky")["token"]
+    console = next(h for h in logging.getLogger().handlers if h.name == "console")
+    written = io.StringIO()
+    earlier = console.setStream(written)
+    try:
+        response = httpx.get(relay_server.url + "/api/v1/tenants", params={"token": secret, "limit": "5"})
+    finally:
+        console.setStream(earlier)
+    assert_error(response, 401, "unauthenticated")
+    lines = written.getvalue()
+    assert "Unauthorized: /api/v1/tenants" in lines  # the line is written...
+    assert secret not in lines and secret[len("tho-"):][:12] not in lines  # ...without the token
+    assert "limit=5" in lines  # other query values stay readable
