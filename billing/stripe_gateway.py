@@ -8,16 +8,23 @@ decimals, so one minor unit is 10,000 micros.
 from __future__ import annotations
 
 import json
+import logging
 
 import stripe
 from django.conf import settings
+
+log = logging.getLogger(__name__)
 
 MICROS_PER_MINOR = 10_000  # USD and CNY: 2 decimal places
 CURRENCIES = ("USD", "CNY")
 
 
 class GatewayError(Exception):
-    """Stripe could not be reached or refused the call; the message is safe to show."""
+    """Stripe could not be reached or refused the call; the message is safe to show (the
+    details are logged where it is raised)."""
+
+
+UNREACHABLE = "The payment provider could not be reached; please try again in a few minutes."
 
 
 class SignatureInvalid(Exception):
@@ -33,9 +40,18 @@ def client() -> stripe.StripeClient:
     return stripe.StripeClient(settings.STRIPE_SECRET_KEY, base_addresses=base, max_network_retries=1)
 
 
-def _safe(exc: stripe.StripeError) -> str:
-    # user_message is Stripe's text meant for people; never the key or the request
-    return exc.user_message or type(exc).__name__
+def _gateway_error(exc: stripe.StripeError, *, failed: str) -> GatewayError:
+    """The error to raise for a failed call, its details logged. The SDK's own text (no answer,
+    a 5xx, a 429) names our hosts and transport: a plain sentence instead. Stripe's answer about
+    the request (a card declined, an amount refused) is meant for people: kept. A refused key's
+    text quotes the key: its class name only."""
+    log.warning("%s: %s: %s", failed, type(exc).__name__, exc)
+    status = exc.http_status or 0
+    if not status or status >= 500 or isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError)):
+        return GatewayError(UNREACHABLE)
+    if isinstance(exc, (stripe.AuthenticationError, stripe.PermissionError)):
+        return GatewayError(f"{failed}: {type(exc).__name__}")
+    return GatewayError(f"{failed}: {exc.user_message or type(exc).__name__}")
 
 
 def checkout_session_create(
@@ -70,7 +86,7 @@ def checkout_session_create(
     try:
         session = client().v1.checkout.sessions.create(params=params, options={"idempotency_key": idempotency_key})
     except stripe.StripeError as exc:
-        raise GatewayError(f"Stripe refused the checkout session: {_safe(exc)}") from None
+        raise _gateway_error(exc, failed="Stripe refused the checkout session") from None
     return session.to_dict()
 
 
@@ -79,7 +95,7 @@ def checkout_session_receipt_url(*, session_id: str) -> str:
     try:
         session = client().v1.checkout.sessions.retrieve(session_id, params={"expand": ["payment_intent.latest_charge"]})
     except stripe.StripeError as exc:
-        raise GatewayError(f"Stripe could not return the session: {_safe(exc)}") from None
+        raise _gateway_error(exc, failed="Stripe could not return the session") from None
     intent = session.to_dict().get("payment_intent")
     charge = intent.get("latest_charge") if isinstance(intent, dict) else None
     return str(charge.get("receipt_url") or "") if isinstance(charge, dict) else ""
@@ -92,7 +108,7 @@ def payment_intent_reference(*, intent_id: str) -> str:
     except stripe.InvalidRequestError:
         return ""  # no such intent in this account
     except stripe.StripeError as exc:
-        raise GatewayError(f"Stripe could not return the payment intent: {_safe(exc)}") from None
+        raise _gateway_error(exc, failed="Stripe could not return the payment intent") from None
     return str((intent.to_dict().get("metadata") or {}).get("tokenhub_ref") or "")
 
 

@@ -4,6 +4,7 @@ fake Stripe), a pending payment, and nothing credited before the verified webhoo
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from urllib.parse import parse_qs
@@ -154,3 +155,16 @@ def test_create_topup_refuses_bad_arguments_in_one_line(relay, stripe_fake):
         assert done.returncode != 0 and done.stdout == ""
         assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr, done.stderr
     assert not Payment.objects.exists() and not _created_sessions(stripe_fake)
+
+
+def test_an_unreachable_stripe_is_a_plain_message_and_the_details_are_logged(payer, stripe_fake, settings, caplog):
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # discard: nothing listens
+    portal, _, _ = payer
+    with caplog.at_level("WARNING", logger="billing.stripe_gateway"):
+        response = portal.post("/topup/", {"balance": "credit", "amount": "25"})
+    assert response.status_code == 400
+    shown = re.findall(r'<p class="error" role="alert">(.*?)</p>', response.text, re.S)
+    assert shown == ["The payment provider could not be reached; please try again in a few minutes."]
+    assert "127.0.0.1:9" not in response.text and "Connection" not in response.text
+    assert any("127.0.0.1" in record.getMessage() for record in caplog.records)
+    assert not Payment.objects.exists()
