@@ -19,8 +19,11 @@ The run has a cost ceiling when the caller gives `max_cost` (directive): before 
 sent, the worst case of every planned step (prompt plus each step's output limit, at list price
 and the group's ratio) must fit, else 402; each step then holds at most what is left. It also
 has a deadline (ORCHESTRATION_DEADLINE_S). A failing model in a vote is left out and named in
-the judge's brief; a failing step in refine/adversarial ends the run with the best answer so far;
-a run where nothing answered is 502.
+the judge's brief; a failing step in refine/adversarial ends the run with the best answer so far.
+A run where nothing answered is 502 `upstream_error`, unless no failed step reached an upstream
+and all were refused for one reason (same status and code: insufficient_quota, a key's cap,
+model_not_priced, no_available_channel, rate_limit_exceeded): then the run is refused with that
+error, its message giving each model's reason, as a plain request would be (`_nothing_answered`).
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class Step:
     text: str = ""
     usage: Usage | None = None
     error: str = ""
+    refusal: TokenHubError | None = None  # why it failed when nothing reached an upstream
 
     def as_dict(self) -> dict:
         return {
@@ -108,6 +112,8 @@ class Run:
             reply = await chat(sub, body)
         except TokenHubError as error:
             step.status, step.error = error.status, error.message
+            if all(a.get("outcome") == "skipped" for a in sub.attempts.made):  # refused here, before any upstream
+                step.refusal = error
             return step
         completion = orjson.loads(reply.body)
         choice = (completion.get("choices") or [{}])[0]
@@ -124,7 +130,7 @@ class Run:
         answers = await asyncio.gather(*(self.ask("answer", m, self._messages()) for m in self.models))
         good = [s for s in answers if s.status == 200]
         if not good:
-            raise UpstreamError("No model answered: " + "; ".join(f"{s.model}: {s.error}" for s in answers))
+            raise _nothing_answered("No model answered", answers)
         failed = "".join(f"\n(Model {s.model} could not answer: {s.error})" for s in answers if s.status != 200)
         candidates = "\n\n".join(f"### Answer {n} ({s.model})\n{s.text}" for n, s in enumerate(good, 1))
         brief = (
@@ -144,7 +150,7 @@ class Run:
         critic = self.models[1] if len(self.models) > 1 else writer
         draft = await self.ask("draft", writer, self._messages())
         if draft.status != 200:
-            raise UpstreamError(f"The first draft failed: {draft.error}")
+            raise _nothing_answered("The first draft failed", [draft])
         text = draft.text
         for _ in range(self.rounds):
             critique = await self.ask(
@@ -180,7 +186,7 @@ class Run:
         attacker = self.models[1] if len(self.models) > 1 else defender
         first = await self.ask("answer", defender, self._messages())
         if first.status != 200:
-            raise UpstreamError(f"The first answer failed: {first.error}")
+            raise _nothing_answered("The first answer failed", [first])
         text = first.text
         for _ in range(self.rounds):
             attack = await self.ask(
@@ -226,6 +232,22 @@ class Run:
         return [(writer, prompt)] + [
             pair for _ in range(self.rounds) for pair in ((other, prompt + step + 50), (writer, prompt + 2 * step + 50))
         ]
+
+
+def _nothing_answered(what: str, failed: list[Step]) -> TokenHubError:
+    """The error of a run in which no step answered. Steps all refused before reaching an
+    upstream, for one reason (status and code), make the run refused for it: the client's
+    problem (money, a price, no channel, its rate), which a retry of the same run will not fix
+    sooner. Anything else (a step that reached an upstream, or reasons that differ) is 502."""
+    detail = "; ".join(f"{s.model}: {s.error}" for s in failed) if len(failed) > 1 else failed[0].error
+    refusals = [s.refusal for s in failed]
+    if any(r is None for r in refusals) or len({(r.status, r.code) for r in refusals}) != 1:
+        return UpstreamError(f"{what}: {detail}")
+    first = refusals[0]
+    waits = [r.headers.get("retry-after") for r in refusals]
+    # Retry-After only when every model says when (the soonest: a vote can run on fewer models)
+    headers = {"retry-after": min(waits, key=int)} if all(w and w.isascii() and w.isdigit() for w in waits) else None
+    return type(first)(f"{what}: {detail}", param=first.param, code=first.code, headers=headers)
 
 
 async def _worst_micros(call: Call, model: str, prompt_tokens: int, completion_tokens: int) -> int:

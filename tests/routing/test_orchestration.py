@@ -159,3 +159,100 @@ def test_a_model_the_key_may_not_use_in_the_run_is_not_allowed_as_in_a_plain_req
         )
     assert (caught.value.code, caught.value.param) == ("model_not_allowed", param)
     assert sum(len(f.requests) for f in three_models.values()) == 0
+
+
+# --- a run where nothing answered: refused for the client's reason, or 502 ------------------------
+
+
+def ask_run(client, mode="tokenhub/vote", **extra):
+    return client.chat.completions.create(model=mode, messages=[{"role": "user", "content": "hi"}], extra_body=extra)
+
+
+def no_money_moved(tenant) -> None:
+    from billing.models import Hold, LedgerEntry
+
+    flush_logs()
+    assert not Hold.objects.filter(status=Hold.Status.OPEN).exists()
+    assert not LedgerEntry.objects.filter(balance__tenant=tenant, amount_micros__lt=0).exists()
+
+
+@pytest.mark.parametrize("mode", ["tokenhub/vote", "tokenhub/refine", "tokenhub/adversarial"])
+def test_a_run_no_balance_can_pay_for_is_402_and_charges_nothing(relay, three_models, mode):
+    from tests.conftest import make_tenant
+
+    broke = make_key(make_tenant("broke", credit=None, wallet=None))
+    with pytest.raises(openai.APIStatusError) as caught:
+        ask_run(client_for(relay, broke), mode, models=["m-one", "m-two"], judge="m-judge")
+
+    assert caught.value.status_code == 402
+    assert (caught.value.code, caught.value.type) == ("insufficient_quota", "insufficient_quota")
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    if mode == "tokenhub/vote":
+        assert "m-one:" in caught.value.message and "m-two:" in caught.value.message
+    assert sum(len(f.requests) for f in three_models.values()) == 0
+    no_money_moved(broke.tenant)
+
+
+def test_a_run_past_the_keys_spending_cap_is_402_saying_so(relay, alice, three_models):
+    capped = make_key(alice.tenant, daily_cap_micros=1)
+    with pytest.raises(openai.APIStatusError) as caught:
+        ask_run(client_for(relay, capped), models=["m-one", "m-two"], judge="m-judge")
+
+    assert caught.value.status_code == 402 and caught.value.code == "insufficient_quota"
+    assert "cap" in caught.value.message
+    assert sum(len(f.requests) for f in three_models.values()) == 0
+    no_money_moved(alice.tenant)
+
+
+def test_a_run_of_models_without_a_price_is_503_model_not_priced(relay, alice, three_models):
+    for name in ("m-free-a", "m-free-b"):
+        make_channel(name, three_models["m-one"].url + "/v1", models=[name])
+
+    with pytest.raises(openai.InternalServerError) as caught:
+        ask_run(client_for(relay, alice), models=["m-free-a", "m-free-b"], judge="m-judge")
+
+    assert caught.value.status_code == 503 and caught.value.code == "model_not_priced"
+    assert "m-free-a" in caught.value.message and "m-free-b" in caught.value.message
+    assert sum(len(f.requests) for f in three_models.values()) == 0
+
+
+def test_a_run_with_no_available_channel_is_503_no_available_channel(relay, alice, three_models):
+    from channels.services import channel_set_status
+
+    make_price("m-off", "1", "2")
+    off = make_channel("off", three_models["m-one"].url + "/v1", models=["m-off"])
+    channel_set_status(channel=off, is_enabled=False, reason="maintenance")
+
+    with pytest.raises(openai.InternalServerError) as caught:
+        ask_run(client_for(relay, alice), "tokenhub/refine", models=["m-off", "m-two"])
+
+    assert caught.value.status_code == 503 and caught.value.code == "no_available_channel"
+    assert "maintenance" not in caught.value.message
+    assert sum(len(f.requests) for f in three_models.values()) == 0
+
+
+def test_a_run_where_a_step_reached_an_upstream_stays_502(relay, alice, three_models):
+    make_price("m-broken", "1", "2")
+    make_channel("broken", "http://127.0.0.1:9/v1", models=["m-broken"])  # nothing listens there
+    make_channel("unpriced", three_models["m-one"].url + "/v1", models=["m-unpriced"])
+
+    with pytest.raises(openai.InternalServerError) as caught:
+        ask_run(client_for(relay, alice), models=["m-broken", "m-unpriced"], judge="m-judge")
+
+    assert caught.value.status_code == 502 and caught.value.code == "upstream_error"
+    assert "m-broken:" in caught.value.message and "m-unpriced:" in caught.value.message
+
+
+def test_a_run_refused_for_different_reasons_is_502(relay, alice, three_models):
+    from channels.services import channel_set_status
+
+    make_price("m-off", "1", "2")
+    off = make_channel("off", three_models["m-one"].url + "/v1", models=["m-off"])
+    channel_set_status(channel=off, is_enabled=False, reason="maintenance")
+    make_channel("unpriced", three_models["m-one"].url + "/v1", models=["m-unpriced"])
+
+    with pytest.raises(openai.InternalServerError) as caught:
+        ask_run(client_for(relay, alice), models=["m-off", "m-unpriced"], judge="m-judge")
+
+    assert caught.value.status_code == 502 and caught.value.code == "upstream_error"
+    assert sum(len(f.requests) for f in three_models.values()) == 0
