@@ -4,7 +4,7 @@ from django import forms
 
 from billing.forms import MicrosField
 
-from .models import Membership
+from .models import Invitation, Membership
 
 # rpm and tpm are PositiveIntegerFields: PostgreSQL's integer, the management API's bound too
 MAX_RATE = 2**31 - 1
@@ -57,7 +57,7 @@ class RotateForm(forms.Form):
 
 
 class InviteForm(forms.Form):
-    email = forms.EmailField(label="Email address")
+    email = forms.EmailField(label="Email address", max_length=Invitation._meta.get_field("email").max_length)
     role = forms.ChoiceField(
         choices=[(Membership.Role.MEMBER, "member"), (Membership.Role.ADMIN, "admin")], initial=Membership.Role.MEMBER
     )

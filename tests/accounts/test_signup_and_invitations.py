@@ -123,3 +123,26 @@ def test_a_member_cannot_invite(cast, login):
 def test_pages_send_strangers_to_the_login(client, transactional_db, path):
     response = client.get(path)
     assert response.status_code == 302 and response.url.startswith("/login/")
+
+
+def test_an_email_longer_than_the_user_table_holds_is_a_form_error_and_makes_nobody(client, transactional_db):
+    from allauth.account.models import EmailAddress
+    from django.contrib.auth import get_user_model
+
+    from accounts.models import Tenant
+
+    email = "a" * 64 + "@" + ".".join(["b" * 60] * 3) + ".example.com"  # 261 characters, a valid address
+    assert len(email) > 254
+    response = sign_up(client, email)
+    assert response.status_code == 200 and "email" in response.context["form"].errors
+    assert not get_user_model().objects.exists() and not EmailAddress.objects.exists()
+    assert not Tenant.objects.exists() and not mail.outbox
+
+
+def test_an_invitation_to_an_over_long_email_is_refused(cast, login):
+    from accounts.models import Invitation
+
+    email = "a" * 64 + "@" + ".".join(["b" * 60] * 3) + ".example.com"
+    response = login(cast["alice"]).post("/team/", {"email": email, "role": "member"})
+    assert response.status_code == 400 and "email" in response.context["form"].errors
+    assert not Invitation.objects.exists() and not mail.outbox
