@@ -41,7 +41,7 @@ from providers import tokens
 from vault.services import warn_if_key_derived_from_secret_key
 
 from . import dashboard, embeddings, idempotency, inbound_anthropic, media, model_list, orchestration, responses
-from .errors import RequestTooLarge, TokenHubError
+from .errors import RequestTooLarge, TokenHubError, echo
 from .journey import Call, Identity, check_key, record
 from .metering import Meter
 from .replies import Reply, StreamReply
@@ -296,14 +296,14 @@ async def shutdown() -> None:
 
 def _not_found(request: Request) -> Reply:
     started = time.perf_counter()
-    error = TokenHubError(f"Unknown endpoint {request.method} {request.url.path}.", code="unknown_url")
+    error = TokenHubError(f"Unknown endpoint {echo(request.method)} {echo(request.url.path)}.", code="unknown_url")
     error.status, error.type = 404, "invalid_request_error"
     return error_response(error, new_request_id(), overhead_ms=_overhead_ms(started, None))
 
 
 def _method_not_allowed(request: Request, allow: str) -> Reply:
     started = time.perf_counter()
-    error = TokenHubError(f"{request.method} is not allowed on {request.url.path}; use {allow}.", code="method_not_allowed")
+    error = TokenHubError(f"{echo(request.method)} is not allowed on {echo(request.url.path)}; use {allow}.", code="method_not_allowed")
     error.status, error.type, error.should_retry = 405, "invalid_request_error", False
     error.headers = {"allow": allow}
     protocol = "anthropic" if request.url.path.startswith("/v1/messages") else "openai"

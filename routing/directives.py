@@ -31,7 +31,7 @@ from decimal import Decimal, InvalidOperation
 
 from channels.strategies import MODES
 
-from .errors import Forbidden, InvalidRequest
+from .errors import Forbidden, InvalidRequest, echo
 
 LINE_PREFIX = "@tokenhub"
 HEADERS = {
@@ -83,18 +83,18 @@ def _build(given: dict[str, str], *, from_line: frozenset[str] = frozenset()) ->
             mode = raw.strip().lower()
             if mode not in MODES:
                 if where:
-                    raise _bad(f"Directive mode{where} must be one of: {', '.join(MODES)}; got {raw!r}.", name)
+                    raise _bad(f"Directive mode{where} must be one of: {', '.join(MODES)}; got {echo(raw)!r}.", name)
                 raise InvalidRequest(  # the header's own code, as before directives: clients match on it
-                    f"Unknown X-TokenHub-Mode {raw!r}; use one of: {', '.join(MODES)}.", param="X-TokenHub-Mode", code="invalid_mode"
+                    f"Unknown X-TokenHub-Mode {echo(raw)!r}; use one of: {', '.join(MODES)}.", param="X-TokenHub-Mode", code="invalid_mode"
                 )
             values["mode"] = mode
         elif name == "max_cost":
             try:
                 usd = Decimal(raw.strip())
             except InvalidOperation:
-                raise _bad(f"Directive max_cost{where} must be a number of USD, like 0.05; got {raw!r}.", name) from None
+                raise _bad(f"Directive max_cost{where} must be a number of USD, like 0.05; got {echo(raw)!r}.", name) from None
             if not usd.is_finite() or usd <= 0 or usd > MAX_COST_USD:
-                raise _bad(f"Directive max_cost{where} must be above 0 and at most {MAX_COST_USD} USD; got {raw!r}.", name)
+                raise _bad(f"Directive max_cost{where} must be above 0 and at most {MAX_COST_USD} USD; got {echo(raw)!r}.", name)
             values["max_cost_micros"] = int(usd * 1_000_000)
         elif name == "prefer_brand":
             values["prefer_brands"] = _brands(raw, name, where)
@@ -105,7 +105,7 @@ def _build(given: dict[str, str], *, from_line: frozenset[str] = frozenset()) ->
             if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LATENCY_BUDGET_MS:  # isdigit alone takes "²"
                 raise _bad(
                     f"Directive latency_budget_ms{where} must be a whole number of milliseconds from 1 to "
-                    f"{MAX_LATENCY_BUDGET_MS}; got {raw!r}.",
+                    f"{MAX_LATENCY_BUDGET_MS}; got {echo(raw)!r}.",
                     name,
                 )
             values["latency_budget_ms"] = int(text)
@@ -120,7 +120,7 @@ def _from_headers(headers) -> dict[str, str]:
             given[name] = value
     for header in headers.keys():
         if header.lower().startswith("x-tokenhub-") and header.lower() not in HEADERS and header.lower() != "x-tokenhub-overhead-ms":
-            raise _bad(f"Unknown directive header {header!r}; known: {', '.join(h.title() for h in HEADERS)}.", header)
+            raise _bad(f"Unknown directive header {echo(header)!r}; known: {', '.join(h.title() for h in HEADERS)}.", header)
     return given
 
 
@@ -129,9 +129,9 @@ def _parse_line(line: str) -> dict[str, str]:
     for token in line[len(LINE_PREFIX):].split():
         name, equals, value = token.partition("=")
         if not equals or not value:
-            raise _bad(f"A directive is name=value; got {token!r}.", "messages")
+            raise _bad(f"A directive is name=value; got {echo(token)!r}.", "messages")
         if name not in NAMES:
-            raise _bad(f"Unknown directive {name!r}; known: {', '.join(sorted(NAMES))}.", "messages")
+            raise _bad(f"Unknown directive {echo(name)!r}; known: {', '.join(sorted(NAMES))}.", "messages")
         given[name] = value
     return given
 

@@ -18,6 +18,8 @@ Anthropic's error type follows the status (ANTHROPIC_TYPES); a status Anthropic 
 its own for (409 for a reused Idempotency-Key, ...) is `invalid_request_error` below 500 and
 `api_error` above, so the client reads whose fault it is.
 Errors no retry can fix carry `x-should-retry: false` so the official SDKs give up at once.
+A value the client sent is quoted in a message through `echo`, which cuts it to ECHO_MAX_CHARS:
+a 100,000-character model name is not sent back whole.
 """
 
 from __future__ import annotations
@@ -38,6 +40,15 @@ ANTHROPIC_TYPES = {
     503: "overloaded_error",
     529: "overloaded_error",
 }
+
+ECHO_MAX_CHARS = 200
+
+
+def echo(value: object) -> str:
+    """`value` (something the client sent) as an error message may quote it: its first
+    ECHO_MAX_CHARS characters, and an ellipsis when there were more."""
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= ECHO_MAX_CHARS else text[:ECHO_MAX_CHARS] + "…"
 
 
 def anthropic_type(status: int) -> str:

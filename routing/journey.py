@@ -47,6 +47,7 @@ from .errors import (
     RequestTooLarge,
     TokenHubError,
     UpstreamError,
+    echo,
 )
 from .metering import Meter, output_limit_write
 from .replies import Reply, StreamReply
@@ -282,7 +283,7 @@ def model_check(call: Call, table, name: str, *, param: str = "model") -> ModelI
     `model_not_found` or 403 `model_not_allowed`, with `param` the field that named it."""
     info = table.resolve(name)
     if info is None:
-        raise ModelNotFound(f"The model '{name}' does not exist or you do not have access to it.", param=param)
+        raise ModelNotFound(f"The model '{echo(name)}' does not exist or you do not have access to it.", param=param)
     policy = call.identity.policy
     if not (policy.allows_model(info.public_id) or policy.allows_model(name)):
         raise ModelNotAllowed(f"This API key is not allowed to use the model '{info.public_id}'.", param=param)

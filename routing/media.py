@@ -36,7 +36,7 @@ from billing.ratecard import ratecard_aget
 from channels import upstream
 from channels.table import Route, table_aget
 
-from .errors import InvalidRequest, ModelNotPriced, NoAvailableChannel, TokenHubError
+from .errors import InvalidRequest, ModelNotPriced, NoAvailableChannel, TokenHubError, echo
 from .journey import Call, candidates_for, check_rate, parse_body, record, resolve_model, send, steer
 from .metering import Meter
 from .replies import Reply
@@ -216,7 +216,7 @@ def form_parse(content_type: str, body: bytes) -> tuple[list[tuple[str, str]], t
             try:
                 fields.append((name, payload.decode("utf-8")))
             except UnicodeDecodeError:
-                raise InvalidRequest(f"Invalid value for '{name}': not UTF-8 text.", param=name, code="invalid_value") from None
+                raise InvalidRequest(f"Invalid value for '{echo(name)}': not UTF-8 text.", param=name, code="invalid_value") from None
     if file is None or not file[1]:
         raise InvalidRequest("Missing required parameter: 'file'.", param="file", code="missing_required_parameter")
     return fields, file

@@ -17,7 +17,7 @@ import orjson
 
 from channels.table import ModelInfo, RoutingTable, table_aget
 
-from .errors import InvalidRequest, ModelNotFound
+from .errors import InvalidRequest, ModelNotFound, echo
 from .journey import Call, check_rate
 from .replies import Reply
 
@@ -103,6 +103,6 @@ async def retrieve_model(call: Call, _body: bytes) -> Reply:
     wanted = call.identity.path_params.get("model_id", "")
     info = table.resolve(wanted)
     if info is None or info not in _visible(call, table):
-        raise ModelNotFound(f"The model '{wanted}' does not exist or you do not have access to it.", param="model")
+        raise ModelNotFound(f"The model '{echo(wanted)}' does not exist or you do not have access to it.", param="model")
     body = _anthropic_model(info) if wants_anthropic_shape(call.identity.headers) else _openai_model(table, info)
     return Reply(200, orjson.dumps(body), call.headers())

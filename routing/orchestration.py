@@ -42,7 +42,7 @@ from providers import tokens
 from providers.base import Usage
 from providers.translate.common import usage_to_openai
 
-from .errors import InsufficientQuota, InvalidRequest, ModelNotFound, TokenHubError, UpstreamError
+from .errors import InsufficientQuota, InvalidRequest, ModelNotFound, TokenHubError, UpstreamError, echo
 from .journey import Call, chat, model_check, name_model, parse_body, record, steer, step_call, validate_chat
 from .metering import Meter
 from .replies import Reply, StreamReply
@@ -294,7 +294,7 @@ def _check_body(request: dict) -> tuple[list[str] | None, str | None, int | None
 async def orchestrate(call: Call, request: dict) -> Reply | StreamReply:
     mode = request["model"]
     if mode not in MODES:
-        raise ModelNotFound(f"The model '{mode}' does not exist; the orchestration models are: {', '.join(MODES)}.", param="model")
+        raise ModelNotFound(f"The model '{echo(mode)}' does not exist; the orchestration models are: {', '.join(MODES)}.", param="model")
     models, judge, rounds = _check_body(request)
     table = await table_aget()
     # as a plain request would be answered for its `model`: 404 or 403, naming the field

@@ -52,7 +52,7 @@ from providers.translate import responses as translate
 from providers.usage import usage_from_responses
 
 from .directives import responses_line_strip
-from .errors import InvalidRequest, NoAvailableChannel, UpstreamError
+from .errors import InvalidRequest, NoAvailableChannel, UpstreamError, echo
 from .journey import (
     Call,
     admit_chat,
@@ -295,7 +295,7 @@ async def _recall(call: Call, response_id: str) -> _Memory:
         session = kept.get("session")
         return _Memory([], kept["channel_id"], kept["context_tokens"], session if isinstance(session, str) else None)
     raise InvalidRequest(
-        f"Previous response with id '{response_id}' not found.", param="previous_response_id", code="previous_response_not_found"
+        f"Previous response with id '{echo(response_id)}' not found.", param="previous_response_id", code="previous_response_not_found"
     )
 
 

@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import InvalidRequest
+from .errors import InvalidRequest, echo
 
 __all__ = [
     "ChatRequest",
@@ -357,10 +357,10 @@ def _invalid(errors: list[dict], protocol: str) -> InvalidRequest:
         code = _FIELD_CODES.get(field, "invalid_value")
     if protocol == "anthropic":
         dotted = ".".join(str(part) for part in loc)
-        return InvalidRequest(f"{dotted}: {what}" if dotted else what, param=param, code=code)
+        return InvalidRequest(f"{echo(dotted)}: {what}" if dotted else what, param=param, code=code)
     if error["type"] == "missing":
         return InvalidRequest(f"Missing required parameter: '{param}'.", param=param, code=code)
-    return InvalidRequest(f"Invalid value for '{param}': {what}." if param else f"{what}.", param=param, code=code)
+    return InvalidRequest(f"Invalid value for '{echo(param)}': {what}." if param else f"{what}.", param=param, code=code)
 
 
 def _path(loc: tuple) -> list:

@@ -229,3 +229,35 @@ def test_every_client_error_class_reads_as_the_clients_fault_to_anthropic_client
             assert kind != "api_error", cls
         else:
             assert kind in ("api_error", "overloaded_error"), cls
+
+
+LONG = "m" * 100_000
+LONG_PATH = "m" * 5_000  # a URL's whole request line must stay under the server's 16 KiB
+HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(
+    "method, path, body, headers",
+    [
+        ("POST", "/v1/chat/completions", {"model": LONG, "messages": HI}, {}),
+        ("GET", "/v1/models/" + LONG_PATH, None, {}),
+        ("GET", "/v1/models/" + LONG_PATH, None, {"anthropic-version": "2023-06-01"}),
+        ("POST", "/v1/messages", {"model": LONG, "max_tokens": 5, "messages": HI}, {}),
+        ("POST", "/v1/responses", {"model": "gpt-test", "input": "hi", "previous_response_id": LONG}, {}),
+        ("POST", "/v1/chat/completions", {"model": "tokenhub/" + LONG, "messages": HI}, {}),
+        ("POST", "/v1/chat/completions", {"model": "tokenhub/vote", "models": [LONG], "messages": HI}, {}),
+        ("POST", "/v1/chat/completions", {"model": "gpt-test", "messages": [{"role": "system", "content": f"@tokenhub {LONG}=1"}, *HI]}, {}),
+        ("POST", "/v1/chat/completions", {"model": "gpt-test", "messages": [{"role": "system", "content": f"@tokenhub mode={LONG}"}, *HI]}, {}),
+        ("POST", "/v1/chat/completions", {"model": "gpt-test", "messages": HI}, {"X-TokenHub-Mode": LONG}),
+        ("POST", "/v1/" + LONG_PATH, {}, {}),
+    ],
+)
+def test_a_long_value_from_the_client_is_cut_where_an_error_quotes_it(relay, alice, priced, method, path, body, headers):
+    answer = httpx.request(
+        method, relay.url + path, json=body, headers={"authorization": f"Bearer {alice.key}", **headers}, timeout=30
+    )
+
+    assert 400 <= answer.status_code < 500, answer.text[:300]
+    error = answer.json()["error"]
+    assert len(error["message"]) < 1_000
+    assert "m" * 190 in error["message"] and "m" * 201 not in error["message"] and "…" in error["message"], error["message"]
