@@ -1,13 +1,19 @@
 """Plumbing shared by our management commands: `--json` output, one-line errors, nothing
 changed on failure (each command's work runs in one transaction), and one audit record per
-successful run of a mutating command (`is_mutating`, on unless a command says it only reads)."""
+successful run of a mutating command (`is_mutating`, on unless a command says it only reads).
+
+A command's stderr holds its one-line error and nothing else: while it runs, log records below
+ERROR do not reach the console handler (the SDKs' and our own warnings about a failure the
+error line already states); `-v 2` lets them through again."""
 
 from __future__ import annotations
 
 import getpass
 import json
+import logging
 import os
 import sys
+from contextlib import contextmanager
 
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -39,6 +45,10 @@ class JsonCommand(BaseCommand):
         pass
 
     def handle(self, *args, **options):
+        with _console_errors_only(unless=options.get("verbosity", 1) >= 2):
+            self._handle(options)
+
+    def _handle(self, options: dict) -> None:
         try:
             if self.atomic:
                 with transaction.atomic():
@@ -87,6 +97,27 @@ def cli_actor() -> str:
     except (KeyError, OSError):  # no name for this uid (a bare container)
         user = f"uid{os.getuid()}"
     return f"cli:{user}"
+
+
+def _below_error(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
+
+
+@contextmanager
+def _console_errors_only(*, unless: bool):
+    """Records below ERROR stay off the console handler (stderr) of our LOGGING meanwhile; other
+    handlers (a test's capture, a file) still get them."""
+    consoles = [] if unless else [h for h in logging.getLogger().handlers if h.get_name() == CONSOLE_HANDLER]
+    for handler in consoles:
+        handler.addFilter(_below_error)
+    try:
+        yield
+    finally:
+        for handler in consoles:
+            handler.removeFilter(_below_error)
+
+
+CONSOLE_HANDLER = "console"  # the stderr handler's name in observability.logs.logging_config
 
 
 def _one_line(exc: Exception) -> str:

@@ -116,8 +116,11 @@ def logging_config(*, log_format: str, level: str) -> dict:
         },
         "root": {"handlers": ["console"], "level": level},
         "loggers": {
+            # client libraries log every call at INFO (stripe: each request and retry)
             "httpx": {"level": "WARNING"},
             "httpcore": {"level": "WARNING"},
+            "stripe": {"level": "WARNING"},
+            "urllib3": {"level": "WARNING"},
             # on the logger too, so that every handler (not only ours) gets the redacted record
             "django.request": {"filters": ["secrets"]},
             ACCESS_LOGGER: {"handlers": ["access"], "level": "INFO", "propagate": False},  # whatever LOG_LEVEL says

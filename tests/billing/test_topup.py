@@ -157,6 +157,22 @@ def test_create_topup_refuses_bad_arguments_in_one_line(relay, stripe_fake):
     assert not Payment.objects.exists() and not _created_sessions(stripe_fake)
 
 
+def test_create_topup_writes_nothing_to_stderr_when_it_succeeds(relay, stripe_fake):
+    make_tenant("invoiced", credit=None, wallet=None)
+    done = _command("create_topup", "invoiced", "--balance", "credit", "--amount", "10", "--json")
+    assert done.returncode == 0 and done.stderr == ""
+    assert json.loads(done.stdout)["session_id"]
+
+
+def test_create_topup_with_stripe_unreachable_prints_one_line_on_stderr(relay, stripe_fake, settings):
+    make_tenant("invoiced", credit=None, wallet=None)
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # discard: nothing listens
+    done = _command("create_topup", "invoiced", "--balance", "credit", "--amount", "10", "--json")
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == "CommandError: The payment provider could not be reached; please try again in a few minutes.\n"
+    assert not Payment.objects.exists()
+
+
 def test_an_unreachable_stripe_is_a_plain_message_and_the_details_are_logged(payer, stripe_fake, settings, caplog):
     settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # discard: nothing listens
     portal, _, _ = payer
