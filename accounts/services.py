@@ -13,6 +13,8 @@ from django.utils import timezone
 
 from billing.selectors import group_exists
 from billing.services import balance_credit
+from channels.selectors import model_ids_existing
+from channels.strategies import MODES
 from common.config_version import config_changed
 
 from .models import ApiKey, Invitation, Membership, OperatorToken, Tenant
@@ -70,6 +72,7 @@ def api_key_create(
 ) -> tuple[ApiKey, str]:
     """Make a key; returns it and its secret, which is never stored and never shown again."""
     _check_limits(rpm=rpm, tpm=tpm, daily_cap_micros=daily_cap_micros, monthly_cap_micros=monthly_cap_micros, allowed_ips=allowed_ips)
+    _check_key_fields(allowed_models=allowed_models, expires_at=expires_at, mode=mode)
     secret = KEY_PREFIX + secrets.token_urlsafe(36)
     key = ApiKey.objects.create(
         tenant=tenant,
@@ -143,6 +146,18 @@ def _check_limits(*, allowed_ips=None, **limits) -> None:
             raise InvalidInput(f"{cidr!r} is not an IP address or CIDR") from None
 
 
+def _check_key_fields(*, allowed_models=None, expires_at: datetime | None = None, mode: str | None = None) -> None:
+    """What a key may be given, on every path (API, CLI, portal, admin): catalog models, an
+    expiry still ahead, a known routing mode."""
+    unknown = sorted(set(allowed_models or ()) - model_ids_existing(ids=list(allowed_models or ())))
+    if unknown:
+        raise InvalidInput(f"unknown model(s): {', '.join(unknown)} (public model ids of the catalog)")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise InvalidInput("expires_at must be in the future")
+    if mode and mode not in MODES:
+        raise InvalidInput(f"unknown routing mode {mode!r}; one of {', '.join(MODES)}")
+
+
 UPDATABLE = frozenset(
     {"name", "allowed_models", "allowed_ips", "rpm", "tpm", "daily_cap_micros", "monthly_cap_micros", "expires_at", "mode"}
 )
@@ -156,6 +171,12 @@ def api_key_update(*, key: ApiKey, **fields) -> ApiKey:
     _check_limits(
         allowed_ips=fields.get("allowed_ips"),
         **{k: fields[k] for k in ("rpm", "tpm", "daily_cap_micros", "monthly_cap_micros") if k in fields},
+    )
+    # only what changes: a key whose model left the catalog, or whose date passed, can still be renamed
+    _check_key_fields(
+        allowed_models=sorted(set(fields.get("allowed_models") or ()) - set(key.allowed_models or ())),
+        expires_at=fields["expires_at"] if "expires_at" in fields and fields["expires_at"] != key.expires_at else None,
+        mode=fields.get("mode"),
     )
     for name, value in fields.items():
         setattr(key, name, value)
@@ -183,6 +204,8 @@ def tenant_update(*, tenant: Tenant, name: str | None = None, group: str | None 
     if group is not None:
         if not group or not group.replace("-", "").replace("_", "").isalnum():
             raise InvalidInput(f"group {group!r} must be letters, digits, - or _")
+        if not group_exists(name=group):
+            raise InvalidInput(f"unknown group {group!r}: groups are made in the admin (billing > groups) or with import_config")
         tenant.group = group
     if name is not None or group is not None:
         tenant.save(update_fields=["name", "group"])

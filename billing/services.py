@@ -26,6 +26,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
+from channels.strategies import MODES
 from common.batching import Batched
 from common.db import on_sqlite, pg_on_loop, pg_row, run_db, run_db_writer, sqlite_writer_turn
 
@@ -296,6 +297,8 @@ def group_set(*, name: str, ratio: str | Decimal | None = None, mode: str | None
             raise ValueError("group ratio must be a non-negative number")
         values["ratio"] = ratio
     if mode is not None:
+        if mode and mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
         values["mode"] = mode
     group, _ = Group.objects.update_or_create(name=name, defaults=values)
     ratecard.invalidate()

@@ -6,6 +6,7 @@ from decimal import Decimal, InvalidOperation
 
 from django.db import transaction
 
+from billing.selectors import group_exists
 from observability.selectors import channel_has_history
 from providers.brands import RESPONSES_OPTION
 from vault.services import secret_seal
@@ -98,6 +99,18 @@ def credential_text(api_key: str | list[str] | tuple[str, ...] | None) -> str:
     return keys_text(keys_parse(api_key))
 
 
+def _groups_checked(groups: list[str] | None) -> list[str]:
+    """The tenant groups a channel serves (none given: `default`); each must exist, as a tenant's must."""
+    if groups is None:
+        return ["default"]
+    if not groups or any(not g or not g.replace("-", "").replace("_", "").isalnum() for g in groups):
+        raise ValueError("groups must be a non-empty list of letters, digits, - or _")
+    unknown = [g for g in dict.fromkeys(groups) if not group_exists(name=g)]
+    if unknown:
+        raise ValueError(f"unknown group(s) {', '.join(unknown)}: groups are made in the admin (billing > groups) or with set_group")
+    return groups
+
+
 def _channel_checked(
     *, provider_type: str, base_url: str, billing: str, weight: int, cost_ratio, discount_ratio
 ) -> dict:
@@ -155,7 +168,7 @@ def channel_create(
         brand=brand or provider_type,
         credential=secret_seal(plaintext=api_key) if api_key else "",
         credential_source=credential_source if api_key else "",
-        groups=groups or ["default"],
+        groups=_groups_checked(groups or None),
         priority=priority,
         options=options_checked(options),
         **checked,
@@ -191,7 +204,7 @@ def channel_replace(
         provider_type=provider_type, base_url=base_url, billing=billing, weight=weight,
         cost_ratio=cost_ratio, discount_ratio=discount_ratio,
     )
-    for field, value in {**checked, "brand": brand or provider_type, "groups": groups or ["default"],
+    for field, value in {**checked, "brand": brand or provider_type, "groups": _groups_checked(groups or None),
                          "priority": priority, "options": options_checked(options)}.items():
         setattr(channel, field, value)
     if api_key is not None:
@@ -238,8 +251,7 @@ def channel_update(*, channel: Channel, models: list[tuple[str, str]] | None = N
     if "weight" in fields and fields["weight"] < 1:
         raise ValueError("weight must be at least 1")
     if "groups" in fields:
-        if not fields["groups"] or any(not g or not g.replace("-", "").replace("_", "").isalnum() for g in fields["groups"]):
-            raise ValueError("groups must be a non-empty list of letters, digits, - or _")
+        fields["groups"] = _groups_checked(fields["groups"])
     if "base_url" in fields:
         fields["base_url"] = fields["base_url"].rstrip("/")
         if channel.provider_type != ProviderType.SIMULATED:

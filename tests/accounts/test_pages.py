@@ -118,6 +118,7 @@ def test_pricing_shows_the_groups_price_in_both_currencies(cast, login, upstream
     make_channel("official", "http://127.0.0.1:9/v1", models=["gpt-test"])
     model_set(public_id="gpt-test", context_window=128000, max_output=16000)
     make_channel("routed", "http://127.0.0.1:9/v1", models=["gpt-test"], billing="routed", discount_ratio="0.5")
+    group_set(name="vip", ratio="1")
     make_channel("vip-only", "http://127.0.0.1:9/v1", models=["vip-model"], groups=["vip"])
     rows = login(cast["alice"]).get("/pricing/").context["rows"]
     (row,) = rows
@@ -149,7 +150,10 @@ def test_the_dashboard_shows_balances_held_and_spend(cast, login):
 
 def test_a_key_made_in_the_portal_keeps_its_limits(cast, login):
     from accounts.models import ApiKey
+    from channels.services import model_ensure
 
+    for model in ("gpt-test", "other"):
+        model_ensure(public_id=model)  # a key names catalog models only
     client = login(cast["alice"])
     response = client.post("/keys/", {"name": "limited", "models": "gpt-test, other", "rpm": "10", "tpm": "1000",
                                       "daily_cap": "2.5", "monthly_cap": "20", "allowed_ips": "10.0.0.0/8",

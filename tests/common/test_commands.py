@@ -69,6 +69,7 @@ def test_create_api_key_refuses_an_unknown_model_and_makes_no_key():
 
 
 def test_add_channel_takes_every_documented_flag():
+    group_set(name="vip", ratio="0.8")  # a channel serves existing groups only
     made = run_json(
         "add_channel", "up1", "--type", "openai", "--base-url", "http://127.0.0.1:9/v1", "--api-key", "sk-up",
         "--models", "gpt-a,gpt-b=vendor-b", "--priority", "5", "--weight", "3", "--billing", "routed",

@@ -48,7 +48,11 @@ def test_it_rejects_a_revoked_key(relay, alice, priced):
 def test_it_rejects_an_expired_key(relay, alice, priced):
     from datetime import datetime, timedelta, timezone
 
-    expired = make_key(alice.tenant, expires_at=datetime.now(timezone.utc) - timedelta(minutes=1))
+    from accounts.models import ApiKey
+
+    # a key is made with its expiry ahead (accounts.services); this one's has passed since
+    expired = make_key(alice.tenant, expires_at=datetime.now(timezone.utc) + timedelta(minutes=1))
+    ApiKey.objects.filter(pk=expired.key_id).update(expires_at=datetime.now(timezone.utc) - timedelta(minutes=1))
     with pytest.raises(openai.AuthenticationError, match="expired"):
         ask(client_for(relay, expired.key))
 
@@ -117,11 +121,13 @@ def test_it_answers_503_model_not_priced_without_sending(relay, alice, upstream,
 
 
 def test_it_explains_no_available_channel_per_candidate(relay, alice, upstream, transactional_db):
+    from billing.services import group_set
     from channels.services import channel_set_status
 
     make_price("gpt-test", "1", "2")
     off = make_channel("off", upstream.url + "/v1", models=["gpt-test"])
     channel_set_status(channel=off, is_enabled=False, reason="maintenance")
+    group_set(name="vip", ratio="1")
     make_channel("vip-only", upstream.url + "/v1", models=["gpt-test"], groups=["vip"], api_key="sk-hidden-secret")
     with pytest.raises(openai.InternalServerError) as caught:
         ask(client_for(relay, alice.key))

@@ -100,12 +100,14 @@ def test_upstream_error_text_reaches_the_customer_scrubbed(relay, alice, one, bo
 
 
 def test_a_503_shows_only_the_customers_own_group_in_public_terms(relay, alice, scripted, transactional_db):
+    from billing.services import group_set
     from channels.health.board import board
     from channels.services import channel_set_status
 
     make_price("gpt-test", "1", "2")
     mine = make_channel("ours", scripted[0].url + "/v1", models=["gpt-test"])
     off = make_channel("ours-off", scripted[0].url + "/v1", models=["gpt-test"])
+    group_set(name="vip", ratio="1")
     make_channel("vip-internal", "http://127.0.0.9/v1", models=["gpt-test"], groups=["vip"])
     channel_set_status(channel=off, is_enabled=False, reason="ticket 4711: vendor invoice unpaid")
     board.cool(mine.pk, seconds=12, reason="rate limited by vendor")

@@ -138,6 +138,9 @@ def test_bad_requests_are_refused_before_anything_is_sent(openai_client, protoco
 
 def test_a_key_limited_to_other_models_is_refused(relay, alice, protocol_upstreams):
     serve_model("openai", protocol_upstreams)
+    from channels.services import model_ensure
+
+    model_ensure(public_id="other")  # a key names catalog models only
     narrow = make_key(alice.tenant, allowed_models=["other"])
     client = openai.OpenAI(base_url=relay.url + "/v1", api_key=narrow.key, max_retries=0)
     with pytest.raises(openai.PermissionDeniedError):

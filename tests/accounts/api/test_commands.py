@@ -97,6 +97,7 @@ def test_list_show_update_enable_disable_channels():
     assert [c["name"] for c in listed["channels"]] == ["sim-1"] and "credential" not in listed["channels"][0]
     shown = run_json("show_channel", str(channel.pk))
     assert shown["models"][0]["model"] == "m1" and shown["has_credential"] is False
+    run_json("set_group", "vip", "--ratio", "1")  # a channel serves existing groups only
     updated = run_json("update_channel", "sim-1", "--priority", "7", "--weight", "3", "--groups", "default,vip", "--models", "m1,m3=up-3")
     assert (updated["priority"], updated["weight"], updated["groups"]) == (7, 3, ["default", "vip"])
     assert [(m["model"], m["upstream_name"]) for m in updated["models"]] == [("m1", "m1"), ("m3", "up-3")]
