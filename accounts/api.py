@@ -9,8 +9,10 @@ from django.db.models import Q
 from ninja import Field, Path, Router, Schema, Status
 from ninja.errors import HttpError
 
+from billing.money import MAX_MICROS
+
 from . import roles
-from .apiauth import MAX_ID, MAX_MICROS, operator_required, role_in, tenant_for, with_errors
+from .apiauth import MAX_ID, operator_required, role_in, tenant_for, with_errors
 from .models import ApiKey, Membership, Tenant
 from .services import (
     api_key_create,

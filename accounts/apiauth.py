@@ -25,7 +25,6 @@ from .services import operator_token_touch
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_ID = 2**63 - 1  # path ids above BIGINT are a 422, not a database error
-MAX_MICROS = 10**15  # a billion currency units: far above any real amount, far below BIGINT
 
 
 class ErrorBody(Schema):

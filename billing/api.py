@@ -10,9 +10,10 @@ from ninja import Field, Path, Query, Router, Schema, Status
 from ninja.errors import HttpError
 
 from accounts import roles
-from accounts.apiauth import MAX_ID, MAX_MICROS, operator_required, tenant_for, with_errors
+from accounts.apiauth import MAX_ID, operator_required, tenant_for, with_errors
 
 from .models import BalanceKind, Group, LedgerEntry, Price
+from .money import MAX_MICROS
 from .selectors import balances_get
 from .services import balance_credit, group_set, price_set, redemption_batch_create
 

@@ -1,9 +1,9 @@
 """The portal's money input: `MicrosField`, and the top-up and low-balance alert forms built on it.
 
 Text becomes money in `billing.money.parse_micros`; `MicrosField` screens the text first, so
-that what reaches a service fits a BIGINT column and converts at once. Its bound is the
-management API's, `MAX_MICROS`: a billion currency units. Unscreened, '1e30' overflows the
-database and '1e999990' is a finite Decimal whose int() runs for a minute.
+that what reaches a service fits a BIGINT column and converts at once. Its bound is
+`money.MAX_MICROS` (a billion currency units), which parse_micros holds everywhere too; the
+screen comes first so that the form can say so before its length check.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from decimal import Decimal, InvalidOperation
 
 from django import forms
 
-from accounts.apiauth import MAX_MICROS
-
-from .money import format_micros, parse_micros
+from .money import MAX_MICROS, format_micros, parse_micros
 
 # '-1000000000.000000' is 18 characters; past 28 significant digits Decimal's context would
 # round the text before parse_micros could see its decimal places
