@@ -6,7 +6,12 @@ working after the next `make run`; `--rotate-key` revokes it and makes a new one
 Only a key's hash is in the database, so to print the same key again the demo's secret (and
 no other key's) is kept in `VAR_DIR/demo_key`, a git-ignored file readable by its owner only
 (0600). When that file is missing, or holds a key this database does not know as the active
-demo key (another database, a revoked key), a new key replaces the old ones."""
+demo key (another database, a revoked key), a new key replaces the old ones.
+
+It never undoes an operator's change to the catalog: a demo model gets its context window,
+output limit and aliases only where they are unset or missing. A demo name the catalog already
+uses otherwise (`demo` made a model id, or another model's alias) is left out with one line on
+stderr naming what holds it, so `make run` still starts."""
 
 import os
 from pathlib import Path
@@ -18,7 +23,8 @@ from accounts.selectors import key_hash
 from accounts.services import api_key_create, api_key_revoke, tenant_create
 from billing import services as billing
 from billing.models import ExchangeRate, Price
-from channels.models import BillingClass, Channel
+from channels.models import BillingClass, Channel, Model
+from channels.selectors import model_owning
 from channels.services import channel_create, model_set
 from common.cli import JsonCommand
 
@@ -46,25 +52,26 @@ class Command(JsonCommand):
 
     def run(self, *, port, rotate_key, **_):
         tenant = Tenant.objects.filter(name="demo").first() or tenant_create(name="demo")
-        for public_id, (context_window, max_output, aliases) in DEMO_MODELS.items():
-            model_set(public_id=public_id, context_window=context_window, max_output=max_output, aliases=aliases)
-        if not Channel.objects.filter(name="demo-primary").exists():
+        models, left_out = seed_models()
+        for line in left_out:
+            self.stderr.write(f"seed_demo: left out {line}")
+        if models and not Channel.objects.filter(name="demo-primary").exists():
             channel_create(
                 name="demo-primary", provider_type="simulated", base_url="simulated://primary",
-                models=[(m, m) for m in DEMO_MODELS], priority=10, options={"chunk_delay_ms": 30},
+                models=[(m, m) for m in models], priority=10, options={"chunk_delay_ms": 30},
             )
-        if not Channel.objects.filter(name="demo-backup").exists():
+        if models and not Channel.objects.filter(name="demo-backup").exists():
             channel_create(
                 name="demo-backup", provider_type="simulated", base_url="simulated://backup",
-                models=[(m, m) for m in DEMO_MODELS], priority=0, options={"chunk_delay_ms": 30},
+                models=[(m, m) for m in models], priority=0, options={"chunk_delay_ms": 30},
             )
-        if not Channel.objects.filter(name="demo-routed").exists():
+        if "deepseek-chat" in models and not Channel.objects.filter(name="demo-routed").exists():
             channel_create(
                 name="demo-routed", provider_type="simulated", base_url="simulated://routed",
                 models=[("deepseek-chat", "deepseek-chat")], priority=20, billing=BillingClass.ROUTED,
                 discount_ratio="0.8", options={"chunk_delay_ms": 30},
             )
-        self.seed_money(tenant)
+        self.seed_money(tenant, models)
         key_file = Path(settings.VAR_DIR) / "demo_key"
         key, secret = (None, "") if rotate_key else _kept_key(tenant, key_file)
         is_new_key = key is None
@@ -78,18 +85,47 @@ class Command(JsonCommand):
         snippet = DEMO_SNIPPET.format(key=secret, base_url=base_url, kept=kept, key_file=key_file)
         result = {
             "id": tenant.pk, "tenant": tenant.name, "key_id": key.pk, "key": secret, "base_url": base_url,
-            "is_new_key": is_new_key, "key_file": str(key_file),
+            "is_new_key": is_new_key, "key_file": str(key_file), "left_out": left_out,
         }
         return result, snippet
 
-    def seed_money(self, tenant) -> None:
+    def seed_money(self, tenant, models: list[str]) -> None:
         if not ExchangeRate.objects.filter(currency="CNY").exists():
             billing.exchange_rate_set(currency="CNY", units_per_usd="7.2")
         for model, (input_usd, output_usd) in DEMO_PRICES_USD_PER_M.items():
-            if not Price.objects.filter(model=model).exists():
+            if model in models and not Price.objects.filter(model=model).exists():
                 billing.price_set(model=model, input_usd_per_m=input_usd, output_usd_per_m=output_usd)
         billing.balance_credit(tenant_id=tenant.pk, kind="credit", amount="10", idempotency_key="seed-demo:credit", note="demo credit")
         billing.balance_credit(tenant_id=tenant.pk, kind="wallet", amount="50", idempotency_key="seed-demo:wallet", note="demo wallet")
+
+
+def seed_models() -> tuple[list[str], list[str]]:
+    """The demo models now in the catalog, and what was left out because its name is taken."""
+    models, left_out = [], []
+    for public_id, (context_window, max_output, aliases) in DEMO_MODELS.items():
+        holder = model_owning(name=public_id)
+        if holder is not None and holder[1]:
+            left_out.append(f"model {public_id!r}: it is an alias of {holder[0]}")
+            continue
+        model = Model.objects.filter(public_id=public_id).first()
+        added = []
+        for alias in aliases:
+            holder = model_owning(name=alias)
+            if holder is None:
+                added.append(alias)
+            elif holder != (public_id, True):
+                taken = f"an alias of {holder[0]}" if holder[1] else "a model id"
+                left_out.append(f"alias {alias!r} of {public_id}: {alias!r} is already {taken}")
+        # the aliases it has and still answers to (a model id shadows an alias), and the new ones
+        kept = [a for a in (model.aliases or [] if model else []) if model_owning(name=a) == (public_id, True)]
+        model_set(
+            public_id=public_id,
+            context_window=context_window if model is None or model.context_window is None else None,
+            max_output=max_output if model is None or model.max_output is None else None,
+            aliases=kept + added if added else None,
+        )
+        models.append(public_id)
+    return models, left_out
 
 
 def _kept_key(tenant, key_file: Path) -> tuple[ApiKey | None, str]:
