@@ -6,13 +6,27 @@ from django.contrib import admin, messages
 from observability.admin_audit import AuditedAdmin
 
 from .models import ApiKey, Membership, OperatorToken, Tenant
-from .services import InvalidInput, api_key_create, api_key_revoke, operator_token_revoke, tenant_set_status, timezone_check
+from .services import (
+    InvalidInput,
+    api_key_create,
+    api_key_revoke,
+    operator_token_revoke,
+    tenant_name_check,
+    tenant_set_status,
+    timezone_check,
+)
 
 
 class TenantForm(forms.ModelForm):
     class Meta:
         model = Tenant
         fields = "__all__"
+
+    def clean_name(self):
+        try:
+            return tenant_name_check(name=self.cleaned_data["name"], tenant=self.instance if self.instance.pk else None)
+        except InvalidInput as error:
+            raise forms.ValidationError(str(error)) from None
 
     def clean_timezone(self):
         try:

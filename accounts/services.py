@@ -29,16 +29,26 @@ class InvalidInput(ValueError):
 
 @transaction.atomic
 def tenant_create(*, name: str, group: str = "default", timezone: str = "UTC") -> Tenant:
-    name = name.strip()
-    if not name:
-        raise InvalidInput("tenant name must not be empty")
-    if Tenant.objects.filter(name=name).exists():
-        raise InvalidInput(f"a tenant named {name!r} exists already")
+    name = tenant_name_check(name=name)
     if not group or not group.replace("-", "").replace("_", "").isalnum():
         raise InvalidInput(f"group {group!r} must be letters, digits, - or _")
     if not group_exists(name=group):
         raise InvalidInput(f"unknown group {group!r}: groups are made in the admin (billing > groups) or with import_config")
     return Tenant.objects.create(name=name, group=group, timezone=timezone_check(name=timezone))
+
+
+def tenant_name_check(*, name: str, tenant: Tenant | None = None) -> str:
+    """`name` stripped, if a tenant (`tenant`, when renaming) may take it, else InvalidInput.
+    Never only digits: commands take TENANT as a name or an id, and such a name would hide the
+    tenant with that id."""
+    name = name.strip()
+    if not name:
+        raise InvalidInput("tenant name must not be empty")
+    if name.isdigit():
+        raise InvalidInput(f"tenant name {name!r} is only digits, which commands would read as a tenant id; add a letter")
+    if Tenant.objects.filter(name=name).exclude(pk=tenant.pk if tenant else None).exists():
+        raise InvalidInput(f"a tenant named {name!r} exists already")
+    return name
 
 
 def timezone_check(*, name: str) -> str:
@@ -195,12 +205,7 @@ def tenant_set_status(*, tenant: Tenant, status: str) -> Tenant:
 def tenant_update(*, tenant: Tenant, name: str | None = None, group: str | None = None, status: str | None = None) -> Tenant:
     """Rename, regroup, suspend or reactivate a tenant; its keys see the change on their next request."""
     if name is not None:
-        name = name.strip()
-        if not name:
-            raise InvalidInput("tenant name must not be empty")
-        if Tenant.objects.filter(name=name).exclude(pk=tenant.pk).exists():
-            raise InvalidInput(f"a tenant named {name!r} exists already")
-        tenant.name = name
+        tenant.name = tenant_name_check(name=name, tenant=tenant)
     if group is not None:
         if not group or not group.replace("-", "").replace("_", "").isalnum():
             raise InvalidInput(f"group {group!r} must be letters, digits, - or _")
@@ -232,6 +237,8 @@ def membership_create(*, tenant: Tenant, user, role: str = Membership.Role.MEMBE
 
 def _free_tenant_name(base: str) -> str:
     base = re.sub(r"[^A-Za-z0-9_.-]+", "-", base).strip("-")[:80] or "team"
+    if base.isdigit():  # 12345@example.com: a name of digits only is refused (tenant_name_check)
+        base += "-team"
     name, n = base, 1
     while Tenant.objects.filter(name=name).exists():
         n += 1
