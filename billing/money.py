@@ -6,6 +6,7 @@ from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
 MICROS = 1_000_000
 MAX_MICROS = 10**15  # a billion currency units: far above any real amount, far below BIGINT
+MAX_BALANCE_MICROS = 2**63 - 1  # what a balance's BIGINT column holds
 
 
 def parse_micros(text: str | int | float | Decimal, *, what: str = "amount") -> int:

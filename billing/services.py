@@ -29,10 +29,11 @@ from django.utils import timezone
 from channels.strategies import MODES
 from common.batching import Batched
 from common.db import on_sqlite, pg_on_loop, pg_row, run_db, run_db_writer, sqlite_writer_turn
+from common.decimals import decimal_for_field
 
 from . import ratecard
 from .models import Balance, BalanceKind, ExchangeRate, Group, Hold, KeySpend, LedgerEntry, Price, RedemptionBatch, RedemptionCode
-from .money import MICROS, ceil_div, format_micros, parse_micros
+from .money import MAX_BALANCE_MICROS, MICROS, ceil_div, format_micros, parse_micros
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,8 @@ def balance_credit(
     balances_open(tenant_id=tenant_id)
     balance = Balance.objects.select_for_update().get(tenant_id=tenant_id, kind=_kind(kind))
     after = balance.amount_micros + amount_micros
+    if after > MAX_BALANCE_MICROS:
+        raise ValueError(f"{BALANCE_LABEL[balance.kind]} cannot hold more than {format_micros(MAX_BALANCE_MICROS)} {balance.currency}")
     if after < balance.held_micros:
         raise ValueError(
             f"{BALANCE_LABEL[balance.kind]} has {format_micros(balance.amount_micros - balance.held_micros)} "
@@ -277,12 +280,10 @@ def exchange_rate_set(*, currency: str, units_per_usd: str | Decimal) -> Exchang
     currency = currency.strip().upper()
     if len(currency) != 3 or not currency.isalpha():
         raise ValueError(f"currency {currency!r} must be a 3-letter code")
-    try:
-        rate = Decimal(str(units_per_usd))
-    except Exception:
-        raise ValueError(f"rate {units_per_usd!r} is not a number") from None
-    if not rate.is_finite() or rate <= 0:
-        raise ValueError("rate must be a positive number")
+    field = ExchangeRate._meta.get_field("units_per_usd")
+    rate = decimal_for_field(units_per_usd, field=field, what="rate", minimum=Decimal(1).scaleb(-field.decimal_places))
+    if currency == "USD" and rate != 1:
+        raise ValueError("rates are units of a currency per 1 USD: USD's is always 1")
     obj, _ = ExchangeRate.objects.update_or_create(currency=currency, defaults={"units_per_usd": rate})
     ratecard.invalidate()
     return obj

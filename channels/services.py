@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.db import transaction
 
 from billing.selectors import group_exists
+from common.decimals import decimal_for_field
 from observability.selectors import channel_has_history
 from providers.brands import RESPONSES_OPTION
 from vault.services import secret_seal
@@ -17,14 +18,9 @@ from .models import BillingClass, Channel, ChannelHealth, ChannelModel, Model, P
 from .netguard import base_url_problem
 
 
-def _ratio(text, what: str) -> Decimal:
-    try:
-        value = Decimal(str(text))
-    except InvalidOperation:
-        raise ValueError(f"{what} {text!r} is not a number") from None
-    if not value.is_finite() or value < 0:
-        raise ValueError(f"{what} must be a non-negative number")
-    return value
+def _ratio(text, name: str) -> Decimal:
+    """`cost_ratio` or `discount_ratio`: non-negative, within what its column holds."""
+    return decimal_for_field(text, field=Channel._meta.get_field(name), what=name.replace("_", " "), minimum=Decimal(0))
 
 
 def model_ensure(*, public_id: str) -> Model:
@@ -130,8 +126,8 @@ def _channel_checked(
         "base_url": base_url.rstrip("/"),
         "billing": billing,
         "weight": weight,
-        "cost_ratio": _ratio(cost_ratio, "cost ratio"),
-        "discount_ratio": _ratio(discount_ratio, "discount ratio"),
+        "cost_ratio": _ratio(cost_ratio, "cost_ratio"),
+        "discount_ratio": _ratio(discount_ratio, "discount_ratio"),
     }
 
 
@@ -260,7 +256,7 @@ def channel_update(*, channel: Channel, models: list[tuple[str, str]] | None = N
                 raise ValueError(problem)
     for what in ("cost_ratio", "discount_ratio"):
         if what in fields:
-            fields[what] = _ratio(fields[what], what.replace("_", " "))
+            fields[what] = _ratio(fields[what], what)
     for name, value in fields.items():
         setattr(channel, name, value)
     channel.save()
