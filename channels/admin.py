@@ -38,7 +38,7 @@ from .keys import keys_parse, keys_text
 from .models import Channel, ChannelBalanceSnapshot, ChannelHealth, ChannelModel, Model, ThompsonArm
 from .netguard import base_url_problem
 from .selectors import channel_keys
-from .services import channel_credential_set, channel_delete, options_checked
+from .services import channel_credential_set, channel_delete, model_aliases_check, model_id_check, options_checked
 from .simulator import route_tree, simulate
 from .strategies import MODES
 
@@ -382,8 +382,36 @@ class SimulatorForm(forms.Form):
     seed = forms.IntegerField(required=False, help_text="fix the random draws; the router seeded alike chooses the same")
 
 
+class CatalogModelForm(forms.ModelForm):
+    """The checks set_model and add_channel get: an id that is no other model's alias, aliases
+    that are no model's id and no other model's alias."""
+
+    class Meta:
+        model = Model
+        fields = "__all__"
+
+    def _saved(self) -> Model | None:
+        return self.instance if self.instance.pk else None  # its fields still hold the saved values here
+
+    def clean_public_id(self):
+        try:
+            return model_id_check(public_id=self.cleaned_data["public_id"], model=self._saved())
+        except ValueError as error:
+            raise forms.ValidationError(str(error)) from None
+
+    def clean(self):
+        data = super().clean()
+        if "public_id" in data and "aliases" in data:
+            try:
+                data["aliases"] = model_aliases_check(public_id=data["public_id"], aliases=data["aliases"] or [], model=self._saved())
+            except ValueError as error:
+                self.add_error("aliases", str(error))
+        return data
+
+
 @admin.register(Model)
 class ModelAdmin(AuditedAdmin):
+    form = CatalogModelForm
     list_display = ("public_id", "context_window", "max_output", "is_hidden", "aliases")
     search_fields = ("public_id",)
     list_filter = ("is_hidden",)

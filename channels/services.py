@@ -16,6 +16,7 @@ from .health.status import channel_operator_set, channel_set_status  # noqa: F40
 from .keys import key_fingerprint, keys_parse, keys_text
 from .models import BillingClass, Channel, ChannelHealth, ChannelModel, Model, ProviderType
 from .netguard import base_url_problem
+from .selectors import model_owning
 
 
 def _ratio(text, name: str) -> Decimal:
@@ -23,10 +24,46 @@ def _ratio(text, name: str) -> Decimal:
     return decimal_for_field(text, field=Channel._meta.get_field(name), what=name.replace("_", " "), minimum=Decimal(0))
 
 
-def model_ensure(*, public_id: str) -> Model:
+def model_id_check(*, public_id: str, model: Model | None = None) -> str:
+    """`public_id` if a catalog model (`model`, when renaming one) may take it, else ValueError:
+    non-empty, no spaces, and not another model's alias (a request naming it would mean two
+    models, and set_model on the alias' model would fail from then on)."""
     if not public_id or any(c.isspace() for c in public_id):
         raise ValueError(f"model id {public_id!r} must be non-empty, without spaces")
-    model, _ = Model.objects.get_or_create(public_id=public_id)
+    holder = model_owning(name=public_id)
+    if holder is not None and holder[1] and (model is None or holder[0] != model.public_id):
+        raise ValueError(
+            f"model id {public_id!r} is already an alias of {holder[0]}; "
+            f"use that model, or first take the alias away (set_model {holder[0]} --aliases ...)"
+        )
+    return public_id
+
+
+def model_aliases_check(*, public_id: str, aliases: list[str], model: Model | None = None) -> list[str]:
+    """The aliases the model `public_id` (`model` once it exists) may have, sorted, without its
+    own id; ValueError when one is a model id or another model's alias."""
+    if not isinstance(aliases, list) or any(not isinstance(a, str) or not a or any(c.isspace() for c in a) for a in aliases):
+        raise ValueError("aliases must be a list of non-empty ids without spaces")
+    others = Model.objects.exclude(aliases=[]).only("public_id", "aliases")
+    if model is not None:
+        others = others.exclude(pk=model.pk)
+    for alias in aliases:
+        if alias == public_id:
+            continue
+        if Model.objects.filter(public_id=alias).exists():
+            raise ValueError(f"alias {alias!r} is already a model id")
+        for other in others:
+            if alias in (other.aliases or []):
+                raise ValueError(f"alias {alias!r} already belongs to {other.public_id}")
+    return sorted(set(aliases) - {public_id})
+
+
+def model_ensure(*, public_id: str) -> Model:
+    """The catalog model `public_id`, made when missing. Every path that makes a model comes
+    here (add_channel, set_model, the API, discovery, import_config), so each gets model_id_check."""
+    model = Model.objects.filter(public_id=public_id).first()
+    if model is None:
+        model, _ = Model.objects.get_or_create(public_id=model_id_check(public_id=public_id))
     return model
 
 
@@ -49,15 +86,7 @@ def model_set(
             raise ValueError("max output must be positive")
         model.max_output = max_output
     if aliases is not None:
-        for alias in aliases:
-            if alias == public_id:
-                continue
-            if Model.objects.filter(public_id=alias).exists():
-                raise ValueError(f"alias {alias!r} is already a model id")
-            for other in Model.objects.exclude(pk=model.pk).filter(aliases__isnull=False):
-                if alias in (other.aliases or []):
-                    raise ValueError(f"alias {alias!r} already belongs to {other.public_id}")
-        model.aliases = sorted(set(aliases) - {public_id})
+        model.aliases = model_aliases_check(public_id=public_id, aliases=aliases, model=model)
     if is_hidden is not None:
         model.is_hidden = is_hidden
     model.save()
