@@ -8,12 +8,15 @@ error line already states); `-v 2` lets them through again."""
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import json
 import logging
+import math
 import os
 import sys
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -130,3 +133,65 @@ def _one_line(exc: Exception) -> str:
 
 def csv_list(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+# Argument types (`parser.add_argument(..., type=...)`): each refuses what its column would not
+# hold or what would silently mean something else, so argparse prints one line and nothing runs.
+
+INT_MAX = 2**31 - 1  # an IntegerField on PostgreSQL: the management API's bound too
+
+
+def int_arg(*, low: int, high: int = INT_MAX):
+    """A whole number from `low` to `high`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:  # also past int()'s 4,300 digits
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}")
+        return value
+
+    return parse
+
+
+def seconds_arg(*, high: float):
+    """A finite, non-negative number of seconds up to `high`."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number of seconds") from None
+        if not math.isfinite(value) or not 0 <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be a number of seconds from 0 to {high:.0f}")
+        return value
+
+    return parse
+
+
+def datetime_arg(text: str) -> datetime:
+    """An ISO 8601 date or time, UTC unless it says otherwise."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty (leave the option out instead)")
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an ISO date or time (2030-01-31 or 2030-01-31T12:00+08:00)") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def non_empty(text: str) -> str:
+    """Text that must say something: an empty value would silently mean 'none' or 'all'."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty (leave the option out instead)")
+    return text
+
+
+def non_empty_csv(text: str) -> list[str]:
+    """`a,b` as a list that names at least one item (an empty list would mean 'all')."""
+    items = csv_list(text)
+    if not items:
+        raise argparse.ArgumentTypeError("must name at least one (leave the option out instead)")
+    return items

@@ -4,6 +4,9 @@ Contracts). Each was a traceback, or a value stored that later commands could no
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from io import StringIO
 from pathlib import Path
 
@@ -12,12 +15,13 @@ from django.apps import apps
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from tests.conftest import make_channel, make_price, make_tenant
+from tests.conftest import make_channel, make_price, make_tenant, subprocess_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 OURS = ("accounts", "billing", "channels", "observability", "routing", "research", "vault")
 pytestmark = pytest.mark.django_db(transaction=True)
 
+HUGE = "99999999999999999999999"
 SIM = ["--type", "simulated", "--base-url", "sim://", "--models", "m-new", "--no-check"]
 
 
@@ -76,6 +80,42 @@ def test_the_largest_amount_is_still_taken():
     call_command("credit", "demo", "--balance", "credit", "--amount", "1000000000", stdout=StringIO())
 
 
+INTEGERS_OUT_OF_RANGE = [
+    ("create_api_key", "demo", "--rpm", HUGE),
+    ("create_api_key", "demo", "--tpm", HUGE),
+    ("set_model", "x", "--context-window", HUGE),
+    ("set_model", "x", "--max-output", HUGE),
+    ("add_channel", "c", *SIM, "--priority", HUGE),
+    ("add_channel", "c", *SIM, f"--priority=-{HUGE}"),
+    ("add_channel", "c", *SIM, "--weight", HUGE),
+    ("update_channel", "sim-1", "--priority", HUGE),
+    ("update_channel", "sim-1", "--weight", HUGE),
+    ("create_redemption_codes", "--balance", "credit", "--amount", "1", "--count", HUGE),
+]
+
+
+@pytest.mark.parametrize("args", INTEGERS_OUT_OF_RANGE, ids=" ".join)
+def test_it_refuses_a_whole_number_its_column_cannot_hold(capsys, args):
+    line = refused(capsys, *args)
+    assert "2147483647" in line or "between 1 and" in line, line
+
+
+@pytest.mark.parametrize("flag", ["--rpm", "--tpm"])
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_it_refuses_a_rate_limit_below_one_which_would_mean_unlimited(capsys, flag, value):
+    assert refused(capsys, "create_api_key", "demo", f"{flag}={value}") == f"error: argument {flag}: must be from 1 to 2147483647"
+
+
+@pytest.mark.parametrize("value", ["inf", "1e400", "1e12", "NaN", "-1", "soon"])
+def test_reconcile_holds_takes_only_finite_seconds_up_to_ten_years(capsys, value):
+    line = refused(capsys, "reconcile_holds", f"--older-than={value}")
+    assert line.startswith("error: argument --older-than: ") and "seconds" in line, line
+
+
+def test_reconcile_holds_takes_ten_years():
+    call_command("reconcile_holds", "--older-than", str(10 * 365 * 86400), stdout=StringIO())
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -112,6 +152,35 @@ def test_set_exchange_rate_takes_usd_at_one():
     call_command("set_exchange_rate", "USD", "1", stdout=StringIO())
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--input", "", "--output", "1"),
+        ("--input", "1", "--output", " "),
+        ("--input", "1", "--output", "1", "--cached-input", ""),
+        ("--input", "1", "--output", "1", "--free"),
+        ("--per-image", "0.04", "--free"),
+    ],
+    ids=" ".join,
+)
+def test_set_price_refuses_an_empty_price_or_prices_with_free(capsys, args):
+    refused(capsys, "set_price", "gpt-4o-mini", *args)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("create_api_key", "demo", "--expires", ""),
+        ("create_api_key", "demo", "--models", ""),
+        ("create_api_key", "demo", "--models", " , "),
+        ("create_redemption_codes", "--balance", "credit", "--amount", "1", "--count", "1", "--expires", ""),
+    ],
+    ids=" ".join,
+)
+def test_it_refuses_an_empty_value_that_would_mean_never_or_all(capsys, args):
+    assert refused(capsys, *args).startswith("error: argument --")
+
+
 def test_credit_refuses_to_take_a_balance_past_what_it_holds(capsys):
     from billing.models import Balance, LedgerEntry
 
@@ -120,3 +189,18 @@ def test_credit_refuses_to_take_a_balance_past_what_it_holds(capsys):
     LedgerEntry.objects.filter(balance=balance).update(amount_micros=2**63 - 10, balance_after_micros=2**63 - 10)
     Balance.objects.filter(pk=balance.pk).update(amount_micros=2**63 - 10)
     assert refused(capsys, "credit", "demo", "--balance", "credit", "--amount", "1") == "Credit cannot hold more than 9223372036854.775807 USD"
+
+
+def test_refusals_reach_the_shell_as_one_line_and_exit_non_zero():
+    env = {**os.environ, "DATABASE_URL": subprocess_database_url()}
+    for args in (
+        ["credit", "demo", "--balance", "credit", "--amount", "1e30"],
+        ["create_api_key", "demo", "--rpm", HUGE],
+        ["reconcile_holds", "--older-than", "inf"],
+        ["add_channel", "c", *SIM, "--cost-ratio", "10000"],
+        ["set_exchange_rate", "CNY", "1e30"],
+    ):
+        result = subprocess.run([sys.executable, "manage.py", *args, "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode != 0, args
+        assert result.stdout == "", args
+        assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)

@@ -1,20 +1,6 @@
-from datetime import UTC, datetime
-
-from django.utils import timezone
-
 from billing.money import format_micros, parse_micros
 from billing.services import redemption_batch_create
-from common.cli import JsonCommand
-
-
-def parse_expiry(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"expiry {text!r} is not an ISO date or time") from None
-    return value if timezone.is_aware(value) else value.replace(tzinfo=UTC)
+from common.cli import JsonCommand, datetime_arg
 
 
 class Command(JsonCommand):
@@ -24,13 +10,13 @@ class Command(JsonCommand):
         parser.add_argument("--balance", required=True, choices=["credit", "wallet"])
         parser.add_argument("--amount", required=True, help="per code, in the balance's currency units")
         parser.add_argument("--count", required=True, type=int)
-        parser.add_argument("--expires", help="ISO date or time; none: never")
+        parser.add_argument("--expires", type=datetime_arg, help="ISO date or time, UTC unless given (default: never)")
         parser.add_argument("--note", default="")
 
     def run(self, *, balance, amount, count, expires, note, **_):
         batch, codes = redemption_batch_create(
             kind=balance, amount_micros=parse_micros(amount, what="amount"), count=count,
-            expires_at=parse_expiry(expires), note=note,
+            expires_at=expires, note=note,
         )
         result = {
             "id": batch.pk,

@@ -2,7 +2,7 @@ import json
 
 from billing.services import price_set
 from channels.selectors import model_owning
-from common.cli import JsonCommand
+from common.cli import JsonCommand, non_empty
 
 
 class Command(JsonCommand):
@@ -10,13 +10,13 @@ class Command(JsonCommand):
 
     def add_args(self, parser) -> None:
         parser.add_argument("model")
-        parser.add_argument("--input", help="USD per 1M input tokens")
-        parser.add_argument("--output", help="USD per 1M output tokens")
-        parser.add_argument("--cached-input", help="USD per 1M cached input tokens (default: the input price)")
-        parser.add_argument("--cache-write", help="USD per 1M prompt tokens written to a cache (default: the input price)")
-        parser.add_argument("--request", "--per-request", dest="request", help="USD per request, for models priced that way")
-        parser.add_argument("--per-image", help="USD per image made (/v1/images/generations)")
-        parser.add_argument("--per-second", help="USD per second of audio transcribed (/v1/audio/transcriptions)")
+        parser.add_argument("--input", type=non_empty, help="USD per 1M input tokens")
+        parser.add_argument("--output", type=non_empty, help="USD per 1M output tokens")
+        parser.add_argument("--cached-input", type=non_empty, help="USD per 1M cached input tokens (default: the input price)")
+        parser.add_argument("--cache-write", type=non_empty, help="USD per 1M prompt tokens written to a cache (default: the input price)")
+        parser.add_argument("--request", "--per-request", dest="request", type=non_empty, help="USD per request, for models priced that way")
+        parser.add_argument("--per-image", type=non_empty, help="USD per image made (/v1/images/generations)")
+        parser.add_argument("--per-second", type=non_empty, help="USD per second of audio transcribed (/v1/audio/transcriptions)")
         parser.add_argument(
             "--tiers",
             help='JSON list of prices above a prompt length: [{"above_prompt_tokens": 200000, "input": 2.5, "output": 15}]',
@@ -25,6 +25,11 @@ class Command(JsonCommand):
 
     def run(self, *, model, input, output, cached_input, cache_write, request, per_image, per_second, tiers, free, **_):
         _require_catalog_model(model)
+        prices = {"--input": input, "--output": output, "--cached-input": cached_input, "--cache-write": cache_write,
+                  "--request": request, "--per-image": per_image, "--per-second": per_second, "--tiers": tiers}
+        priced = [flag for flag, value in prices.items() if value is not None]
+        if free and priced:
+            raise ValueError(f"--free takes no prices: leave out {', '.join(priced)}")
         parsed_tiers = None
         if tiers:
             from billing.money import parse_micros

@@ -5,7 +5,7 @@ from channels.discovery import base_url_check
 from channels.keys import keys_parse
 from channels.models import BillingClass, ProviderType
 from channels.services import channel_create, parse_model_specs
-from common.cli import JsonCommand, csv_list
+from common.cli import INT_MAX, JsonCommand, csv_list, int_arg
 
 
 class Command(JsonCommand):
@@ -21,8 +21,8 @@ class Command(JsonCommand):
                  "(requests spread over them; see docs/routing.md)",
         )
         parser.add_argument("--models", required=True, help="m1,m2[=upstream_name]")
-        parser.add_argument("--priority", type=int, default=0)
-        parser.add_argument("--weight", type=int, default=1)
+        parser.add_argument("--priority", type=int_arg(low=-INT_MAX - 1), default=0)
+        parser.add_argument("--weight", type=int_arg(low=1), default=1)
         parser.add_argument("--billing", choices=BillingClass.values, default=BillingClass.OFFICIAL)
         parser.add_argument("--groups", default="", help="tenant groups served (default: default)")
         parser.add_argument("--cost-ratio", default="1", help="operator cost relative to list price")

@@ -1,5 +1,5 @@
 from channels.services import model_set
-from common.cli import JsonCommand, csv_list
+from common.cli import JsonCommand, csv_list, int_arg
 
 
 class Command(JsonCommand):
@@ -7,8 +7,8 @@ class Command(JsonCommand):
 
     def add_args(self, parser) -> None:
         parser.add_argument("model")
-        parser.add_argument("--context-window", type=int)
-        parser.add_argument("--max-output", type=int, help="tokens reserved when a request has no max_tokens")
+        parser.add_argument("--context-window", type=int_arg(low=1))
+        parser.add_argument("--max-output", type=int_arg(low=1), help="tokens reserved when a request has no max_tokens")
         parser.add_argument("--aliases", help="a,b (replaces the current aliases)")
         visibility = parser.add_mutually_exclusive_group()
         visibility.add_argument("--hidden", action="store_true", default=None, help="leave it out of /v1/models")

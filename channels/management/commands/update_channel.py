@@ -1,7 +1,7 @@
 from channels.models import BillingClass
 from channels.selectors import channel_describe, channel_get
 from channels.services import channel_update, parse_model_specs
-from common.cli import JsonCommand, csv_list
+from common.cli import INT_MAX, JsonCommand, csv_list, int_arg
 
 
 class Command(JsonCommand):
@@ -13,8 +13,8 @@ class Command(JsonCommand):
         parser.add_argument("--base-url")
         parser.add_argument("--brand")
         parser.add_argument("--models", help="the full new list m1,m2[=upstream_name]")
-        parser.add_argument("--priority", type=int)
-        parser.add_argument("--weight", type=int)
+        parser.add_argument("--priority", type=int_arg(low=-INT_MAX - 1))
+        parser.add_argument("--weight", type=int_arg(low=1))
         parser.add_argument("--billing", choices=BillingClass.values)
         parser.add_argument("--groups", help="g1,g2")
         parser.add_argument("--cost-ratio")
