@@ -157,13 +157,12 @@ def _check_limits(*, allowed_ips=None, **limits) -> None:
 
 
 def _check_key_fields(*, allowed_models=None, expires_at: datetime | None = None, mode: str | None = None) -> None:
-    """What a key may be given, on every path (API, CLI, portal, admin): catalog models, an
-    expiry still ahead, a known routing mode."""
+    """What a key may be given, on every path (API, CLI, portal, admin): catalog models and a
+    known routing mode. An expiry already past is accepted: the key is refused as expired from
+    its first request (what an operator scripting an expired key for a check expects)."""
     unknown = sorted(set(allowed_models or ()) - model_ids_existing(ids=list(allowed_models or ())))
     if unknown:
         raise InvalidInput(f"unknown model(s): {', '.join(unknown)} (public model ids of the catalog)")
-    if expires_at is not None and expires_at <= timezone.now():
-        raise InvalidInput("expires_at must be in the future")
     if mode and mode not in MODES:
         raise InvalidInput(f"unknown routing mode {mode!r}; one of {', '.join(MODES)}")
 

@@ -6,7 +6,6 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from billing.selectors import group_exists
 from common.decimals import decimal_for_field
 from observability.selectors import channel_has_history
 from providers.brands import RESPONSES_OPTION
@@ -125,14 +124,13 @@ def credential_text(api_key: str | list[str] | tuple[str, ...] | None) -> str:
 
 
 def _groups_checked(groups: list[str] | None) -> list[str]:
-    """The tenant groups a channel serves (none given: `default`); each must exist, as a tenant's must."""
+    """The tenant groups a channel serves (none given: `default`). A group not made yet is
+    accepted: a channel may be set up for a group before its tenants arrive (a tenant's own group
+    must exist, accounts.services)."""
     if groups is None:
         return ["default"]
     if not groups or any(not g or not g.replace("-", "").replace("_", "").isalnum() for g in groups):
         raise ValueError("groups must be a non-empty list of letters, digits, - or _")
-    unknown = [g for g in dict.fromkeys(groups) if not group_exists(name=g)]
-    if unknown:
-        raise ValueError(f"unknown group(s) {', '.join(unknown)}: groups are made in the admin (billing > groups) or with set_group")
     return groups
 
 
