@@ -293,10 +293,7 @@ def group_set(*, name: str, ratio: str | Decimal | None = None, mode: str | None
     """A price group's ratio (every price times it) and, optionally, its default routing mode."""
     values: dict = {}
     if ratio is not None:
-        ratio = Decimal(str(ratio))
-        if not ratio.is_finite() or ratio < 0:
-            raise ValueError("group ratio must be a non-negative number")
-        values["ratio"] = ratio
+        values["ratio"] = decimal_for_field(ratio, field=Group._meta.get_field("ratio"), what="group ratio", minimum=Decimal(0))
     if mode is not None:
         if mode and mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")

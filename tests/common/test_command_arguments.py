@@ -204,3 +204,8 @@ def test_refusals_reach_the_shell_as_one_line_and_exit_non_zero():
         assert result.returncode != 0, args
         assert result.stdout == "", args
         assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+
+
+@pytest.mark.parametrize("ratio", ["1e30", "1000000", "0.00001", "-1"])
+def test_set_group_refuses_a_ratio_its_column_cannot_hold(capsys, ratio):
+    assert refused(capsys, "set_group", "default", f"--ratio={ratio}").startswith("group ratio ")
