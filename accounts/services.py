@@ -149,6 +149,8 @@ def _check_limits(*, allowed_ips=None, **limits) -> None:
     for label, value in limits.items():
         if value is not None and value < 0:
             raise InvalidInput(f"{label.replace('_micros', '').replace('_', ' ')} must not be negative")
+        if value == 0 and label in ("rpm", "tpm"):  # the relay reads 0 as no limit: the opposite of what was asked
+            raise InvalidInput(f"{label} must be at least 1 (leave it out for no limit)")
     for cidr in allowed_ips or ():
         try:
             ipaddress.ip_network(cidr, strict=False)
