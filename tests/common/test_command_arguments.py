@@ -167,6 +167,15 @@ def test_set_price_refuses_an_empty_price_or_prices_with_free(capsys, args):
     refused(capsys, "set_price", "gpt-4o-mini", *args)
 
 
+def test_set_price_free_with_prices_of_zero_is_free():
+    """The contract's synopsis names --input and --output beside [--free]: zeros with it agree."""
+    import json
+
+    out = StringIO()
+    call_command("set_price", "gpt-4o-mini", "--input", "0", "--output", "0.0", "--free", "--json", stdout=out)
+    assert json.loads(out.getvalue())["free"] is True
+
+
 @pytest.mark.parametrize(
     "args",
     [

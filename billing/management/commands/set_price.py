@@ -1,4 +1,5 @@
 import json
+from decimal import Decimal, InvalidOperation
 
 from billing.services import price_set
 from channels.selectors import model_owning
@@ -27,9 +28,13 @@ class Command(JsonCommand):
         _require_catalog_model(model)
         prices = {"--input": input, "--output": output, "--cached-input": cached_input, "--cache-write": cache_write,
                   "--request": request, "--per-image": per_image, "--per-second": per_second, "--tiers": tiers}
-        priced = [flag for flag, value in prices.items() if value is not None]
+        # --free with prices of 0 (`--input 0 --output 0 --free`) says one thing twice; a price
+        # above 0 beside it contradicts it
+        priced = [flag for flag, value in prices.items() if value is not None and not _is_zero(value)]
         if free and priced:
-            raise ValueError(f"--free takes no prices: leave out {', '.join(priced)}")
+            raise ValueError(f"--free takes no prices above 0: leave out {', '.join(priced)}")
+        if free:
+            input = output = cached_input = cache_write = request = per_image = per_second = tiers = None
         parsed_tiers = None
         if tiers:
             from billing.money import parse_micros
@@ -81,3 +86,10 @@ def _require_catalog_model(public_id: str) -> None:
         raise ValueError(f"unknown model {public_id!r}: add it first with set_model or add_channel")
     if owner[1]:
         raise ValueError(f"{public_id!r} is an alias of {owner[0]!r}: set the price of {owner[0]!r}")
+
+
+def _is_zero(text: str) -> bool:
+    try:
+        return Decimal(text.strip()) == 0
+    except (InvalidOperation, AttributeError):
+        return False
