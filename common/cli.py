@@ -102,7 +102,7 @@ def cli_actor() -> str:
     return f"cli:{user}"
 
 
-def _below_error(record: logging.LogRecord) -> bool:
+def _error_or_worse(record: logging.LogRecord) -> bool:
     return record.levelno >= logging.ERROR
 
 
@@ -112,12 +112,12 @@ def _console_errors_only(*, unless: bool):
     handlers (a test's capture, a file) still get them."""
     consoles = [] if unless else [h for h in logging.getLogger().handlers if h.get_name() == CONSOLE_HANDLER]
     for handler in consoles:
-        handler.addFilter(_below_error)
+        handler.addFilter(_error_or_worse)
     try:
         yield
     finally:
         for handler in consoles:
-            handler.removeFilter(_below_error)
+            handler.removeFilter(_error_or_worse)
 
 
 CONSOLE_HANDLER = "console"  # the stderr handler's name in observability.logs.logging_config
