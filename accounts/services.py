@@ -82,7 +82,7 @@ def api_key_create(
 ) -> tuple[ApiKey, str]:
     """Make a key; returns it and its secret, which is never stored and never shown again."""
     _check_limits(rpm=rpm, tpm=tpm, daily_cap_micros=daily_cap_micros, monthly_cap_micros=monthly_cap_micros, allowed_ips=allowed_ips)
-    _check_key_fields(allowed_models=allowed_models, expires_at=expires_at, mode=mode)
+    _check_key_fields(allowed_models=allowed_models, mode=mode)
     secret = KEY_PREFIX + secrets.token_urlsafe(36)
     key = ApiKey.objects.create(
         tenant=tenant,
@@ -158,7 +158,7 @@ def _check_limits(*, allowed_ips=None, **limits) -> None:
             raise InvalidInput(f"{cidr!r} is not an IP address or CIDR") from None
 
 
-def _check_key_fields(*, allowed_models=None, expires_at: datetime | None = None, mode: str | None = None) -> None:
+def _check_key_fields(*, allowed_models=None, mode: str | None = None) -> None:
     """What a key may be given, on every path (API, CLI, portal, admin): catalog models and a
     known routing mode. An expiry already past is accepted: the key is refused as expired from
     its first request (what an operator scripting an expired key for a check expects)."""
@@ -183,10 +183,9 @@ def api_key_update(*, key: ApiKey, **fields) -> ApiKey:
         allowed_ips=fields.get("allowed_ips"),
         **{k: fields[k] for k in ("rpm", "tpm", "daily_cap_micros", "monthly_cap_micros") if k in fields},
     )
-    # only what changes: a key whose model left the catalog, or whose date passed, can still be renamed
+    # only what changes: a key whose model has left the catalog can still be renamed
     _check_key_fields(
         allowed_models=sorted(set(fields.get("allowed_models") or ()) - set(key.allowed_models or ())),
-        expires_at=fields["expires_at"] if "expires_at" in fields and fields["expires_at"] != key.expires_at else None,
         mode=fields.get("mode"),
     )
     for name, value in fields.items():
