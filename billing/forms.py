@@ -1,18 +1,15 @@
 """The portal's money input: `MicrosField`, and the top-up and low-balance alert forms built on it.
 
-Text becomes money in `billing.money.parse_micros`; `MicrosField` screens the text first, so
-that what reaches a service fits a BIGINT column and converts at once. Its bound is
-`money.MAX_MICROS` (a billion currency units), which parse_micros holds everywhere too; the
-screen comes first so that the form can say so before its length check.
+Text becomes money in `billing.money.parse_micros`, which also holds the bound (`MAX_MICROS`, a
+billion currency units) before converting; `MicrosField` adds what only a form needs: ASCII
+text, a length a person could type, a lower bound per field.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
-
 from django import forms
 
-from .money import MAX_MICROS, format_micros, parse_micros
+from .money import format_micros, parse_micros
 
 # '-1000000000.000000' is 18 characters; past 28 significant digits Decimal's context would
 # round the text before parse_micros could see its decimal places
@@ -21,11 +18,11 @@ MAX_AMOUNT_CHARS = 24
 
 class MicrosField(forms.CharField):
     """An amount typed in currency units ('2.5'), cleaned to integer micros (2_500_000); empty
-    is None. `what` names it in errors. Beyond ±`max_micros` it is refused before conversion;
-    `min_micros` None leaves the lower bound to the service, whose message says more."""
+    is None. `what` names it in errors. `min_micros` None leaves the lower bound to the
+    service, whose message says more."""
 
-    def __init__(self, *, what: str, min_micros: int | None = None, max_micros: int = MAX_MICROS, **kwargs) -> None:
-        self.what, self.min_micros, self.max_micros = what, min_micros, max_micros
+    def __init__(self, *, what: str, min_micros: int | None = None, **kwargs) -> None:
+        self.what, self.min_micros = what, min_micros
         super().__init__(**kwargs)
 
     def to_python(self, value) -> int | None:
@@ -34,12 +31,6 @@ class MicrosField(forms.CharField):
             return None
         if not text.isascii():  # Decimal would take '٣' or '１' for digits
             raise forms.ValidationError(f"{self.what} {text[:MAX_AMOUNT_CHARS]!r} is not a number")
-        try:
-            amount = Decimal(text)
-        except InvalidOperation:
-            amount = None  # parse_micros says why
-        if amount is not None and amount.is_finite() and amount.copy_abs() > Decimal(self.max_micros).scaleb(-6):
-            raise forms.ValidationError(f"{self.what} must be at most {format_micros(self.max_micros)}")
         if len(text) > MAX_AMOUNT_CHARS:
             raise forms.ValidationError(f"{self.what} is longer than {MAX_AMOUNT_CHARS} characters")
         try:
