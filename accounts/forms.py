@@ -3,11 +3,9 @@ from __future__ import annotations
 from django import forms
 
 from billing.forms import MicrosField
+from common.cli import INT_MAX
 
 from .models import Invitation, Membership
-
-# rpm and tpm are PositiveIntegerFields: PostgreSQL's integer, the management API's bound too
-MAX_RATE = 2**31 - 1
 
 
 def _list(text: str) -> list[str]:
@@ -17,8 +15,8 @@ def _list(text: str) -> list[str]:
 class ApiKeyForm(forms.Form):
     name = forms.CharField(max_length=100, required=False, help_text="So you can tell your keys apart.")
     models = forms.CharField(required=False, help_text="Comma-separated model ids this key may use; empty: every model.")
-    rpm = forms.IntegerField(label="Requests per minute", min_value=1, max_value=MAX_RATE, required=False, help_text="Empty: no limit.")
-    tpm = forms.IntegerField(label="Tokens per minute", min_value=1, max_value=MAX_RATE, required=False, help_text="Empty: no limit.")
+    rpm = forms.IntegerField(label="Requests per minute", min_value=1, max_value=INT_MAX, required=False, help_text="Empty: no limit.")
+    tpm = forms.IntegerField(label="Tokens per minute", min_value=1, max_value=INT_MAX, required=False, help_text="Empty: no limit.")
     daily_cap = MicrosField(what="a cap", min_micros=0, label="Daily spending cap (USD)", required=False, help_text="Empty: no cap.")
     monthly_cap = MicrosField(what="a cap", min_micros=0, label="Monthly spending cap (USD)", required=False, help_text="Empty: no cap.")
     expires_at = forms.DateTimeField(
